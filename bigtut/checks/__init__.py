@@ -1,0 +1,12 @@
+"""Exercise checkers.
+
+Each notebook exercise ends with a call such as ``check_softmax(softmax)``. A checker compares the student's
+function or class with the course's reference on fresh random inputs and either prints one line starting
+with ``PASS`` or raises ``AssertionError`` saying which input was used, what was expected and what came back.
+
+The protocol lives in :mod:`bigtut.checks.core`; the checkers of chapter NN live in ``bigtut.checks.chNN``.
+"""
+
+from bigtut.checks.core import CheckFailure, assert_close, check_function, passed
+
+__all__ = ["CheckFailure", "assert_close", "check_function", "passed"]

@@ -1,0 +1,17 @@
+"""Offline data for the course: corpora, labelled text, tabular sets and generated tasks.
+
+=============================  ======================================================
+``python_docs_corpus``         Python's reference documentation as text (pretraining)
+``docstring_splits``           stdlib docstrings labelled by module family (fine-tuning, explanations)
+``breast_cancer``, ``digits``  scikit-learn's bundled tabular/image sets
+=============================  ======================================================
+"""
+
+from bigtut.data.corpus import python_docs_corpus, python_docs_topics, train_val_split
+from bigtut.data.docstrings import LABELS, Docstring, docstring_dataset, docstring_splits
+from bigtut.data.tabular import TabularSplit, breast_cancer, digits
+
+__all__ = [
+    "LABELS", "Docstring", "TabularSplit", "breast_cancer", "digits", "docstring_dataset", "docstring_splits",
+    "python_docs_corpus", "python_docs_topics", "train_val_split",
+]
