@@ -7,6 +7,7 @@
 =============================  ======================================================
 """
 
+from bigtut.data.batching import encode_texts, minibatches, random_lm_batch, sequential_lm_batches
 from bigtut.data.corpus import python_docs_corpus, python_docs_topics, train_val_split
 from bigtut.data.docstrings import LABELS, Docstring, docstring_dataset, docstring_splits
 from bigtut.data.tabular import TabularSplit, breast_cancer, digits
@@ -14,4 +15,5 @@ from bigtut.data.tabular import TabularSplit, breast_cancer, digits
 __all__ = [
     "LABELS", "Docstring", "TabularSplit", "breast_cancer", "digits", "docstring_dataset", "docstring_splits",
     "python_docs_corpus", "python_docs_topics", "train_val_split",
+    "encode_texts", "minibatches", "random_lm_batch", "sequential_lm_batches",
 ]

@@ -97,7 +97,7 @@ def docstring_dataset() -> tuple[Docstring, ...]:
             (label,) = labels
             per_family[label].append(Docstring(doc, label, source_of[doc]))
     examples: list[Docstring] = []
-    for label, items in per_family.items():
+    for items in per_family.values():
         items.sort(key=lambda d: _stable_key(d.source))  # a fixed pseudo-random order
         examples.extend(items[:MAX_PER_FAMILY])
     examples.sort(key=lambda d: _stable_key(d.source + d.text))

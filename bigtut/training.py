@@ -1,0 +1,193 @@
+"""A small, readable training loop with a progress bar, loss history, clipping, a learning-rate schedule,
+and checkpoints in safetensors.
+
+The loop is deliberately plain — the same five lines every chapter uses::
+
+    loss = loss_fn(model, batch)      # forward
+    optimizer.zero_grad()
+    loss.backward()                   # backward
+    clip_grad_norm_(...)              # optional
+    optimizer.step(); scheduler.step()
+
+``loss_fn(model, batch) -> scalar tensor`` is the only thing a chapter has to write.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from bigtut.runtime import get_device
+
+__all__ = ["History", "evaluate", "fit", "load_checkpoint", "lr_lambda", "move_to", "save_checkpoint"]
+
+LossFn = Callable[[nn.Module, Any], torch.Tensor]
+
+
+@dataclass
+class History:
+    """What :func:`fit` recorded: training loss at every step, validation loss every ``eval_every`` steps."""
+
+    step: list[int] = field(default_factory=list)
+    train_loss: list[float] = field(default_factory=list)
+    val_step: list[int] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def smoothed_train_loss(self, window: int = 50) -> list[float]:
+        """Running mean of the training loss over the last ``window`` steps (for readable curves)."""
+        out, total = [], 0.0
+        for i, value in enumerate(self.train_loss):
+            total += value - (self.train_loss[i - window] if i >= window else 0.0)
+            out.append(total / min(i + 1, window))
+        return out
+
+
+def move_to(batch: Any, device: torch.device) -> Any:
+    """Move a tensor, or the tensors inside a tuple/list/dict, to ``device``."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device)
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(move_to(b, device) for b in batch)
+    if isinstance(batch, dict):
+        return {k: move_to(v, device) for k, v in batch.items()}
+    return batch
+
+
+def lr_lambda(schedule: str, steps: int, warmup_steps: int = 0) -> Callable[[int], float]:
+    """Learning-rate multiplier per step: linear warm-up, then ``"constant"`` or ``"cosine"`` decay to 10 %."""
+    if schedule not in ("constant", "cosine"):
+        raise ValueError(f"schedule must be 'constant' or 'cosine', got {schedule!r}")
+    if not 0 <= warmup_steps < max(steps, 1):
+        raise ValueError(f"warmup_steps must lie in [0, steps={steps}), got {warmup_steps}")
+
+    def multiplier(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        if schedule == "constant":
+            return 1.0
+        progress = (step - warmup_steps) / max(1, steps - warmup_steps)
+        return 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+    return multiplier
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loss_fn: LossFn, batches: Iterable, device: torch.device | None = None) -> float:
+    """Mean of ``loss_fn`` over ``batches`` in eval mode without gradients (the model's mode is restored)."""
+    device = device or next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    losses = [float(loss_fn(model, move_to(b, device))) for b in batches]
+    model.train(was_training)
+    if not losses:
+        raise ValueError("evaluate() got no batches")
+    return sum(losses) / len(losses)
+
+
+def _batch_source(train_batches: Callable[[], Any] | Iterable) -> Callable[[], Any]:
+    if callable(train_batches):
+        return train_batches
+    cycle = itertools.cycle(train_batches)  # an iterable (a DataLoader, a list) is repeated as needed
+    return lambda: next(cycle)
+
+
+def fit(
+    model: nn.Module,
+    loss_fn: LossFn,
+    train_batches: Callable[[], Any] | Iterable,
+    *,
+    steps: int,
+    lr: float = 3e-4,
+    optimizer: torch.optim.Optimizer | None = None,
+    weight_decay: float = 0.0,
+    val_batches: Iterable | Callable[[], Iterable] | None = None,
+    eval_every: int = 100,
+    grad_clip: float | None = None,
+    warmup_steps: int = 0,
+    schedule: str = "constant",
+    device: torch.device | str | None = None,
+    desc: str = "train",
+    progress: bool = True,
+) -> History:
+    """Train ``model`` for ``steps`` optimizer steps and return the loss :class:`History`.
+
+    Args:
+        loss_fn: ``loss_fn(model, batch) -> scalar loss``; the batch is already on ``device``.
+        train_batches: a callable returning a fresh batch (random sampling), or an iterable that is cycled.
+        optimizer: defaults to ``AdamW(lr=lr, weight_decay=weight_decay)``.
+        val_batches: batches (or a callable returning them) for the validation loss, measured every
+            ``eval_every`` steps and after the last step.
+        grad_clip: clip the global gradient norm to this value.
+        warmup_steps, schedule: learning-rate warm-up and ``"constant"``/``"cosine"`` decay (:func:`lr_lambda`).
+    """
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a positive int, got {steps!r}")
+    if eval_every < 1:
+        raise ValueError(f"eval_every must be >= 1, got {eval_every}")
+    device = torch.device(device) if device is not None else get_device()
+    model.to(device).train()
+    optimizer = optimizer or torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(schedule, steps, warmup_steps))
+    next_batch = _batch_source(train_batches)
+    history = History()
+
+    def validate(step: int) -> None:
+        batches = val_batches() if callable(val_batches) else val_batches
+        history.val_step.append(step)
+        history.val_loss.append(evaluate(model, loss_fn, batches, device))
+        model.train()
+
+    start = time.perf_counter()
+    bar = tqdm(range(1, steps + 1), desc=desc, disable=not progress, mininterval=0.5)
+    for step in bar:
+        loss = loss_fn(model, move_to(next_batch(), device))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        optimizer.step()
+        scheduler.step()
+        history.step.append(step)
+        history.train_loss.append(loss.item())
+        if val_batches is not None and (step % eval_every == 0 or step == steps):
+            validate(step)
+        if step % 10 == 0 or step == steps:
+            postfix = {"loss": f"{history.smoothed_train_loss(20)[-1]:.3f}"}
+            if history.val_loss:
+                postfix["val"] = f"{history.val_loss[-1]:.3f}"
+            bar.set_postfix(postfix, refresh=False)
+    history.seconds = time.perf_counter() - start
+    model.eval()
+    return history
+
+
+def save_checkpoint(model: nn.Module, path: str | Path, metadata: dict | None = None) -> None:
+    """Save the model's weights (safetensors) with JSON-serialisable ``metadata`` (e.g. its config)."""
+    from safetensors.torch import save_model
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    save_model(model, str(path), metadata={"bigtut": json.dumps(metadata or {})})
+
+
+def load_checkpoint(model: nn.Module, path: str | Path) -> dict:
+    """Load weights saved by :func:`save_checkpoint` into ``model`` (shapes must match); return the metadata.
+
+    safetensors holds only tensors, so loading a file can never run code (unlike unpickling).
+    """
+    from safetensors import safe_open
+    from safetensors.torch import load_model
+
+    load_model(model, str(path), strict=True)  # raises if names or shapes differ
+    with safe_open(str(path), framework="pt") as f:
+        return json.loads((f.metadata() or {}).get("bigtut", "{}"))
