@@ -12,6 +12,7 @@ Mask convention (the same as ``torch.nn.functional.scaled_dot_product_attention`
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -85,6 +86,9 @@ def scaled_dot_product_attention(
         ``(output, weights)``: output ``(..., Lq, d_v)`` and the weights ``(..., Lq, Lk)`` (before dropout).
         Rows whose every key is masked give zero weights and a zero output.
     """
+    if min(q.dim(), k.dim(), v.dim()) < 2:
+        raise ValueError(f"q, k and v need at least 2 dims (..., L, d): q {tuple(q.shape)}, k {tuple(k.shape)}, "
+                         f"v {tuple(v.shape)}")
     if q.shape[-1] != k.shape[-1]:
         raise ValueError(f"q and k need the same feature size d_k: q {tuple(q.shape)}, k {tuple(k.shape)}")
     if k.shape[-2] != v.shape[-2]:
@@ -168,6 +172,7 @@ class MultiHeadAttention(nn.Module):
         mask: torch.Tensor | None = None,
         need_weights: bool = True,
         cache: KVCache | None = None,
+        rotary: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Attend from ``query`` positions to ``key``/``value`` positions.
 
@@ -178,6 +183,9 @@ class MultiHeadAttention(nn.Module):
                 cached positions too.
             need_weights: return the per-head weights (uses the explicit path).
             cache: a :class:`KVCache` to read earlier keys/values from and append this call's to.
+            rotary: optional rotary position embedding (e.g. :class:`bigtut.positional.RotaryEmbedding` of
+                width ``d_head``), called as ``rotary(x, offset)`` on the queries and keys of every head;
+                ``offset`` is the number of cached positions (0 without a cache).
 
         Returns:
             ``(output, weights)``: output ``(B, Lq, d_model)``; weights ``(B, h, Lq, Lk)`` or ``None`` when
@@ -185,13 +193,19 @@ class MultiHeadAttention(nn.Module):
         """
         if query.dim() != 3 or query.shape[-1] != self.d_model:
             raise ValueError(f"query must be (B, Lq, d_model={self.d_model}), got {tuple(query.shape)}")
-        if key.shape[-1] != self.d_model or value.shape[-1] != self.d_model:
-            raise ValueError(f"key and value must end in d_model={self.d_model}, got key {tuple(key.shape)}, "
-                             f"value {tuple(value.shape)}")
+        if key.dim() != 3 or key.shape[-1] != self.d_model or key.shape != value.shape:
+            raise ValueError(f"key and value must both be (B, Lk, d_model={self.d_model}), got key "
+                             f"{tuple(key.shape)}, value {tuple(value.shape)}")
+        if key.shape[0] != query.shape[0]:
+            raise ValueError(f"query and key need the same batch size B: query {tuple(query.shape)}, "
+                             f"key {tuple(key.shape)}")
         # 1) project, then split d_model into h heads of d_head
         q = self.split_heads(self.q_proj(query))  # (B, h, Lq, d_head)
         k = self.split_heads(self.k_proj(key))  # (B, h, Lk, d_head)
         v = self.split_heads(self.v_proj(value))  # (B, h, Lk, d_head)
+        if rotary is not None:  # positions offset by what the cache already holds
+            offset = cache.length if cache is not None else 0
+            q, k = rotary(q, offset), rotary(k, offset)  # (B, h, Lq, d_head), (B, h, Lk, d_head)
         if cache is not None:
             k, v = cache.update(k, v)  # (B, h, T_cached + Lk, d_head)
         # 2) a (B, Lq, Lk) mask gets a head axis so it broadcasts over heads

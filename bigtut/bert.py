@@ -1,0 +1,474 @@
+"""BERT, read top to bottom: embeddings, post-LN encoder blocks, pooler, the pretraining and classification
+heads, masked-token corruption, weight exchange with Hugging Face, and the recipe the later chapters reuse.
+
+Shape legend used in every comment:
+    B  batch size    L  sequence length    d  d_model    h  heads    V  vocabulary size    C  classes
+
+Conventions shared with Hugging Face, so numbers can be compared one to one:
+
+* ``attention_mask`` is ``(B, L)``, 1/True at real tokens and 0/False at padding. ``None`` means "attend to
+  every position" (as in HF): pass the mask whenever a batch is padded.
+* ``token_type_ids`` (segment ids) are 0 for sentence A (and [CLS]) and 1 for sentence B.
+* MLM labels are the original id at the selected positions and ``-100`` elsewhere (the ``ignore_index`` of
+  ``torch.nn.functional.cross_entropy``); the NSP label is 0 when B really follows A, 1 when B is random.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bigtut.attention import MultiHeadAttention
+
+__all__ = [
+    "SPECIAL_TOKENS", "Bert", "BertConfig", "BertForPreTraining", "BertForSequenceClassification", "BertOutput",
+    "BertRecipe", "BertVocab", "TrainedBert", "bert_from_hf", "bert_to_hf", "classify", "encode_for_classifier",
+    "mask_tokens", "pretraining_loss", "train_docstring_classifier",
+]
+
+#: The special tokens of the course's BERT tokenizers, in id order: [PAD] is id 0, as in Hugging Face.
+SPECIAL_TOKENS = ("[PAD]", "[CLS]", "[SEP]", "[MASK]")
+IGNORE_INDEX = -100  # label of positions the MLM loss skips
+
+
+@dataclass
+class BertConfig:
+    """Sizes of a BERT model. The defaults are the course's small character-level model."""
+
+    vocab_size: int = 128  # V: number of token ids
+    max_len: int = 128  # longest input (number of learned position embeddings)
+    type_vocab_size: int = 2  # number of segments (A, B)
+    d_model: int = 128  # width of every hidden state
+    num_layers: int = 2  # encoder blocks
+    num_heads: int = 4  # attention heads per block
+    d_ff: int = 512  # hidden width of the feed-forward sub-layer
+    dropout: float = 0.1  # on embeddings, sub-layer outputs and the classifier input
+    attention_dropout: float = 0.1  # on attention weights
+    layer_norm_eps: float = 1e-12  # BERT's LayerNorm epsilon
+    pad_id: int = 0  # id of [PAD]
+    num_labels: int = 2  # classes of BertForSequenceClassification
+
+    def __post_init__(self):
+        for name in ("vocab_size", "max_len", "type_vocab_size", "d_model", "num_layers", "num_heads", "d_ff",
+                     "num_labels"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"BertConfig.{name} must be a positive int, got {value!r}")
+        if self.d_model % self.num_heads:
+            raise ValueError(f"d_model={self.d_model} is not divisible by num_heads={self.num_heads}")
+        for name in ("dropout", "attention_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"BertConfig.{name} must lie in [0, 1), got {getattr(self, name)}")
+        if not self.layer_norm_eps > 0:
+            raise ValueError(f"layer_norm_eps must be positive, got {self.layer_norm_eps}")
+        if not 0 <= self.pad_id < self.vocab_size:
+            raise ValueError(f"pad_id={self.pad_id} must be a valid id in [0, vocab_size={self.vocab_size})")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The encoder
+# ----------------------------------------------------------------------------------------------------------
+
+
+class BertEmbeddings(nn.Module):
+    """token + position + segment embeddings, then LayerNorm and dropout."""
+
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.token = nn.Embedding(config.vocab_size, config.d_model)
+        self.position = nn.Embedding(config.max_len, config.d_model)
+        self.segment = nn.Embedding(config.type_vocab_size, config.d_model)
+        self.norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, inputs_embeds: torch.Tensor, token_type_ids: torch.Tensor) -> torch.Tensor:
+        """``inputs_embeds`` ``(B, L, d)`` (token embeddings), ``token_type_ids`` ``(B, L)`` -> ``(B, L, d)``."""
+        positions = torch.arange(inputs_embeds.shape[1], device=inputs_embeds.device)  # (L,)
+        x = inputs_embeds + self.position(positions) + self.segment(token_type_ids)  # (B, L, d)
+        return self.dropout(self.norm(x))  # (B, L, d)
+
+
+class BertLayer(nn.Module):
+    """One post-LN encoder block: ``x = LN(x + Attn(x))``, then ``x = LN(x + W2 GELU(W1 x))``."""
+
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.attn = MultiHeadAttention(config.d_model, config.num_heads, dropout=config.attention_dropout)
+        self.attn_norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
+        self.ff_in = nn.Linear(config.d_model, config.d_ff)
+        self.ff_out = nn.Linear(config.d_ff, config.d_model)
+        self.ff_norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, need_weights: bool = False):
+        """``x`` ``(B, L, d)``, ``mask`` bool ``(B, 1, 1, L)`` -> ``((B, L, d), weights (B, h, L, L) | None)``."""
+        attended, weights = self.attn(x, x, x, mask=mask, need_weights=need_weights)  # (B, L, d)
+        x = self.attn_norm(x + self.dropout(attended))  # (B, L, d): residual, then LayerNorm (post-LN)
+        hidden = F.gelu(self.ff_in(x))  # (B, L, d_ff): exact (erf) GELU
+        x = self.ff_norm(x + self.dropout(self.ff_out(hidden)))  # (B, L, d)
+        return x, weights
+
+
+class BertOutput(NamedTuple):
+    """What :class:`Bert` returns: ``hidden`` ``(B, L, d)``, ``pooled`` ``(B, d)`` (from [CLS]) and, on
+    request, ``attentions``: one ``(B, h, L, L)`` tensor per layer."""
+
+    hidden: torch.Tensor
+    pooled: torch.Tensor
+    attentions: list[torch.Tensor] | None = None
+
+
+class Bert(nn.Module):
+    """The BERT encoder: embeddings, ``num_layers`` post-LN blocks, and the tanh pooler over [CLS]."""
+
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.config = config
+        self.embeddings = BertEmbeddings(config)
+        self.layers = nn.ModuleList(BertLayer(config) for _ in range(config.num_layers))
+        self.pooler = nn.Linear(config.d_model, config.d_model)
+        self.apply(_init_weights)
+
+    def input_embeddings(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Token embeddings ``(B, L, d)`` of ``input_ids`` ``(B, L)``: what ``inputs_embeds=`` expects."""
+        self._check_ids(input_ids, self.config.vocab_size, "input_ids")
+        return self.embeddings.token(input_ids)  # (B, L, d)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        *,
+        inputs_embeds: torch.Tensor | None = None,
+        return_attention: bool = False,
+    ) -> BertOutput:
+        """Encode a batch.
+
+        Args:
+            input_ids: ``(B, L)`` ids in ``[0, vocab_size)``; give either these or ``inputs_embeds``.
+            token_type_ids: ``(B, L)`` segment ids (default all 0).
+            attention_mask: ``(B, L)`` bool or 0/1, True/1 at real tokens (default: all real).
+            inputs_embeds: ``(B, L, d)`` precomputed token embeddings (e.g. scaled ones for Integrated
+                Gradients); position and segment embeddings are still added here.
+            return_attention: also return every layer's attention weights ``(B, h, L, L)``.
+        """
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("give exactly one of input_ids (B, L) and inputs_embeds (B, L, d)")
+        if inputs_embeds is None:
+            inputs_embeds = self.input_embeddings(input_ids)  # (B, L, d)
+        if inputs_embeds.dim() != 3 or inputs_embeds.shape[-1] != self.config.d_model:
+            raise ValueError(f"inputs_embeds must be (B, L, d_model={self.config.d_model}), "
+                             f"got {tuple(inputs_embeds.shape)}")
+        B, L, _ = inputs_embeds.shape
+        if L > self.config.max_len:
+            raise ValueError(f"sequence length {L} exceeds max_len={self.config.max_len}")
+        if token_type_ids is None:
+            token_type_ids = torch.zeros(B, L, dtype=torch.long, device=inputs_embeds.device)  # (B, L)
+        self._check_shape(token_type_ids, (B, L), "token_type_ids")
+        self._check_ids(token_type_ids, self.config.type_vocab_size, "token_type_ids")
+        mask = None
+        if attention_mask is not None:
+            self._check_shape(attention_mask, (B, L), "attention_mask")
+            mask = (attention_mask != 0)[:, None, None, :]  # (B, 1, 1, L): every query sees the real keys
+        x = self.embeddings(inputs_embeds, token_type_ids)  # (B, L, d)
+        attentions = []
+        for layer in self.layers:
+            x, weights = layer(x, mask, need_weights=return_attention)  # (B, L, d), (B, h, L, L) | None
+            attentions.append(weights)
+        pooled = torch.tanh(self.pooler(x[:, 0]))  # (B, d): the [CLS] position
+        return BertOutput(x, pooled, attentions if return_attention else None)
+
+    @staticmethod
+    def _check_shape(t: torch.Tensor, shape: tuple[int, int], name: str) -> None:
+        if tuple(t.shape) != shape:
+            raise ValueError(f"{name} must have shape (B, L) = {shape}, got {tuple(t.shape)}")
+
+    @staticmethod
+    def _check_ids(ids: torch.Tensor, size: int, name: str) -> None:
+        if ids.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8) or ids.dim() != 2:
+            raise ValueError(f"{name} must be a 2-D integer tensor (B, L), got {ids.dtype} {tuple(ids.shape)}")
+        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= size):
+            raise ValueError(f"{name} must lie in [0, {size}), got values from {int(ids.min())} to "
+                             f"{int(ids.max())}")
+
+
+def _init_weights(module: nn.Module, std: float = 0.02) -> None:
+    """BERT's initialisation: N(0, 0.02) weights, zero biases, LayerNorm at identity."""
+    if isinstance(module, (nn.Linear, nn.Embedding)):
+        nn.init.normal_(module.weight, std=std)
+    if isinstance(module, nn.Linear) and module.bias is not None:
+        nn.init.zeros_(module.bias)
+    if isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Heads
+# ----------------------------------------------------------------------------------------------------------
+
+
+class BertForPreTraining(nn.Module):
+    """BERT with its two pretraining heads.
+
+    * MLM: ``logits = LN(GELU(W h)) Eᵀ + b`` — the decoder reuses (ties) the token-embedding matrix ``E``.
+    * NSP: a linear layer on the pooled [CLS] vector, 2 classes (0 = B follows A, 1 = B is random).
+
+    ``forward`` returns ``(mlm_logits (B, L, V), nsp_logits (B, 2))``, plus the attention list when
+    ``return_attention=True``.
+    """
+
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.config = config
+        self.bert = Bert(config)
+        self.mlm_dense = nn.Linear(config.d_model, config.d_model)
+        self.mlm_norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
+        self.mlm_bias = nn.Parameter(torch.zeros(config.vocab_size))
+        self.nsp = nn.Linear(config.d_model, 2)
+        for module in (self.mlm_dense, self.mlm_norm, self.nsp):
+            _init_weights(module)
+
+    def forward(self, input_ids=None, token_type_ids=None, attention_mask=None, *, inputs_embeds=None,
+                return_attention=False):
+        out = self.bert(input_ids, token_type_ids, attention_mask, inputs_embeds=inputs_embeds,
+                        return_attention=return_attention)
+        h = self.mlm_norm(F.gelu(self.mlm_dense(out.hidden)))  # (B, L, d)
+        mlm_logits = h @ self.bert.embeddings.token.weight.T + self.mlm_bias  # (B, L, V): tied decoder
+        nsp_logits = self.nsp(out.pooled)  # (B, 2)
+        return (mlm_logits, nsp_logits, out.attentions) if return_attention else (mlm_logits, nsp_logits)
+
+
+class BertForSequenceClassification(nn.Module):
+    """BERT + dropout + a linear classifier on the pooled [CLS] vector.
+
+    ``forward`` returns logits ``(B, C)`` — or ``(logits, attentions)`` when ``return_attention=True``.
+    """
+
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.config = config
+        self.bert = Bert(config)
+        self.dropout = nn.Dropout(config.dropout)
+        self.classifier = nn.Linear(config.d_model, config.num_labels)
+        _init_weights(self.classifier)
+
+    def input_embeddings(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Token embeddings ``(B, L, d)``, the input of ``forward(inputs_embeds=...)``."""
+        return self.bert.input_embeddings(input_ids)
+
+    def forward(self, input_ids=None, token_type_ids=None, attention_mask=None, *, inputs_embeds=None,
+                return_attention=False):
+        out = self.bert(input_ids, token_type_ids, attention_mask, inputs_embeds=inputs_embeds,
+                        return_attention=return_attention)
+        logits = self.classifier(self.dropout(out.pooled))  # (B, C)
+        return (logits, out.attentions) if return_attention else logits
+
+
+def pretraining_loss(mlm_logits, nsp_logits, labels, nsp_labels) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(mlm_loss, nsp_loss)``: mean cross-entropies over the selected positions and over the pairs.
+
+    ``labels`` ``(B, L)`` holds ``-100`` where no prediction is asked for; HF's loss is their sum.
+    """
+    mlm = F.cross_entropy(mlm_logits.flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX)  # ()
+    nsp = F.cross_entropy(nsp_logits, nsp_labels)  # ()
+    return mlm, nsp
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Masked-language-model corruption
+# ----------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BertVocab:
+    """What :func:`mask_tokens` needs to know about a vocabulary: its size and the special ids."""
+
+    size: int
+    pad_id: int
+    cls_id: int
+    sep_id: int
+    mask_id: int
+    unk_id: int | None = None
+
+    @property
+    def special_ids(self) -> tuple[int, ...]:
+        """Ids that are never selected for prediction (and never drawn as random replacements)."""
+        ids = (self.pad_id, self.cls_id, self.sep_id, self.mask_id, self.unk_id)
+        return tuple(sorted({i for i in ids if i is not None}))
+
+    @classmethod
+    def from_tokenizer(cls, tokenizer) -> BertVocab:
+        """Read ``[PAD] [CLS] [SEP] [MASK]`` (and ``[UNK]`` if present) from a bigtut tokenizer."""
+        try:
+            ids = [tokenizer.token_to_id(t) for t in SPECIAL_TOKENS]
+        except (ValueError, KeyError, AttributeError) as err:
+            raise ValueError(f"the tokenizer needs the special tokens {SPECIAL_TOKENS}: {err}") from None
+        unk = tokenizer.token_to_id("[UNK]") if "[UNK]" in getattr(tokenizer, "special_tokens", ()) else None
+        return cls(tokenizer.vocab_size, *ids, unk_id=unk)
+
+
+def mask_tokens(ids: torch.Tensor, vocab, mask_prob: float = 0.15,
+                generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Corrupt ``ids`` for masked-language modelling with BERT's 80/10/10 rule.
+
+    Every non-special position is selected independently with probability ``mask_prob``. A selected position
+    becomes [MASK] with probability 0.8, a random non-special token with 0.1, and stays unchanged with 0.1.
+    Special tokens ([PAD], [CLS], [SEP], [MASK], [UNK]) are never selected.
+
+    Args:
+        ids: integer tensor of any shape, e.g. ``(B, L)``.
+        vocab: a :class:`BertVocab`, or a tokenizer with the special tokens (read by ``BertVocab.from_tokenizer``).
+        mask_prob: selection probability, in ``(0, 1]``.
+        generator: a seeded ``torch.Generator`` on ``ids``' device, for reproducible masks.
+
+    Returns:
+        ``(masked_ids, labels)``, both shaped like ``ids``: labels are the original ids at the selected
+        positions and ``-100`` everywhere else.
+    """
+    if not isinstance(vocab, BertVocab):
+        vocab = BertVocab.from_tokenizer(vocab)
+    if not isinstance(ids, torch.Tensor) or ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool:
+        raise ValueError(f"ids must be an integer tensor, got {type(ids).__name__} "
+                         f"{getattr(ids, 'dtype', '')}")
+    if isinstance(mask_prob, bool) or not isinstance(mask_prob, (int, float)) or not 0.0 < mask_prob <= 1.0:
+        raise ValueError(f"mask_prob must lie in (0, 1], got {mask_prob!r}")
+    if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= vocab.size):
+        raise ValueError(f"ids must lie in [0, {vocab.size}), got values from {int(ids.min())} to {int(ids.max())}")
+    ids = ids.long()
+    specials = torch.tensor(vocab.special_ids, device=ids.device)  # (S,)
+    ordinary = torch.ones(vocab.size, dtype=torch.bool, device=ids.device)  # (V,)
+    ordinary[specials] = False
+    candidates = ordinary.nonzero().squeeze(1)  # (V - S,): ids a random replacement may take
+    probs = torch.full(ids.shape, float(mask_prob), device=ids.device)  # (B, L)
+    probs[torch.isin(ids, specials)] = 0.0
+    selected = torch.bernoulli(probs, generator=generator).bool()  # (B, L)
+    labels = torch.where(selected, ids, IGNORE_INDEX)  # (B, L)
+    decide = torch.rand(ids.shape, generator=generator, device=ids.device)  # (B, L): one die per position
+    random_tokens = candidates[torch.randint(len(candidates), ids.shape, generator=generator,
+                                             device=ids.device)]  # (B, L)
+    masked = ids.clone()  # (B, L)
+    masked[selected & (decide < 0.8)] = vocab.mask_id  # 80 %: [MASK]
+    swap = selected & (decide >= 0.8) & (decide < 0.9)  # 10 %: a random token; the last 10 % stay
+    masked[swap] = random_tokens[swap]
+    return masked, labels
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Weight exchange with Hugging Face transformers
+# ----------------------------------------------------------------------------------------------------------
+
+#: Our parameter names -> Hugging Face's, for one encoder block (prefix ``layers.{i}.`` / ``encoder.layer.{i}.``).
+_LAYER_NAMES = {
+    "attn.q_proj": "attention.self.query", "attn.k_proj": "attention.self.key",
+    "attn.v_proj": "attention.self.value", "attn.out_proj": "attention.output.dense",
+    "attn_norm": "attention.output.LayerNorm", "ff_in": "intermediate.dense", "ff_out": "output.dense",
+    "ff_norm": "output.LayerNorm",
+}
+_BASE_NAMES = {
+    "embeddings.token": "embeddings.word_embeddings", "embeddings.position": "embeddings.position_embeddings",
+    "embeddings.segment": "embeddings.token_type_embeddings", "embeddings.norm": "embeddings.LayerNorm",
+    "pooler": "pooler.dense",
+}
+_HEAD_NAMES = {  # per model class: our head modules -> HF's
+    "BertForPreTraining": {"mlm_dense": "cls.predictions.transform.dense",
+                           "mlm_norm": "cls.predictions.transform.LayerNorm", "nsp": "cls.seq_relationship"},
+    "BertForSequenceClassification": {"classifier": "classifier"},
+    "Bert": {},
+}
+
+
+def _name_map(model: nn.Module) -> dict[str, str]:
+    """``{our state-dict key: HF state-dict key}`` for every tensor of ``model``."""
+    kind = type(model).__name__
+    config = model.config
+    base = "" if kind == "Bert" else "bert."
+    pairs = dict(_BASE_NAMES)
+    for i in range(config.num_layers):
+        pairs.update({f"layers.{i}.{ours}": f"encoder.layer.{i}.{theirs}" for ours, theirs in _LAYER_NAMES.items()})
+    pairs = {f"{base}{ours}": f"{base}{theirs}" for ours, theirs in pairs.items()}
+    pairs.update(_HEAD_NAMES[kind])
+    names = {f"{ours}.{p}": f"{theirs}.{p}" for ours, theirs in pairs.items() for p in ("weight", "bias")}
+    names = {k: v for k, v in names.items() if not k.startswith(f"{base}embeddings.") or k.endswith("weight")
+             or "norm" in k}  # embeddings have no bias
+    if kind == "BertForPreTraining":
+        names["mlm_bias"] = "cls.predictions.bias"
+    return names
+
+
+def _hf_config(config: BertConfig):
+    import transformers
+
+    return transformers.BertConfig(
+        vocab_size=config.vocab_size, hidden_size=config.d_model, num_hidden_layers=config.num_layers,
+        num_attention_heads=config.num_heads, intermediate_size=config.d_ff, hidden_act="gelu",
+        hidden_dropout_prob=config.dropout, attention_probs_dropout_prob=config.attention_dropout,
+        max_position_embeddings=config.max_len, type_vocab_size=config.type_vocab_size,
+        layer_norm_eps=config.layer_norm_eps, pad_token_id=config.pad_id, num_labels=config.num_labels,
+        tie_word_embeddings=True)
+
+
+def bert_to_hf(model: Bert | BertForPreTraining | BertForSequenceClassification):
+    """Copy a bigtut BERT into the matching ``transformers`` model (``BertModel``, ``BertForPreTraining`` or
+    ``BertForSequenceClassification``), in eval mode, on the same device and dtype."""
+    import transformers
+
+    kind = type(model).__name__
+    if kind not in _HEAD_NAMES:
+        raise TypeError(f"expected a bigtut Bert, BertForPreTraining or BertForSequenceClassification, got {kind}")
+    hf_class = {"Bert": transformers.BertModel}.get(kind) or getattr(transformers, kind)
+    param = next(model.parameters())
+    hf = hf_class(_hf_config(model.config)).to(device=param.device, dtype=param.dtype).eval()
+    ours = model.state_dict()
+    theirs = {hf_key: ours[key] for key, hf_key in _name_map(model).items()}
+    if kind == "BertForPreTraining":  # the tied decoder: HF keeps the names, the tensors are the same
+        theirs["cls.predictions.decoder.weight"] = ours["bert.embeddings.token.weight"]
+        theirs["cls.predictions.decoder.bias"] = ours["mlm_bias"]
+    missing, unexpected = hf.load_state_dict(theirs, strict=False)
+    missing = [k for k in missing if not k.endswith(("position_ids", "token_type_ids"))]
+    if missing or unexpected:
+        raise RuntimeError(f"weight mapping incomplete: missing {missing}, unexpected {unexpected}")
+    return hf
+
+
+def bert_from_hf(hf_model) -> Bert | BertForPreTraining | BertForSequenceClassification:
+    """Copy a ``transformers`` ``BertModel``, ``BertForPreTraining`` or ``BertForSequenceClassification`` into
+    the matching bigtut model (eval mode, same device and dtype).
+
+    Raises:
+        ValueError: the HF config uses something bigtut's BERT does not have (another activation, relative
+            positions, a decoder, a model without pooler).
+    """
+    kind = {"BertModel": "Bert"}.get(type(hf_model).__name__, type(hf_model).__name__)
+    if kind not in _HEAD_NAMES:
+        raise TypeError(f"expected a transformers BertModel, BertForPreTraining or BertForSequenceClassification, "
+                        f"got {type(hf_model).__name__}")
+    c = hf_model.config
+    if c.hidden_act != "gelu":
+        raise ValueError(f"bigtut's BERT uses exact GELU; the HF config has hidden_act={c.hidden_act!r}")
+    if getattr(c, "position_embedding_type", "absolute") != "absolute" or c.is_decoder:
+        raise ValueError("bigtut's BERT is an encoder with absolute positions; this HF config is not")
+    config = BertConfig(
+        vocab_size=c.vocab_size, max_len=c.max_position_embeddings, type_vocab_size=c.type_vocab_size,
+        d_model=c.hidden_size, num_layers=c.num_hidden_layers, num_heads=c.num_attention_heads,
+        d_ff=c.intermediate_size, dropout=c.hidden_dropout_prob, attention_dropout=c.attention_probs_dropout_prob,
+        layer_norm_eps=c.layer_norm_eps, pad_id=c.pad_token_id or 0, num_labels=c.num_labels)
+    model = {"Bert": Bert, "BertForPreTraining": BertForPreTraining,
+             "BertForSequenceClassification": BertForSequenceClassification}[kind](config)
+    theirs = hf_model.state_dict()
+    if kind == "Bert" and "pooler.dense.weight" not in theirs:
+        raise ValueError("this BertModel has no pooler (add_pooling_layer=False); bigtut's Bert always has one")
+    param = next(hf_model.parameters())
+    model.load_state_dict({key: theirs[hf_key] for key, hf_key in _name_map(model).items()})
+    return model.to(device=param.device, dtype=param.dtype).eval()

@@ -1,0 +1,402 @@
+"""GPT, read top to bottom: config, causal self-attention, block, model, sampling, KV cache, GPT-2 weights,
+pretraining on Python's documentation and fine-tuning on the docstring task.
+
+Shape legend used in every comment:
+    B  batch size     L  positions in this call     T  positions seen so far (with a KV cache)
+    V  vocabulary     d  d_model                    h  heads          C  classes
+
+A GPT models text left to right, P(x) = ∏ P(x_i | x_<i): every position predicts the next token and may
+only look at itself and the past (a causal mask). Module names follow the GPT-2 checkpoint's layout
+(embeddings, ``blocks[i].ln_1/attn/ln_2/mlp``, ``ln_f``, ``lm_head``), so :func:`gpt_to_hf` and
+:func:`gpt_from_hf` are one short table.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bigtut.attention import KVCache, MultiHeadAttention
+
+__all__ = [
+    "GPT", "GPTClassifier", "GPTConfig", "GPTOutput", "apply_temperature", "bits_per_character", "gpt_from_hf",
+    "gpt_to_hf", "hf_config", "lm_loss", "load_gpt2_pretrained", "next_token_distribution",
+    "pretrain_char_gpt", "sample_next_token", "top_k_filter", "top_p_filter", "train_docstring_classifier",
+]
+
+
+@dataclass
+class GPTConfig:
+    """Hyper-parameters of a GPT (defaults: the chapter's 0.8 M-parameter character model)."""
+
+    vocab_size: int = 105  # number of token ids V
+    block_size: int = 64  # longest context the position embeddings cover
+    n_layer: int = 4  # number of Transformer blocks
+    n_head: int = 4  # attention heads per block; must divide d_model
+    d_model: int = 128  # width of the residual stream
+    dropout: float = 0.0  # on embeddings, attention weights and residual branches (training only)
+    bias: bool = True  # biases in Linear and LayerNorm layers (GPT-2 has them)
+    tie_weights: bool = True  # share the LM head's weight with the token embedding
+
+    def __post_init__(self):
+        for name in ("vocab_size", "block_size", "n_layer", "n_head", "d_model"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"GPTConfig.{name} must be a positive int, got {value!r}")
+        if self.d_model % self.n_head:
+            raise ValueError(f"d_model={self.d_model} is not divisible by n_head={self.n_head}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must lie in [0, 1), got {self.dropout}")
+
+
+class GPTOutput(NamedTuple):
+    """What :class:`GPT` and :class:`GPTClassifier` return: ``logits``, ``loss`` (None without targets) and
+    ``attentions`` (None unless asked for: one ``(B, h, L, T)`` tensor per block)."""
+
+    logits: torch.Tensor
+    loss: torch.Tensor | None = None
+    attentions: list[torch.Tensor] | None = None
+
+
+# ---------------------------------------------------------------------------------------------------- model
+class CausalSelfAttention(nn.Module):
+    """Multi-head self-attention in which position ``t`` sees only positions ``<= t``."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.attn = MultiHeadAttention(config.d_model, config.n_head, config.dropout, config.bias)
+        self.resid_drop = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None, need_weights: bool = False):
+        """``x`` ``(B, L, d)`` -> ``((B, L, d), weights (B, h, L, T) or None)``; ``T = cached + L``."""
+        L, past = x.shape[1], (cache.length if cache is not None else 0)
+        mask = None
+        if L > 1:  # one new query may see every cached key: no mask needed
+            keys = torch.arange(past + L, device=x.device)  # (T,)
+            queries = torch.arange(past, past + L, device=x.device)  # (L,) absolute positions
+            mask = keys[None, :] <= queries[:, None]  # (L, T): True = may attend
+        out, weights = self.attn(x, x, x, mask=mask, need_weights=need_weights, cache=cache)
+        return self.resid_drop(out), weights
+
+
+class MLP(nn.Module):
+    """Position-wise feed-forward: d -> 4d -> GELU (tanh approximation, as GPT-2) -> d."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.fc = nn.Linear(config.d_model, 4 * config.d_model, bias=config.bias)
+        self.proj = nn.Linear(4 * config.d_model, config.d_model, bias=config.bias)
+        self.drop = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.proj(F.gelu(self.fc(x), approximate="tanh")))  # (B, L, d)
+
+
+class Block(nn.Module):
+    """Pre-LN Transformer block: ``x + attn(ln_1(x))``, then ``x + mlp(ln_2(x))``."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(config.d_model, bias=config.bias)
+        self.attn = CausalSelfAttention(config)
+        self.ln_2 = nn.LayerNorm(config.d_model, bias=config.bias)
+        self.mlp = MLP(config)
+
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None, need_weights: bool = False):
+        attended, weights = self.attn(self.ln_1(x), cache, need_weights)
+        x = x + attended  # (B, L, d)
+        return x + self.mlp(self.ln_2(x)), weights  # (B, L, d)
+
+
+class GPT(nn.Module):
+    """A decoder-only Transformer language model (GPT-2's architecture, any size)."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        if not isinstance(config, GPTConfig):
+            raise TypeError(f"GPT needs a GPTConfig, got {type(config).__name__}")
+        self.config = config
+        self.tok_emb = nn.Embedding(config.vocab_size, config.d_model)
+        self.pos_emb = nn.Embedding(config.block_size, config.d_model)
+        self.drop = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
+        self.ln_f = nn.LayerNorm(config.d_model, bias=config.bias)
+        self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        if config.tie_weights:
+            self.lm_head.weight = self.tok_emb.weight  # one (V, d) matrix reads and writes tokens
+        self.apply(self._init_weights)
+        for name, p in self.named_parameters():  # GPT-2: shrink the branches that add into the residual stream
+            if name.endswith(("out_proj.weight", "mlp.proj.weight")):
+                nn.init.normal_(p, std=0.02 / math.sqrt(2 * config.n_layer))
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+    def num_parameters(self, non_embedding: bool = False) -> int:
+        """Number of parameters (a tied matrix counts once); ``non_embedding`` leaves out both embeddings."""
+        n = sum(p.numel() for p in self.parameters())
+        if non_embedding:
+            n -= self.pos_emb.weight.numel() + self.tok_emb.weight.numel()
+        return n
+
+    def new_cache(self) -> list[KVCache]:
+        """One empty :class:`~bigtut.attention.KVCache` per block, for :meth:`forward` and :meth:`generate`."""
+        return [KVCache() for _ in self.blocks]
+
+    def hidden_states(self, idx: torch.Tensor | None = None, *, inputs_embeds: torch.Tensor | None = None,
+                      cache: list[KVCache] | None = None, return_attention: bool = False):
+        """Run the blocks; return ``(h, attentions)`` with ``h`` ``(B, L, d)`` after the final LayerNorm.
+
+        Args:
+            idx: token ids ``(B, L)``; or ``inputs_embeds`` ``(B, L, d)`` in their place (position embeddings
+                are still added here, so gradients with respect to the token embeddings are well defined).
+            cache: one KVCache per block (:meth:`new_cache`); positions then continue after the cached ones.
+            return_attention: also return the attention weights, one ``(B, h, L, T)`` tensor per block.
+        """
+        if (idx is None) == (inputs_embeds is None):
+            raise ValueError("pass exactly one of idx (B, L) and inputs_embeds (B, L, d_model)")
+        if idx is not None:
+            if idx.dim() != 2 or idx.dtype != torch.long:
+                raise ValueError(f"idx must be a (B, L) LongTensor, got shape {tuple(idx.shape)}, dtype {idx.dtype}")
+            if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= self.config.vocab_size):
+                raise ValueError(f"token ids must lie in [0, {self.config.vocab_size}), got "
+                                 f"[{int(idx.min())}, {int(idx.max())}]")
+            inputs_embeds = self.tok_emb(idx)  # (B, L, d)
+        elif inputs_embeds.dim() != 3 or inputs_embeds.shape[-1] != self.config.d_model:
+            raise ValueError(f"inputs_embeds must be (B, L, d_model={self.config.d_model}), "
+                             f"got {tuple(inputs_embeds.shape)}")
+        if cache is not None and len(cache) != len(self.blocks):
+            raise ValueError(f"cache must hold one KVCache per block ({len(self.blocks)}), got {len(cache)}")
+        past = cache[0].length if cache is not None else 0
+        L = inputs_embeds.shape[1]
+        if past + L > self.config.block_size:
+            raise ValueError(f"{past} cached + {L} new positions exceed block_size={self.config.block_size}; "
+                             f"crop the input to its last {self.config.block_size} tokens (generate does)")
+        positions = torch.arange(past, past + L, device=inputs_embeds.device)  # (L,)
+        x = self.drop(inputs_embeds + self.pos_emb(positions))  # (B, L, d)
+        attentions = []
+        for i, block in enumerate(self.blocks):
+            x, weights = block(x, cache[i] if cache is not None else None, return_attention)  # (B, L, d)
+            attentions.append(weights)
+        return self.ln_f(x), (attentions if return_attention else None)  # (B, L, d)
+
+    def forward(self, idx: torch.Tensor | None = None, targets: torch.Tensor | None = None, *,
+                inputs_embeds: torch.Tensor | None = None, cache: list[KVCache] | None = None,
+                return_attention: bool = False) -> GPTOutput:
+        """Next-token logits ``(B, L, V)``; with ``targets`` ``(B, L)`` also the mean cross-entropy (nats per
+        token; targets of -100 are ignored). Inputs longer than ``block_size`` raise ``ValueError``."""
+        h, attentions = self.hidden_states(idx, inputs_embeds=inputs_embeds, cache=cache,
+                                           return_attention=return_attention)
+        logits = self.lm_head(h)  # (B, L, V)
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100)
+        return GPTOutput(logits, loss, attentions)
+
+    @torch.no_grad()
+    def generate(self, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
+                 top_p: float | None = None, use_cache: bool = True,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+        """Extend ``idx`` ``(B, T)`` by ``max_new_tokens`` sampled tokens; returns ``(B, T + max_new_tokens)``.
+
+        ``temperature=0`` is greedy decoding. The model always sees the last ``block_size`` tokens (longer
+        contexts are cropped). With ``use_cache`` each step feeds only the newest token and reads the earlier
+        keys/values from a KV cache; once the context is longer than ``block_size`` the window slides, every
+        position shifts, and the cache is rebuilt at each step — the results stay identical either way.
+        """
+        if idx.dim() != 2 or idx.shape[1] < 1:
+            raise ValueError(f"idx must be (B, T) with T >= 1, got shape {tuple(idx.shape)}")
+        if not isinstance(max_new_tokens, int) or max_new_tokens < 0:
+            raise ValueError(f"max_new_tokens must be a non-negative int, got {max_new_tokens!r}")
+        was_training = self.training
+        self.eval()
+        cache, cache_start = None, -1
+        for _ in range(max_new_tokens):
+            start = max(0, idx.shape[1] - self.config.block_size)  # first token of the visible window
+            if use_cache and start == cache_start:  # the window did not move: feed only the newest token
+                h, _ = self.hidden_states(idx[:, -1:], cache=cache)  # (B, 1, d)
+            else:
+                cache = self.new_cache() if use_cache else None
+                cache_start = start
+                h, _ = self.hidden_states(idx[:, start:], cache=cache)  # (B, L, d)
+            logits = self.lm_head(h[:, -1])  # (B, V): only the last position is needed
+            next_id = sample_next_token(logits, temperature, top_k, top_p, generator)  # (B, 1)
+            idx = torch.cat([idx, next_id], dim=1)  # (B, T + 1)
+        self.train(was_training)
+        return idx
+
+
+# ------------------------------------------------------------------------------------------------- sampling
+def apply_temperature(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """``logits / temperature`` (``(..., V)``): below 1 sharpens the distribution, above 1 flattens it."""
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0 (use temperature=0 in generate for greedy), got {temperature}")
+    return logits / temperature
+
+
+def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:
+    """Keep exactly the ``k`` largest logits of the last axis (ties broken by ``torch.topk``); set the rest
+    to ``-inf``. ``k >= V`` keeps everything."""
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"top_k must be a positive int, got {k!r}")
+    if k >= logits.shape[-1]:
+        return logits
+    keep = torch.zeros_like(logits, dtype=torch.bool).scatter_(-1, logits.topk(k, dim=-1).indices, True)
+    return logits.masked_fill(~keep, float("-inf"))  # (..., V)
+
+
+def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
+    """Nucleus filter: keep the smallest set of most likely tokens whose probability mass is ``>= p``.
+
+    A token survives if the mass of the tokens ranked above it is still below ``p`` (so the most likely
+    token always survives); the rest get ``-inf``.
+    """
+    if not 0.0 < p <= 1.0:
+        raise ValueError(f"top_p must lie in (0, 1], got {p}")
+    sorted_logits, order = logits.sort(dim=-1, descending=True)  # (..., V)
+    probs = sorted_logits.softmax(dim=-1)  # (..., V)
+    mass_before = probs.cumsum(dim=-1) - probs  # (..., V): mass of the better-ranked tokens
+    remove_sorted = mass_before >= p  # (..., V)
+    remove = torch.zeros_like(remove_sorted).scatter_(-1, order, remove_sorted)  # back to vocabulary order
+    return logits.masked_fill(remove, float("-inf"))
+
+
+def next_token_distribution(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,
+                            top_p: float | None = None) -> torch.Tensor:
+    """Probabilities ``(..., V)`` that sampling draws from: temperature, then top-k, then top-p.
+
+    ``temperature=0`` gives the greedy one-hot distribution on the arg-max.
+    """
+    if temperature == 0:
+        return F.one_hot(logits.argmax(-1), logits.shape[-1]).to(logits.dtype)  # (..., V)
+    logits = apply_temperature(logits, temperature)
+    if top_k is not None:
+        logits = top_k_filter(logits, top_k)
+    if top_p is not None:
+        logits = top_p_filter(logits, top_p)
+    return logits.softmax(dim=-1)  # (..., V)
+
+
+def sample_next_token(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,
+                      top_p: float | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Draw one token per row of ``logits`` ``(B, V)``; returns ``(B, 1)`` ids (arg-max if temperature=0)."""
+    if temperature == 0:
+        return logits.argmax(dim=-1, keepdim=True)  # (B, 1)
+    probs = next_token_distribution(logits, temperature, top_k, top_p)  # (B, V)
+    if generator is not None and generator.device != probs.device:
+        return torch.multinomial(probs.cpu(), 1, generator=generator).to(probs.device)
+    return torch.multinomial(probs, 1, generator=generator)  # (B, 1)
+
+
+# ------------------------------------------------------------------------------- GPT-2 (Hugging Face) weights
+def hf_config(config: GPTConfig):
+    """The ``transformers.GPT2Config`` of the same architecture (GELU tanh = ``"gelu_new"``, eps 1e-5)."""
+    from transformers import GPT2Config
+
+    if not config.bias:
+        raise ValueError("GPT-2 (Hugging Face) layers always have biases; a GPTConfig with bias=False cannot be "
+                         "mapped to GPT2LMHeadModel")
+    return GPT2Config(vocab_size=config.vocab_size, n_positions=config.block_size, n_embd=config.d_model,
+                      n_layer=config.n_layer, n_head=config.n_head, activation_function="gelu_new",
+                      resid_pdrop=config.dropout, embd_pdrop=config.dropout, attn_pdrop=config.dropout,
+                      layer_norm_epsilon=1e-5, tie_word_embeddings=config.tie_weights)
+
+
+def _name_table(n_layer: int) -> list[tuple[str, str, str]]:
+    """``(our name, HF name, how)`` with how = "copy", "transpose" (Conv1D stores (in, out)) or "qkv"."""
+    table = [("tok_emb.weight", "transformer.wte.weight", "copy"), ("pos_emb.weight", "transformer.wpe.weight", "copy"),
+             ("ln_f.weight", "transformer.ln_f.weight", "copy"), ("ln_f.bias", "transformer.ln_f.bias", "copy"),
+             ("lm_head.weight", "lm_head.weight", "copy")]
+    for i in range(n_layer):
+        ours, theirs = f"blocks.{i}.", f"transformer.h.{i}."
+        for ln in ("ln_1", "ln_2"):
+            table += [(ours + f"{ln}.{p}", theirs + f"{ln}.{p}", "copy") for p in ("weight", "bias")]
+        table += [(ours + "attn.attn.{}_proj.{}", theirs + "attn.c_attn.{}", "qkv")]
+        for a, b in (("attn.attn.out_proj", "attn.c_proj"), ("mlp.fc", "mlp.c_fc"), ("mlp.proj", "mlp.c_proj")):
+            table += [(ours + f"{a}.weight", theirs + f"{b}.weight", "transpose"),
+                      (ours + f"{a}.bias", theirs + f"{b}.bias", "copy")]
+    return table
+
+
+@torch.no_grad()
+def gpt_to_hf(model: GPT):
+    """A ``transformers.GPT2LMHeadModel`` with the same weights (and dtype/device) as ``model``."""
+    from transformers import GPT2LMHeadModel
+
+    ours = model.state_dict()
+    hf = GPT2LMHeadModel(hf_config(model.config)).to(dtype=model.lm_head.weight.dtype, device=model.lm_head.weight.device)
+    theirs = {}
+    for a, b, how in _name_table(model.config.n_layer):
+        if how == "qkv":  # Conv1D c_attn: (d, 3d) = [Wq^T | Wk^T | Wv^T], bias (3d,)
+            theirs[b.format("weight")] = torch.cat([ours[a.format(x, "weight")].T for x in "qkv"], dim=1)
+            theirs[b.format("bias")] = torch.cat([ours[a.format(x, "bias")] for x in "qkv"])
+        else:
+            theirs[b] = ours[a].T if how == "transpose" else ours[a]
+    hf.load_state_dict(theirs, strict=False)
+    missing = set(hf.state_dict()) - set(theirs)
+    if missing:
+        raise RuntimeError(f"weights of GPT2LMHeadModel left unset: {sorted(missing)[:5]}")
+    return hf.eval()
+
+
+@torch.no_grad()
+def gpt_from_hf(hf_model) -> GPT:
+    """A :class:`GPT` with the weights of a ``transformers.GPT2LMHeadModel`` (same dtype and device).
+
+    Raises:
+        ValueError: the Hugging Face model uses options this GPT does not have (another activation, a custom
+            inner width, layer-index scaling of the scores, another LayerNorm epsilon).
+    """
+    c = hf_model.config
+    problems = [f"{k}={getattr(c, k)!r} (need {v!r})" for k, v in (
+        ("activation_function", "gelu_new"), ("n_inner", None), ("scale_attn_by_inverse_layer_idx", False),
+        ("scale_attn_weights", True), ("add_cross_attention", False)) if getattr(c, k, v) != v]
+    if abs(c.layer_norm_epsilon - 1e-5) > 1e-12:
+        problems.append(f"layer_norm_epsilon={c.layer_norm_epsilon} (need 1e-5)")
+    if problems:
+        raise ValueError("cannot map this GPT-2 to bigtut.gpt.GPT: " + "; ".join(problems))
+    config = GPTConfig(vocab_size=c.vocab_size, block_size=c.n_positions, n_layer=c.n_layer, n_head=c.n_head,
+                       d_model=c.n_embd, dropout=0.0, bias=True, tie_weights=bool(c.tie_word_embeddings))
+    weight = hf_model.lm_head.weight
+    model = GPT(config).to(dtype=weight.dtype, device=weight.device)
+    theirs, ours = hf_model.state_dict(), {}
+    d = config.d_model
+    for a, b, how in _name_table(config.n_layer):
+        if how == "qkv":
+            w, bias = theirs[b.format("weight")], theirs[b.format("bias")]  # (d, 3d), (3d,)
+            for j, x in enumerate("qkv"):
+                ours[a.format(x, "weight")] = w[:, j * d : (j + 1) * d].T  # (d_out, d_in)
+                ours[a.format(x, "bias")] = bias[j * d : (j + 1) * d]
+        else:
+            ours[a] = theirs[b].T if how == "transpose" else theirs[b]
+    model.load_state_dict(ours, strict=True)
+    return model.eval()
+
+
+def load_gpt2_pretrained(name: str = "gpt2"):
+    """Load genuine GPT-2 weights **from the local Hugging Face cache only** (never downloads).
+
+    Returns:
+        ``(model, tokenizer)``: a :class:`GPT` and the Hugging Face GPT-2 tokenizer.
+
+    Raises:
+        FileNotFoundError: the weights are not in the local cache (e.g. offline, never downloaded).
+    """
+    from transformers import GPT2LMHeadModel, GPT2TokenizerFast
+
+    try:
+        hf = GPT2LMHeadModel.from_pretrained(name, local_files_only=True, use_safetensors=True)
+        tokenizer = GPT2TokenizerFast.from_pretrained(name, local_files_only=True)
+    except (OSError, ValueError) as err:
+        raise FileNotFoundError(f"GPT-2 weights {name!r} are not in the local Hugging Face cache (nothing is "
+                                f"downloaded here): {type(err).__name__}") from None
+    return gpt_from_hf(hf), tokenizer

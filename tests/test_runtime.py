@@ -1,0 +1,75 @@
+import random
+
+import numpy as np
+import pytest
+import torch
+
+import bigtut
+
+
+def test_default_device_is_cuda_when_present_else_cpu(monkeypatch):
+    monkeypatch.delenv("BIGTUT_DEVICE", raising=False)
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert bigtut.get_device().type == expected
+
+
+def test_cpu_can_always_be_chosen(monkeypatch):
+    monkeypatch.delenv("BIGTUT_DEVICE", raising=False)
+    assert bigtut.get_device("cpu") == torch.device("cpu")
+    monkeypatch.setenv("BIGTUT_DEVICE", "cpu")
+    assert bigtut.get_device() == torch.device("cpu")
+
+
+@pytest.mark.parametrize("bad", ["tpu", "gpu", "cuda0", ""])
+def test_unknown_device_lists_the_options(bad):
+    with pytest.raises(ValueError, match="cpu, cuda, mps"):
+        bigtut.get_device(bad)
+
+
+def test_unknown_device_from_environment(monkeypatch):
+    monkeypatch.setenv("BIGTUT_DEVICE", "tpu")
+    with pytest.raises(ValueError, match="'tpu'"):
+        bigtut.get_device()
+
+
+def test_unavailable_device_says_what_is_available(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match="not available.*available: cpu"):
+        bigtut.get_device("cuda")
+
+
+def test_mps_is_never_picked_unasked(monkeypatch):
+    monkeypatch.delenv("BIGTUT_DEVICE", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    if hasattr(torch.backends, "mps"):
+        monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert bigtut.get_device() == torch.device("cpu")
+
+
+def test_non_string_device_is_a_type_error():
+    with pytest.raises(TypeError):
+        bigtut.get_device(0)
+
+
+def _draw():
+    return random.random(), float(np.random.rand()), torch.rand(3).tolist(), torch.nn.Linear(4, 2).weight.sum().item()
+
+
+def test_seeding_makes_two_runs_equal():
+    bigtut.seed_everything(123)
+    first = _draw()
+    bigtut.seed_everything(123)
+    assert _draw() == first
+    bigtut.seed_everything(124)
+    assert _draw() != first
+
+
+def test_seed_must_be_an_int():
+    with pytest.raises(TypeError):
+        bigtut.seed_everything(1.5)
+
+
+def test_describe_environment_names_versions():
+    info = bigtut.describe_environment()
+    assert info["torch"] == torch.__version__
+    assert info["device"] in ("cpu", "cuda")

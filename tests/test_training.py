@@ -1,0 +1,79 @@
+import pytest
+import torch
+from torch import nn
+
+import bigtut
+from bigtut.training import History, evaluate, fit, load_checkpoint, lr_lambda, save_checkpoint
+
+
+def _regression_task():
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(256, 3, generator=generator)
+    y = x @ torch.tensor([1.5, -2.0, 0.5]) + 0.3
+    batches = [(x[i : i + 32], y[i : i + 32]) for i in range(0, 256, 32)]
+
+    def loss_fn(model, batch):
+        inputs, targets = batch
+        return nn.functional.mse_loss(model(inputs).squeeze(-1), targets)
+
+    return batches, loss_fn
+
+
+def test_fit_learns_a_linear_map_and_records_history():
+    bigtut.seed_everything(0)
+    batches, loss_fn = _regression_task()
+    model = nn.Linear(3, 1)
+    before = evaluate(model, loss_fn, batches, torch.device("cpu"))
+    history = fit(model, loss_fn, batches, steps=300, lr=0.05, val_batches=batches[:2], eval_every=100,
+                  device="cpu", progress=False, grad_clip=1.0, schedule="cosine", warmup_steps=10)
+    after = evaluate(model, loss_fn, batches)
+    assert after < 1e-3 < before
+    assert history.step == list(range(1, 301)) and len(history.train_loss) == 300
+    assert history.val_step == [100, 200, 300]
+    assert history.seconds > 0
+
+
+def test_fit_accepts_a_batch_sampler_and_is_reproducible():
+    batches, loss_fn = _regression_task()
+
+    def run():
+        bigtut.seed_everything(1)
+        model = nn.Linear(3, 1)
+        sample = lambda: batches[torch.randint(len(batches), ()).item()]  # noqa: E731
+        fit(model, loss_fn, sample, steps=20, device="cpu", progress=False)
+        return model.weight.detach().clone()
+
+    assert torch.equal(run(), run())
+
+
+def test_bad_arguments():
+    batches, loss_fn = _regression_task()
+    with pytest.raises(ValueError, match="steps"):
+        fit(nn.Linear(3, 1), loss_fn, batches, steps=0, progress=False)
+    with pytest.raises(ValueError, match="schedule"):
+        lr_lambda("linear", 10)
+    with pytest.raises(ValueError, match="no batches"):
+        evaluate(nn.Linear(3, 1), loss_fn, [])
+
+
+def test_cosine_schedule_warms_up_then_decays_to_ten_percent():
+    f = lr_lambda("cosine", steps=100, warmup_steps=10)
+    assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
+    assert f(10) == pytest.approx(1.0) and f(100) == pytest.approx(0.1)
+    assert all(f(s) >= f(s + 1) for s in range(10, 100))
+
+
+def test_checkpoint_round_trip_with_metadata(tmp_path):
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    save_checkpoint(model, tmp_path / "m.safetensors", {"width": 8})
+    other = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    assert load_checkpoint(other, tmp_path / "m.safetensors") == {"width": 8}
+    for a, b in zip(model.parameters(), other.parameters()):
+        assert torch.equal(a, b)
+    with pytest.raises(RuntimeError):
+        load_checkpoint(nn.Linear(4, 3), tmp_path / "m.safetensors")
+
+
+def test_smoothed_loss():
+    h = History(step=[1, 2, 3], train_loss=[3.0, 1.0, 2.0])
+    assert h.smoothed_train_loss(2) == [3.0, 2.0, 1.5]
