@@ -31,7 +31,7 @@ lab: $(STAMP)
 	$(BIN)/jupyter lab --notebook-dir=. notebooks/00_setup.ipynb
 
 lint: $(STAMP)
-	$(BIN)/ruff check bigtut tests notebooks benchmarks
+	$(BIN)/ruff check bigtut tests notebooks benchmarks conftest.py
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests -q -n $(NB_WORKERS); rc=$$?; [ $$rc -eq 5 ] && rc=0; exit $$rc

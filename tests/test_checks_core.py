@@ -12,7 +12,7 @@ CASES = [("x of shape (2, 5)", (torch.randn(2, 5),), {}), ("large logits", (torc
 
 
 def test_passes_on_a_correct_function(capsys):
-    assert check_function(lambda x: x.softmax(-1), reference, CASES, name="softmax")
+    check_function(lambda x: x.softmax(-1), reference, CASES, name="softmax")
     assert capsys.readouterr().out.startswith("PASS softmax:")
 
 

@@ -5,7 +5,8 @@ A checker is a plain function ``check_xxx(candidate)`` that
 1. calls ``candidate`` and the reference on the same fresh random inputs (a few cases, edge cases included),
 2. raises :class:`CheckFailure` (an ``AssertionError``) naming the input, the expected and the returned value
    at the first disagreement,
-3. otherwise prints a single ``PASS <name>: <what was checked>`` line and returns ``True``.
+3. otherwise prints a single ``PASS <name>: <what was checked>`` line and returns ``None`` (so a notebook
+   cell that ends with the checker call shows only that line).
 
 A stub that raises ``NotImplementedError`` is reported as a failure too, with a hint to fill it in.
 """
@@ -73,10 +74,9 @@ def _call(candidate: Callable, name: str, args: tuple, kwargs: dict) -> Any:
         raise CheckFailure(f"{name}: not implemented yet — replace the `raise NotImplementedError` stub") from None
 
 
-def passed(name: str, detail: str) -> bool:
+def passed(name: str, detail: str) -> None:
     """Print the single pass line every checker ends with."""
     print(f"PASS {name}: {detail}")
-    return True
 
 
 def check_function(
@@ -87,7 +87,7 @@ def check_function(
     name: str,
     atol: float = 1e-6,
     rtol: float = 1e-5,
-) -> bool:
+) -> None:
     """Compare ``candidate(*args, **kwargs)`` with ``reference(...)`` on every case.
 
     Args:
@@ -111,4 +111,4 @@ def check_function(
         else:
             assert_close(got, expected, what=name, inputs=description, atol=atol, rtol=rtol)
         count += 1
-    return passed(name, f"matches the reference on {count} random cases")
+    passed(name, f"matches the reference on {count} random cases")
