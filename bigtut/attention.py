@@ -6,7 +6,11 @@ Shape legend used in every comment:
 
 Mask convention (the same as ``torch.nn.functional.scaled_dot_product_attention``): a **boolean** mask where
 ``True`` means "this query may attend to this key". A query row whose every key is masked returns zeros
-(and zero weights), never NaN.
+(and zero weights), never NaN. ``nn.MultiheadAttention``'s ``key_padding_mask`` and bool ``attn_mask`` use
+the opposite convention (``True`` = ignore): pass ``~mask`` there.
+
+Positions are not this module's business (see :mod:`bigtut.positional`), except that
+:meth:`MultiHeadAttention.forward` accepts a rotary embedding, which must act inside each head.
 """
 
 from __future__ import annotations
@@ -35,7 +39,10 @@ def padding_mask(lengths: torch.Tensor | list[int], max_len: int | None = None) 
     """Key-padding mask ``(B, 1, max_len)``: ``True`` at the first ``lengths[b]`` (real) positions of row ``b``.
 
     The middle axis of size 1 broadcasts over query positions, so the result can be passed as ``mask`` for
-    scores of shape ``(B, Lq, Lk)``; :class:`MultiHeadAttention` also broadcasts it over heads.
+    scores of shape ``(B, Lq, Lk)``; :class:`MultiHeadAttention` also broadcasts it over heads. For
+    :func:`scaled_dot_product_attention` on per-head tensors ``(B, h, L, d)`` add the head axis yourself,
+    ``padding_mask(lengths, L)[:, None]`` -> ``(B, 1, 1, L)``: broadcasting aligns axes from the right, so a
+    3-D mask would meet the head axis with its batch axis.
     """
     lengths = torch.as_tensor(lengths)
     if lengths.dim() != 1:

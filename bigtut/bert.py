@@ -15,12 +15,10 @@ Conventions shared with Hugging Face, so numbers can be compared one to one:
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
-import math
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import NamedTuple
 
@@ -244,10 +242,14 @@ class BertForPreTraining(nn.Module):
                 return_attention=False):
         out = self.bert(input_ids, token_type_ids, attention_mask, inputs_embeds=inputs_embeds,
                         return_attention=return_attention)
-        h = self.mlm_norm(F.gelu(self.mlm_dense(out.hidden)))  # (B, L, d)
-        mlm_logits = h @ self.bert.embeddings.token.weight.T + self.mlm_bias  # (B, L, V): tied decoder
-        nsp_logits = self.nsp(out.pooled)  # (B, 2)
+        mlm_logits, nsp_logits = self.mlm_head(out.hidden), self.nsp(out.pooled)  # (B, L, V), (B, 2)
         return (mlm_logits, nsp_logits, out.attentions) if return_attention else (mlm_logits, nsp_logits)
+
+    def mlm_head(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Vocabulary logits ``(..., V)`` of hidden states ``(..., d)``. Training may apply it to the selected
+        positions only (``hidden[labels != -100]``): 85 % of the positions have no target."""
+        h = self.mlm_norm(F.gelu(self.mlm_dense(hidden)))  # (..., d)
+        return h @ self.bert.embeddings.token.weight.T + self.mlm_bias  # (..., V): the tied decoder
 
 
 class BertForSequenceClassification(nn.Module):
@@ -472,3 +474,253 @@ def bert_from_hf(hf_model) -> Bert | BertForPreTraining | BertForSequenceClassif
     param = next(hf_model.parameters())
     model.load_state_dict({key: theirs[hf_key] for key, hf_key in _name_map(model).items()})
     return model.to(device=param.device, dtype=param.dtype).eval()
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The course's recipe: pretrain on the Python docs, fine-tune on docstrings, cache the result
+# ----------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BertRecipe:
+    """Every setting of :func:`train_docstring_classifier`; the cache is keyed by all of them."""
+
+    seed: int = 0
+    tokenizer: str = "bpe"  # "bpe" or "char"
+    vocab_size: int = 1024  # of the BPE tokenizer (a char tokenizer has one id per character seen)
+    d_model: int = 128
+    num_layers: int = 2
+    num_heads: int = 4
+    d_ff: int = 512
+    max_len: int = 64  # tokens, [CLS] and [SEP]s included
+    mask_prob: float = 0.15
+    pretrain_steps: int = 300
+    pretrain_batch: int = 32
+    pretrain_lr: float = 1e-3
+    pretrain_dropout: float = 0.0  # a short run underfits: dropout would only slow it down
+    finetune_steps: int = 150
+    finetune_batch: int = 16
+    finetune_lr: float = 3e-4
+    finetune_dropout: float = 0.1  # 700 training docstrings: here it does help
+
+    def config(self, tokenizer, **changes) -> BertConfig:
+        """The model's :class:`BertConfig` for this recipe and tokenizer."""
+        settings = dict(vocab_size=tokenizer.vocab_size, max_len=self.max_len, d_model=self.d_model,
+                        num_layers=self.num_layers, num_heads=self.num_heads, d_ff=self.d_ff,
+                        dropout=self.pretrain_dropout, attention_dropout=self.pretrain_dropout,
+                        pad_id=tokenizer.token_to_id("[PAD]"))
+        return BertConfig(**{**settings, **changes})
+
+    def key(self) -> str:
+        """A short hash of the settings (the cache folder's name)."""
+        text = json.dumps({"format": 1, **asdict(self)}, sort_keys=True)
+        return hashlib.sha1(text.encode()).hexdigest()[:10]
+
+
+def build_tokenizer(recipe: BertRecipe | None = None):
+    """The recipe's tokenizer, trained on the training topics of the Python docs and the training docstrings.
+
+    ``"bpe"``: byte-level BPE with ``recipe.vocab_size`` ids (words like " socket" become one token);
+    ``"char"``: one id per character, unknown characters -> ``[UNK]``. Special tokens come first:
+    ``[PAD] [CLS] [SEP] [MASK]``.
+    """
+    from bigtut.data import docstring_splits, python_docs_corpus
+    from bigtut.tokenizers import BPETokenizer, CharTokenizer
+
+    recipe = recipe or BertRecipe()
+    text = python_docs_corpus("train") + "\n".join(d.text for d in docstring_splits()["train"])
+    if recipe.tokenizer == "char":
+        return CharTokenizer.train(text, special_tokens=SPECIAL_TOKENS, unk_token="[UNK]")
+    return BPETokenizer.train(text, recipe.vocab_size, special_tokens=SPECIAL_TOKENS)
+
+
+def _trim(lengths: torch.Tensor, *tensors: torch.Tensor):
+    """Drop the all-padding columns: cut every ``(N, L)`` tensor to the longest row; add the ``(N, L')`` mask."""
+    width = int(lengths.max())
+    mask = torch.arange(width)[None, :] < lengths[:, None]  # (N, L')
+    return (*(t[:, :width] for t in tensors), mask)
+
+
+def nsp_mlm_batches(documents, tokenizer, recipe: BertRecipe, seed: int):
+    """A callable returning fresh pretraining batches ``(masked_ids, token_type_ids, attention_mask, labels,
+    nsp_labels)``: new sentence pairs and a new mask every call (reproducible from ``seed``)."""
+    import random
+
+    from bigtut.data.sentences import NSPSampler, encode_pairs
+
+    sampler, vocab = NSPSampler(documents), BertVocab.from_tokenizer(tokenizer)
+    rng, gen = random.Random(seed), torch.Generator().manual_seed(seed)
+
+    def next_batch():
+        pairs = [sampler.sample(rng) for _ in range(recipe.pretrain_batch)]
+        ids, segments, lengths, nsp = encode_pairs(pairs, tokenizer, recipe.max_len, vocab.cls_id, vocab.sep_id,
+                                                   vocab.pad_id)  # (B, L) x2, (B,), (B,)
+        ids, segments, mask = _trim(lengths, ids, segments)  # (B, L') x3
+        masked, labels = mask_tokens(ids, vocab, recipe.mask_prob, generator=gen)  # (B, L') x2
+        return masked, segments, mask, labels, nsp
+
+    return next_batch
+
+
+def pretrain(model: BertForPreTraining, tokenizer, recipe: BertRecipe, *, progress: bool = True,
+             device=None) -> dict:
+    """MLM + NSP pretraining on the sentences of the training topics of the Python docs.
+
+    Returns:
+        ``{"total", "mlm", "nsp"}`` -> :class:`bigtut.training.History` (validation on the held-out topics).
+    """
+    from bigtut.data.sentences import docs_sentences
+    from bigtut.training import History, fit
+
+    train_batch = nsp_mlm_batches(docs_sentences("train"), tokenizer, recipe, seed=recipe.seed)
+    val_source = nsp_mlm_batches(docs_sentences("val"), tokenizer, replace(recipe, pretrain_batch=64),
+                                 seed=recipe.seed + 1)
+    val_batches = [val_source() for _ in range(2)]
+    logs = {True: [], False: []}  # training / evaluation: (mlm, nsp) per call
+
+    def loss_fn(model, batch):
+        ids, segments, mask, labels, nsp_labels = batch
+        out = model.bert(ids, segments, mask)
+        selected = labels != IGNORE_INDEX  # (B, L)
+        mlm_logits = model.mlm_head(out.hidden[selected])  # (S, V): only where there is a target
+        mlm = F.cross_entropy(mlm_logits, labels[selected])
+        nsp = F.cross_entropy(model.nsp(out.pooled), nsp_labels)
+        logs[model.training].append((mlm.item(), nsp.item()))
+        return mlm + nsp
+
+    history = fit(model, loss_fn, train_batch, steps=recipe.pretrain_steps, lr=recipe.pretrain_lr,
+                  val_batches=val_batches, eval_every=max(recipe.pretrain_steps // 6, 1), warmup_steps=
+                  recipe.pretrain_steps // 10, schedule="cosine", grad_clip=1.0, device=device, desc="pretrain",
+                  progress=progress)
+    parts = {}
+    for i, name in enumerate(("mlm", "nsp")):
+        val = [v[i] for v in logs[False]]
+        n = len(val_batches)
+        parts[name] = History(history.step, [t[i] for t in logs[True]], history.val_step,
+                              [sum(val[j:j + n]) / n for j in range(0, len(val), n)], history.seconds)
+    return {"total": history, **parts}
+
+
+def encode_for_classifier(texts, tokenizer, max_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``[CLS] text [SEP]`` rows, cut to ``max_len`` and to the longest row: ``(ids, attention_mask)``, ``(N, L)``."""
+    from bigtut.data.batching import encode_texts
+
+    vocab = BertVocab.from_tokenizer(tokenizer)
+    ids, lengths = encode_texts(texts, tokenizer, max_len, vocab.pad_id, prefix=[vocab.cls_id],
+                                suffix=[vocab.sep_id])  # (N, max_len), (N,)
+    return _trim(lengths, ids)  # (N, L), (N, L)
+
+
+def finetune(encoder: Bert, tokenizer, recipe: BertRecipe, *, progress: bool = True, device=None):
+    """Train a docstring-family classifier starting from ``encoder``'s weights (``encoder`` is not changed).
+
+    Returns:
+        ``(classifier, history)`` with validation loss on the docstrings' validation split.
+    """
+    from bigtut.data import LABELS, docstring_splits
+    from bigtut.training import fit
+
+    splits = docstring_splits()
+    config = recipe.config(tokenizer, num_labels=len(LABELS), dropout=recipe.finetune_dropout,
+                           attention_dropout=recipe.finetune_dropout)
+    classifier = BertForSequenceClassification(config)
+    classifier.bert.load_state_dict(encoder.state_dict())
+    data = {}
+    for name in ("train", "val"):
+        ids, mask = encode_for_classifier([d.text for d in splits[name]], tokenizer, recipe.max_len)  # (N, L)
+        data[name] = (ids, mask, torch.tensor([d.label for d in splits[name]]))
+    gen, queue = torch.Generator().manual_seed(recipe.seed), []
+
+    def next_batch():  # epochs of shuffled mini-batches
+        nonlocal queue
+        if len(queue) < recipe.finetune_batch:
+            queue += torch.randperm(len(data["train"][2]), generator=gen).tolist()
+        idx, queue = queue[: recipe.finetune_batch], queue[recipe.finetune_batch :]
+        return tuple(t[idx] for t in data["train"])
+
+    def loss_fn(model, batch):
+        ids, mask, labels = batch
+        return F.cross_entropy(model(ids, attention_mask=mask), labels)
+
+    val = data["val"]
+    val_batches = [tuple(t[i : i + 64] for t in val) for i in range(0, len(val[2]), 64)]
+    history = fit(classifier, loss_fn, next_batch, steps=recipe.finetune_steps, lr=recipe.finetune_lr,
+                  val_batches=val_batches, eval_every=max(recipe.finetune_steps // 6, 1),
+                  warmup_steps=recipe.finetune_steps // 10, schedule="cosine", device=device, desc="fine-tune",
+                  progress=progress)
+    return classifier, history
+
+
+@torch.no_grad()
+def classify(model: BertForSequenceClassification, tokenizer, texts, batch_size: int = 64) -> torch.Tensor:
+    """Class probabilities ``(N, C)`` (on the CPU) of ``texts``, encoded as in training (``[CLS] text [SEP]``)."""
+    if isinstance(texts, str):
+        raise TypeError("texts must be a list of strings, got a single string; wrap it in a list")
+    was_training, device = model.training, next(model.parameters()).device
+    model.eval()
+    probs = []
+    for i in range(0, len(texts), batch_size):
+        ids, mask = encode_for_classifier(texts[i : i + batch_size], tokenizer, model.config.max_len)  # (B, L)
+        probs.append(model(ids.to(device), attention_mask=mask.to(device)).softmax(-1).cpu())  # (B, C)
+    model.train(was_training)
+    return torch.cat(probs) if probs else torch.zeros(0, model.config.num_labels)
+
+
+@dataclass
+class TrainedBert:
+    """What :func:`train_docstring_classifier` returns."""
+
+    classifier: BertForSequenceClassification  # fine-tuned, eval mode
+    pretrainer: BertForPreTraining  # after pretraining, before fine-tuning
+    tokenizer: object  # the tokenizer both were trained with: encode new text with it
+    recipe: BertRecipe
+    histories: dict  # "pretrain", "mlm", "nsp", "finetune" -> History
+
+
+def default_cache_dir() -> Path:
+    """``$BIGTUT_RUNS``, else ``runs/`` at the root of the source checkout (git-ignored), else ``./runs``."""
+    if os.environ.get("BIGTUT_RUNS"):
+        return Path(os.environ["BIGTUT_RUNS"])
+    root = Path(__file__).resolve().parents[1]
+    return root / "runs" if (root / "pyproject.toml").exists() else Path.cwd() / "runs"
+
+
+def train_docstring_classifier(recipe: BertRecipe | None = None, *, cache_dir: str | Path | None = None,
+                               reuse: bool = True, save: bool = True, progress: bool = True,
+                               device=None) -> TrainedBert:
+    """Rebuild the chapter-05 docstring classifier: pretrain (MLM + NSP), then fine-tune, deterministically.
+
+    With ``reuse`` the weights are read from ``cache_dir/bert_docstrings_<recipe key>/`` when an earlier run
+    saved them (safetensors + the tokenizer as JSON); otherwise the recipe runs (about a minute on a laptop
+    CPU) and, with ``save``, writes that folder. Chapters 06–09 call this with the defaults.
+    """
+    from bigtut.runtime import get_device, seed_everything
+    from bigtut.tokenizers import load_tokenizer
+    from bigtut.training import History, load_checkpoint, save_checkpoint
+
+    recipe = recipe or BertRecipe()
+    device = torch.device(device) if device is not None else get_device()
+    folder = Path(cache_dir or default_cache_dir()) / f"bert_docstrings_{recipe.key()}"
+    if reuse and (folder / "classifier.safetensors").exists():
+        tokenizer = load_tokenizer(folder / "tokenizer.json")
+        pretrainer = BertForPreTraining(recipe.config(tokenizer))
+        load_checkpoint(pretrainer, folder / "pretrainer.safetensors")
+        classifier = BertForSequenceClassification(BertConfig(**json.loads((folder / "config.json").read_text())))
+        meta = load_checkpoint(classifier, folder / "classifier.safetensors")
+        histories = {k: History(**v) for k, v in meta["histories"].items()}
+        return TrainedBert(classifier.to(device).eval(), pretrainer.to(device).eval(), tokenizer, recipe, histories)
+    tokenizer = build_tokenizer(recipe)
+    seed_everything(recipe.seed)
+    pretrainer = BertForPreTraining(recipe.config(tokenizer))
+    histories = pretrain(pretrainer, tokenizer, recipe, progress=progress, device=device)
+    seed_everything(recipe.seed)
+    classifier, histories["finetune"] = finetune(pretrainer.bert, tokenizer, recipe, progress=progress,
+                                                 device=device)
+    if save:
+        folder.mkdir(parents=True, exist_ok=True)
+        tokenizer.save(folder / "tokenizer.json")
+        (folder / "config.json").write_text(json.dumps(asdict(classifier.config)))
+        save_checkpoint(pretrainer, folder / "pretrainer.safetensors", {"recipe": asdict(recipe)})
+        save_checkpoint(classifier, folder / "classifier.safetensors",
+                        {"recipe": asdict(recipe), "histories": {k: asdict(h) for k, h in histories.items()}})
+    return TrainedBert(classifier.eval(), pretrainer.eval(), tokenizer, recipe, histories)

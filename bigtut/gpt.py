@@ -14,7 +14,7 @@ only look at itself and the past (a causal mask). Module names follow the GPT-2 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
@@ -308,7 +308,8 @@ def hf_config(config: GPTConfig):
     return GPT2Config(vocab_size=config.vocab_size, n_positions=config.block_size, n_embd=config.d_model,
                       n_layer=config.n_layer, n_head=config.n_head, activation_function="gelu_new",
                       resid_pdrop=config.dropout, embd_pdrop=config.dropout, attn_pdrop=config.dropout,
-                      layer_norm_epsilon=1e-5, tie_word_embeddings=config.tie_weights)
+                      layer_norm_epsilon=1e-5, tie_word_embeddings=config.tie_weights,
+                      bos_token_id=None, eos_token_id=None)
 
 
 def _name_table(n_layer: int) -> list[tuple[str, str, str]]:
@@ -400,3 +401,184 @@ def load_gpt2_pretrained(name: str = "gpt2"):
         raise FileNotFoundError(f"GPT-2 weights {name!r} are not in the local Hugging Face cache (nothing is "
                                 f"downloaded here): {type(err).__name__}") from None
     return gpt_from_hf(hf), tokenizer
+
+
+# ---------------------------------------------------------------------- pretraining on Python's documentation
+def lm_loss(model: GPT, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """The ``loss_fn`` for :func:`bigtut.training.fit`: mean next-token cross-entropy (nats) of ``(x, y)``."""
+    x, y = batch
+    return model(x, y).loss
+
+
+@torch.no_grad()
+def bits_per_character(model: GPT, text: str, tokenizer, batch_size: int = 32) -> float:
+    """Validation loss of ``text`` in bits per character, comparable across tokenizers.
+
+    The text is cut into consecutive windows of ``block_size`` tokens; every token after the first is
+    predicted once. Bits per character = total nats / ln 2 / number of characters those tokens spell.
+    """
+    from bigtut.data.batching import sequential_lm_batches
+
+    ids = torch.tensor(tokenizer.encode(text))
+    device = model.lm_head.weight.device
+    batches = sequential_lm_batches(ids, model.config.block_size, batch_size, device=device)
+    was_training = model.training
+    model.eval()
+    nats = sum(float(model(x, y).loss) * y.numel() for x, y in batches)
+    model.train(was_training)
+    n_predicted = sum(y.numel() for _, y in batches)
+    n_chars = len(tokenizer.decode(ids[1 : n_predicted + 1].tolist()))
+    return nats / math.log(2) / n_chars
+
+
+def python_docs_char_tokenizer():
+    """The chapter's character tokenizer: the characters of the training split, plus ``<pad>`` and ``<unk>``."""
+    from bigtut.data import python_docs_corpus
+    from bigtut.tokenizers import CharTokenizer
+
+    return CharTokenizer.train(python_docs_corpus("train"), special_tokens=("<pad>",), unk_token="<unk>")
+
+
+@dataclass
+class PretrainRun:
+    """What :func:`pretrain_char_gpt` returns."""
+
+    model: GPT
+    tokenizer: object
+    history: object  # bigtut.training.History
+    val_bpc: float  # bits per character on the whole validation split
+
+
+def pretrain_char_gpt(config: GPTConfig | None = None, *, steps: int = 1000, batch_size: int = 16,
+                      lr: float = 3e-3, warmup_steps: int = 50, seed: int = 0, device=None,
+                      progress: bool = True, eval_every: int = 100) -> PretrainRun:
+    """Pretrain a character-level GPT on Python's reference documentation (deterministic given ``seed``
+    and the device). The validation split is the last 10 % of the topics sorted by name.
+    """
+    from bigtut.data import python_docs_corpus, random_lm_batch
+    from bigtut.runtime import get_device, seed_everything
+    from bigtut.training import fit
+
+    device = torch.device(device) if device is not None else get_device()
+    tokenizer = python_docs_char_tokenizer()
+    config = config or GPTConfig(vocab_size=tokenizer.vocab_size)
+    if config.vocab_size < tokenizer.vocab_size:
+        raise ValueError(f"config.vocab_size={config.vocab_size} < the tokenizer's {tokenizer.vocab_size}")
+    train_ids = torch.tensor(tokenizer.encode(python_docs_corpus("train")))
+    val_ids = torch.tensor(tokenizer.encode(python_docs_corpus("val")))
+    seed_everything(seed)
+    model = GPT(config)
+    batches = torch.Generator().manual_seed(seed)
+    val_gen = torch.Generator().manual_seed(seed + 1)
+    val_batches = [random_lm_batch(val_ids, config.block_size, 64, val_gen) for _ in range(4)]  # fixed subset
+    history = fit(model, lm_loss, lambda: random_lm_batch(train_ids, config.block_size, batch_size, batches),
+                  steps=steps, lr=lr, weight_decay=0.1, val_batches=val_batches, eval_every=eval_every,
+                  grad_clip=1.0, warmup_steps=warmup_steps, schedule="cosine", device=device,
+                  desc="pretrain", progress=progress)
+    return PretrainRun(model, tokenizer, history, bits_per_character(model, python_docs_corpus("val"), tokenizer))
+
+
+# ------------------------------------------------------------------------ fine-tuning: docstring classifier
+class GPTClassifier(nn.Module):
+    """A GPT body with a linear head over a pooled hidden state: ``"last"`` real token or ``"mean"`` of them.
+
+    Inputs are right-padded; thanks to the causal mask real tokens never see the padding after them, so no
+    padding mask is needed — only the pooling must skip the pads (``lengths``).
+    """
+
+    def __init__(self, gpt: GPT, num_classes: int, pool: str = "mean", dropout: float = 0.1):
+        super().__init__()
+        if pool not in ("last", "mean"):
+            raise ValueError(f"pool must be 'last' or 'mean', got {pool!r}")
+        if not isinstance(num_classes, int) or num_classes < 2:
+            raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
+        self.gpt, self.pool = gpt, pool
+        self.drop = nn.Dropout(dropout)
+        self.head = nn.Linear(gpt.config.d_model, num_classes)
+
+    def forward(self, idx: torch.Tensor | None = None, lengths: torch.Tensor | None = None,
+                labels: torch.Tensor | None = None, *, inputs_embeds: torch.Tensor | None = None,
+                return_attention: bool = False) -> GPTOutput:
+        """Class logits ``(B, C)`` (and cross-entropy with ``labels`` ``(B,)``); ``lengths`` ``(B,)`` counts the
+        real tokens of each row (default: all of them)."""
+        h, attentions = self.gpt.hidden_states(idx, inputs_embeds=inputs_embeds, return_attention=return_attention)
+        B, L, _ = h.shape
+        if lengths is None:
+            lengths = torch.full((B,), L, device=h.device)
+        lengths = lengths.to(h.device)
+        if lengths.shape != (B,) or int(lengths.min()) < 1 or int(lengths.max()) > L:
+            raise ValueError(f"lengths must be (B={B},) with values in [1, {L}], got {lengths.tolist()}")
+        if self.pool == "last":
+            pooled = h[torch.arange(B, device=h.device), lengths - 1]  # (B, d)
+        else:
+            real = (torch.arange(L, device=h.device)[None, :] < lengths[:, None]).to(h.dtype)  # (B, L)
+            pooled = (h * real[..., None]).sum(1) / lengths[:, None].to(h.dtype)  # (B, d)
+        logits = self.head(self.drop(pooled))  # (B, C)
+        loss = F.cross_entropy(logits, labels.to(h.device)) if labels is not None else None
+        return GPTOutput(logits, loss, attentions)
+
+
+@dataclass
+class ClassifierRun:
+    """What :func:`train_docstring_classifier` returns."""
+
+    model: GPTClassifier
+    tokenizer: object
+    history: object  # bigtut.training.History
+    val_accuracy: float
+    test_accuracy: float
+    config: dict  # the arguments that rebuild it
+
+
+@torch.no_grad()
+def _accuracy(model: GPTClassifier, ids: torch.Tensor, lengths: torch.Tensor, labels: torch.Tensor) -> float:
+    model.eval()
+    device = model.head.weight.device
+    preds = torch.cat([model(ids[i : i + 128].to(device), lengths[i : i + 128]).logits.argmax(-1).cpu()
+                       for i in range(0, len(ids), 128)])
+    return float((preds == labels).float().mean())
+
+
+def train_docstring_classifier(pretrained: PretrainRun | None = None, *, pool: str = "mean", steps: int = 120,
+                               batch_size: int = 32, lr: float = 1e-3, seed: int = 0, device=None,
+                               progress: bool = True) -> ClassifierRun:
+    """Fine-tune a GPT to tell which standard-library family a docstring comes from (``bigtut.data.LABELS``).
+
+    With ``pretrained`` (from :func:`pretrain_char_gpt`) the body starts from a copy of its weights;
+    without, from a random GPT of the default config — the from-scratch baseline. Each docstring is cut to
+    the first ``block_size`` characters. Deterministic given the arguments and the device.
+    """
+    import copy
+
+    from bigtut.data import LABELS, docstring_splits, encode_texts, minibatches
+    from bigtut.runtime import get_device, seed_everything
+    from bigtut.training import fit
+
+    device = torch.device(device) if device is not None else get_device()
+    seed_everything(seed)
+    if pretrained is not None:
+        tokenizer, body = pretrained.tokenizer, copy.deepcopy(pretrained.model)
+    else:
+        tokenizer = python_docs_char_tokenizer()
+        body = GPT(GPTConfig(vocab_size=tokenizer.vocab_size))
+    model = GPTClassifier(body, len(LABELS), pool=pool)
+    pad = tokenizer.token_to_id("<pad>")
+    data = {}
+    for split, items in docstring_splits().items():
+        ids, lengths = encode_texts([d.text for d in items], tokenizer, body.config.block_size, pad)
+        data[split] = (ids, lengths, torch.tensor([d.label for d in items]))
+    gen = torch.Generator().manual_seed(seed)
+
+    def epochs():
+        while True:
+            yield from minibatches(*data["train"], batch_size=batch_size, generator=gen)
+
+    stream = epochs()
+    history = fit(model, lambda m, b: m(b[0], b[1], b[2]).loss, lambda: next(stream), steps=steps, lr=lr,
+                  weight_decay=0.01, warmup_steps=min(10, steps - 1), schedule="cosine", grad_clip=1.0,
+                  val_batches=[data["val"]], eval_every=max(1, steps // 6), device=device,
+                  desc="fine-tune" if pretrained is not None else "from scratch", progress=progress)
+    config = {"pretrained": pretrained is not None, "pool": pool, "steps": steps, "batch_size": batch_size,
+              "lr": lr, "seed": seed}
+    return ClassifierRun(model, tokenizer, history, _accuracy(model, *data["val"]), _accuracy(model, *data["test"]),
+                         config)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import math
 
 import pytest
@@ -11,6 +13,7 @@ from hypothesis import strategies as st
 
 from bigtut.checks import CheckFailure
 from bigtut.checks.basics import (
+    check_count_parameters,
     check_cross_entropy,
     check_gelu,
     check_linear_regression_step,
@@ -23,6 +26,10 @@ from bigtut.checks.basics import (
 
 def standardize(x):
     return (x - x.mean(dim=0)) / x.std(dim=0, correction=0)
+
+
+def count_parameters(model):
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 def gelu(x, approximate="none"):
@@ -51,6 +58,7 @@ def stub(*args, **kwargs):
 
 CORRECT = [
     (check_standardize, standardize),
+    (check_count_parameters, count_parameters),
     (check_gelu, gelu),
     (check_log_softmax, log_softmax),
     (check_cross_entropy, cross_entropy),
@@ -61,7 +69,7 @@ IDS = [checker.__name__ for checker, _ in CORRECT]
 
 @pytest.mark.parametrize(("checker", "solution"), CORRECT, ids=IDS)
 def test_checker_passes_a_correct_solution(checker, solution, capsys):
-    assert checker(solution) is True
+    checker(solution)
     line = capsys.readouterr().out.strip()
     assert line.startswith("PASS ") and "\n" not in line
 
@@ -81,8 +89,11 @@ def test_checker_rejects_a_non_function(checker, solution):
 @settings(max_examples=25, deadline=None)
 @given(seed=st.integers(min_value=0, max_value=2**31 - 1))
 def test_checkers_pass_correct_solutions_for_any_seed(seed):
-    for checker, solution in CORRECT:
-        assert checker(solution, seed=seed) is True
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        for checker, solution in CORRECT:
+            checker(solution, seed=seed)  # raises CheckFailure on any disagreement
+    assert out.getvalue().count("PASS ") == len(CORRECT)
 
 
 def test_checkers_leave_the_global_random_state_alone():
@@ -105,6 +116,31 @@ def test_standardize_rejects_the_sample_std():
 def test_standardize_rejects_row_statistics():
     with pytest.raises(CheckFailure, match="values differ"):
         check_standardize(lambda x: (x - x.mean(1, keepdim=True)) / x.std(1, correction=0, keepdim=True))
+
+
+def test_count_parameters_rejects_counting_frozen_weights():
+    with pytest.raises(CheckFailure, match="frozen"):
+        check_count_parameters(lambda m: sum(p.numel() for p in m.parameters()))
+
+
+def test_count_parameters_rejects_counting_tied_weights_twice():
+    def wrong(model):
+        return sum(p.numel() for _, p in model.named_parameters(remove_duplicate=False) if p.requires_grad)
+
+    with pytest.raises(CheckFailure, match="tied"):
+        check_count_parameters(wrong)
+
+
+def test_count_parameters_rejects_the_number_of_tensors():
+    with pytest.raises(CheckFailure, match="trainable parameters"):
+        check_count_parameters(lambda m: len([p for p in m.parameters() if p.requires_grad]))
+
+
+def test_count_parameters_accepts_a_one_element_tensor_but_not_a_fraction(capsys):
+    check_count_parameters(lambda m: torch.tensor(count_parameters(m)))
+    assert capsys.readouterr().out.startswith("PASS count_parameters")
+    with pytest.raises(CheckFailure, match="whole number"):
+        check_count_parameters(lambda m: count_parameters(m) + 0.5)
 
 
 def test_gelu_rejects_the_tanh_approximation_as_the_exact_gelu():

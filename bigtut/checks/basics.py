@@ -4,6 +4,7 @@
 checker                            what the candidate must do                                  notebook
 =================================  ==========================================================  ========
 ``check_standardize``              ``(x - mean) / std`` per column, population std             00
+``check_count_parameters``         number of trainable parameters of a model                   00
 ``check_gelu``                     GELU, exact (erf) and tanh approximation                    01
 ``check_log_softmax``              numerically stable log-softmax over the last axis           01
 ``check_cross_entropy``            mean negative log-likelihood of integer targets             01
@@ -23,12 +24,13 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from bigtut.checks.core import CheckFailure, _call, _describe, assert_close, check_function, passed
 
 __all__ = [
-    "check_cross_entropy", "check_gelu", "check_linear_regression_step", "check_log_softmax",
-    "check_standardize",
+    "check_count_parameters", "check_cross_entropy", "check_gelu", "check_linear_regression_step",
+    "check_log_softmax", "check_standardize",
 ]
 
 
@@ -55,7 +57,7 @@ def _standardize_reference(x: torch.Tensor) -> torch.Tensor:
     return (x - x.mean(dim=0)) / x.std(dim=0, correction=0)  # (n, d)
 
 
-def check_standardize(candidate: Callable[[torch.Tensor], torch.Tensor], seed: int | None = None) -> bool:
+def check_standardize(candidate: Callable[[torch.Tensor], torch.Tensor], seed: int | None = None) -> None:
     """``candidate(x)`` with ``x`` of shape ``(n, d)`` must return ``(x - mean) / std`` column by column.
 
     The mean and the standard deviation are taken over the rows (``dim=0``); the standard deviation is the
@@ -69,7 +71,66 @@ def check_standardize(candidate: Callable[[torch.Tensor], torch.Tensor], seed: i
         (f"x of shape (200, 6), columns on very different scales (seed={seed})",
          (_randn(gen, 200, 6) * torch.logspace(-3, 3, 6, dtype=torch.float64),), {}),
     ]
-    return check_function(candidate, _standardize_reference, cases, name="standardize", atol=1e-9, rtol=1e-7)
+    check_function(candidate, _standardize_reference, cases, name="standardize", atol=1e-9, rtol=1e-7)
+
+
+class _TiedLanguageModel(nn.Module):
+    """Embedding and output layer sharing one weight matrix (as GPT-2 does): one tensor, counted once."""
+
+    def __init__(self, vocab: int, width: int):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, width)  # weight (vocab, width)
+        self.norm = nn.LayerNorm(width)
+        self.out = nn.Linear(width, vocab, bias=False)
+        self.out.weight = self.embed.weight  # tied: the same Parameter object
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.out(self.norm(self.embed(ids)))  # (B, L) -> (B, L, vocab)
+
+
+def _count_parameters_reference(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)  # parameters() skips repeats
+
+
+def check_count_parameters(candidate: Callable[[nn.Module], int], seed: int | None = None) -> None:
+    """``candidate(model)`` must return the number of **trainable** parameters of ``model`` (an int).
+
+    Trainable means ``requires_grad=True``; a tensor shared by two layers (tied weights) counts once.
+    """
+    gen, seed = _generator(seed)
+
+    def size(low: int, high: int) -> int:
+        return int(torch.randint(low, high, (), generator=gen))
+
+    a, b, c, n_embed = size(2, 50), size(2, 50), size(2, 20), size(5, 40)
+    vocab, width = size(10, 60), size(4, 32)
+    with torch.random.fork_rng(devices=[]):  # initialising layers draws random numbers: keep the caller's
+        torch.manual_seed(seed)
+        frozen = nn.Sequential(nn.Embedding(n_embed, a), nn.Linear(a, b))
+        frozen[0].weight.requires_grad_(False)
+        cases = [
+            (f"nn.Linear({a}, {b}) (seed={seed})", (nn.Linear(a, b),), {}),
+            (f"nn.Linear({a}, {b}, bias=False) (seed={seed})", (nn.Linear(a, b, bias=False),), {}),
+            (f"nn.Sequential(nn.Linear({a}, {b}), nn.GELU(), nn.Linear({b}, {c})) (seed={seed})",
+             (nn.Sequential(nn.Linear(a, b), nn.GELU(), nn.Linear(b, c)),), {}),
+            (f"nn.Embedding({n_embed}, {a}) frozen with requires_grad_(False), then nn.Linear({a}, {b}) "
+             f"(seed={seed})", (frozen,), {}),
+            (f"embedding ({vocab}, {width}) tied to the output layer's weight, with a LayerNorm({width}) "
+             f"(seed={seed})", (_TiedLanguageModel(vocab, width),), {}),
+        ]
+    name = "count_parameters"
+    if not callable(candidate):
+        raise CheckFailure(f"{name}: expected a function, got {_describe(candidate)}")
+    for description, args, _ in cases:
+        got = _call(candidate, name, args, {})
+        if isinstance(got, torch.Tensor) and got.numel() == 1:
+            got = got.item()
+        if isinstance(got, bool) or not isinstance(got, (int, float)) or got != int(got):
+            raise CheckFailure(f"{name}: expected a whole number for {description}, got {_describe(got)}")
+        expected = _count_parameters_reference(*args)
+        if int(got) != expected:
+            raise CheckFailure(f"{name}: for {description} expected {expected} trainable parameters, got {int(got)}")
+    passed(name, f"matches the reference on {len(cases)} random models")
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -81,7 +142,7 @@ def _gelu_reference(x: torch.Tensor, approximate: str = "none") -> torch.Tensor:
     return F.gelu(x, approximate=approximate)
 
 
-def check_gelu(candidate: Callable[..., torch.Tensor], seed: int | None = None) -> bool:
+def check_gelu(candidate: Callable[..., torch.Tensor], seed: int | None = None) -> None:
     """``candidate(x, approximate="none" | "tanh")`` must equal ``torch.nn.functional.gelu`` elementwise.
 
     ``"none"``: ``x Φ(x)`` with the normal CDF ``Φ(x) = (1 + erf(x / √2)) / 2``.
@@ -99,7 +160,7 @@ def check_gelu(candidate: Callable[..., torch.Tensor], seed: int | None = None) 
             (f"extreme x = {extreme.tolist()}, approximate={approximate!r}", (extreme,),
              {"approximate": approximate}),
         ]
-    return check_function(candidate, _gelu_reference, cases, name="gelu", atol=1e-9, rtol=1e-7)
+    check_function(candidate, _gelu_reference, cases, name="gelu", atol=1e-9, rtol=1e-7)
 
 
 def _extreme_logits() -> torch.Tensor:
@@ -108,7 +169,7 @@ def _extreme_logits() -> torch.Tensor:
                         dtype=torch.float64)  # (3, 3)
 
 
-def check_log_softmax(candidate: Callable[[torch.Tensor], torch.Tensor], seed: int | None = None) -> bool:
+def check_log_softmax(candidate: Callable[[torch.Tensor], torch.Tensor], seed: int | None = None) -> None:
     """``candidate(logits)`` must equal ``torch.log_softmax(logits, dim=-1)`` for any number of leading axes.
 
     Includes logits of ±1000: ``log(softmax(z))`` computed naively gives NaN or -inf there, the
@@ -121,12 +182,12 @@ def check_log_softmax(candidate: Callable[[torch.Tensor], torch.Tensor], seed: i
         (f"logits of shape (2, 3, 10), scale 20 (seed={seed})", (_randn(gen, 2, 3, 10, scale=20.0),), {}),
         ("extreme logits [[1000, -1000, 0], [1000, 1000, 999], [-1000, -1000, -1001]]", (_extreme_logits(),), {}),
     ]
-    return check_function(candidate, lambda z: torch.log_softmax(z, dim=-1), cases, name="log_softmax",
+    check_function(candidate, lambda z: torch.log_softmax(z, dim=-1), cases, name="log_softmax",
                           atol=1e-9, rtol=1e-7)
 
 
 def check_cross_entropy(candidate: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-                        seed: int | None = None) -> bool:
+                        seed: int | None = None) -> None:
     """``candidate(logits, targets)`` must equal ``torch.nn.functional.cross_entropy(logits, targets)``.
 
     ``logits`` has shape ``(N, C)``, ``targets`` holds ``N`` class indices (int64); the answer is the mean
@@ -147,7 +208,7 @@ def check_cross_entropy(candidate: Callable[[torch.Tensor, torch.Tensor], torch.
         ("extreme logits [[1000, -1000, 0], [1000, 1000, 999], [-1000, -1000, -1001]], targets [1, 2, 0]",
          (extreme, torch.tensor([1, 2, 0])), {}),
     ]
-    return check_function(candidate, lambda z, t: F.cross_entropy(z, t), cases, name="cross_entropy",
+    check_function(candidate, lambda z, t: F.cross_entropy(z, t), cases, name="cross_entropy",
                           atol=1e-9, rtol=1e-7)
 
 
@@ -168,7 +229,7 @@ def _linear_regression_step_reference(w: torch.Tensor, b: torch.Tensor, x: torch
 
 def check_linear_regression_step(
     candidate: Callable[..., tuple[torch.Tensor, torch.Tensor]], seed: int | None = None
-) -> bool:
+) -> None:
     """``candidate(w, b, x, y, lr)`` must return ``(w_new, b_new)`` after one gradient-descent step.
 
     Model ``ŷ = x w + b`` with ``x (N, D)``, ``w (D,)``, ``b ()`` and ``y (N,)``; loss
@@ -199,4 +260,4 @@ def check_linear_regression_step(
                 )
         assert_close(got[0], expected[0], what=f"{name} (w_new)", inputs=description, atol=1e-9, rtol=1e-7)
         assert_close(got[1], expected[1], what=f"{name} (b_new)", inputs=description, atol=1e-9, rtol=1e-7)
-    return passed(name, f"matches autograd's gradient step on {len(cases)} random cases")
+    passed(name, f"matches autograd's gradient step on {len(cases)} random cases")

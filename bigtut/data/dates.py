@@ -22,14 +22,14 @@ from __future__ import annotations
 import datetime as dt
 import random
 from collections import Counter, defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
 __all__ = [
-    "DATE_FORMATS", "DATE_SPECIAL_TOKENS", "DatePair", "ambiguous_sources", "date_pairs", "date_splits",
-    "date_tokenizer", "encode_pairs", "exact_match_ceiling",
+    "DATE_FORMATS", "DATE_SPECIAL_TOKENS", "DatePair", "ambiguous_sources", "date_fields", "date_pairs",
+    "date_splits", "date_tokenizer", "encode_date_pairs", "exact_match_ceiling", "format_date",
 ]
 
 MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
@@ -94,26 +94,37 @@ def _dates(first_year: int, last_year: int) -> list[dt.date]:
     return [start + dt.timedelta(days=i) for i in range((stop - start).days + 1)]
 
 
-def _formats(formats: Sequence[str] | None) -> list[str]:
-    names = list(DATE_FORMATS) if formats is None else list(formats)
+def _formats(formats: Sequence[str] | None) -> tuple[str, ...]:
+    names = DATE_FORMATS if formats is None else tuple(formats)
     unknown = [f for f in names if f not in DATE_FORMATS]
     if unknown or not names:
         raise ValueError(f"unknown or no formats {unknown}; choose from {list(DATE_FORMATS)}")
     return names
 
 
+def _write(dates: Sequence[dt.date], formats: Sequence[str]) -> list[DatePair]:
+    """Every date in every format, date by date."""
+    out = []
+    for d in dates:
+        fields, target = date_fields(d), d.isoformat()
+        out.extend(DatePair(f.format_map(fields), target, f) for f in formats)
+    return out
+
+
 def date_pairs(first_year: int = 1950, last_year: int = 2049, formats: Sequence[str] | None = None) -> list[DatePair]:
     """Every date of the window written in every format: ``n_days * n_formats`` pairs, in date order."""
-    names = _formats(formats)
-    return [DatePair(DATE_FORMATS[f](d), d.isoformat(), f) for d in _dates(first_year, last_year) for f in names]
+    return _write(_dates(first_year, last_year), _formats(formats))
 
 
 def ambiguous_sources(pairs: Sequence[DatePair]) -> dict[str, set[str]]:
     """Input strings that stand for more than one target: ``{source: {target, …}}`` (empty = learnable)."""
-    targets: dict[str, set[str]] = defaultdict(set)
+    first: dict[str, str] = {}
+    clashes: dict[str, set[str]] = defaultdict(set)
     for p in pairs:
-        targets[p.source].add(p.target)
-    return {s: t for s, t in targets.items() if len(t) > 1}
+        seen = first.setdefault(p.source, p.target)
+        if seen != p.target:
+            clashes[p.source] |= {seen, p.target}
+    return dict(clashes)
 
 
 def exact_match_ceiling(pairs: Sequence[DatePair]) -> float:
@@ -121,10 +132,15 @@ def exact_match_ceiling(pairs: Sequence[DatePair]) -> float:
     target. 1.0 means every input has exactly one answer."""
     if not pairs:
         raise ValueError("exact_match_ceiling needs at least one pair")
+    ambiguous = ambiguous_sources(pairs)
+    if not ambiguous:
+        return 1.0
     counts: dict[str, Counter] = defaultdict(Counter)
     for p in pairs:
-        counts[p.source][p.target] += 1
-    return sum(c.most_common(1)[0][1] for c in counts.values()) / len(pairs)
+        if p.source in ambiguous:
+            counts[p.source][p.target] += 1
+    lost = sum(c.total() - c.most_common(1)[0][1] for c in counts.values())
+    return 1.0 - lost / len(pairs)
 
 
 def date_splits(
@@ -142,29 +158,25 @@ def date_splits(
     remaining date (~400k pairs with the defaults).
 
     Raises:
-        ValueError: the held-out dates would not leave any for training, or some input string stands for two
-            dates (see :func:`ambiguous_sources`), so the splits could not be disjoint by input.
+        ValueError: the held-out dates would not leave any for training, or some held-out input string also
+            stands for a training date (see :func:`ambiguous_sources`), so the splits would not be disjoint.
     """
     names, dates = _formats(formats), _dates(first_year, last_year)
     for name, n in (("n_val", n_val), ("n_test", n_test)):
-        if not isinstance(n, int) or n < 1:
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
             raise ValueError(f"{name} must be a positive int, got {n!r}")
     if n_val + n_test >= len(dates):
         raise ValueError(f"n_val + n_test = {n_val + n_test} leaves no training dates out of {len(dates)}")
     order = list(range(len(dates)))
     random.Random(seed).shuffle(order)
     val_idx, test_idx = order[:n_val], order[n_val : n_val + n_test]
-    held_out = set(val_idx) | set(test_idx)
+    held_out = set(order[: n_val + n_test])
 
     def one_format_each(indices: list[int]) -> list[DatePair]:
-        out = []
-        for k, i in enumerate(indices):
-            f = names[k % len(names)]
-            out.append(DatePair(DATE_FORMATS[f](dates[i]), dates[i].isoformat(), f))
-        return out
+        return [DatePair(format_date(dates[i], names[k % len(names)]), dates[i].isoformat(), names[k % len(names)])
+                for k, i in enumerate(indices)]
 
-    train = [DatePair(DATE_FORMATS[f](d), d.isoformat(), f)
-             for i, d in enumerate(dates) if i not in held_out for f in names]
+    train = _write([d for i, d in enumerate(dates) if i not in held_out], names)
     splits = {"train": train, "val": one_format_each(val_idx), "test": one_format_each(test_idx)}
     seen = {p.source for p in train}
     if any(p.source in seen for p in splits["val"] + splits["test"]):
@@ -181,13 +193,13 @@ def date_tokenizer():
     """
     from bigtut.tokenizers import CharTokenizer
 
-    sample = [dt.date(2000, m, d) for m in range(1, 13) for d in (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 22, 31)
-              if not (m == 2 and d > 29) and not (d == 31 and m in (4, 6, 9, 11))]
-    text = "".join(f(d) for f in DATE_FORMATS.values() for d in sample) + "0123456789-"
+    one_per_month_and_weekday = [dt.date(2024, m, d) for m in range(1, 13) for d in range(1, 8)]
+    text = "".join(format_date(d, f) for f in DATE_FORMATS for d in one_per_month_and_weekday)
+    text += "0123456789-stndrh"  # every digit, ISO's dash, and the ordinal suffixes st/nd/rd/th
     return CharTokenizer.train(text, special_tokens=DATE_SPECIAL_TOKENS)
 
 
-def encode_pairs(pairs: Sequence[DatePair], tokenizer, src_len: int | None = None,
+def encode_date_pairs(pairs: Sequence[DatePair], tokenizer, src_len: int | None = None,
                  tgt_len: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Encode pairs as right-padded id matrices for a seq2seq model.
 
@@ -195,17 +207,16 @@ def encode_pairs(pairs: Sequence[DatePair], tokenizer, src_len: int | None = Non
         ``(src, tgt)``: ``src`` ``(N, S)`` = the source characters; ``tgt`` ``(N, T)`` =
         ``<bos> target <eos>``. Both are padded with ``<pad>`` to the longest row (or to ``src_len``/``tgt_len``).
     """
+    if not pairs:
+        raise ValueError("encode_date_pairs needs at least one pair")
     pad, bos, eos = (tokenizer.token_to_id(t) for t in DATE_SPECIAL_TOKENS)
     src_ids = [tokenizer.encode(p.source) for p in pairs]
     tgt_ids = [[bos, *tokenizer.encode(p.target), eos] for p in pairs]
-    S = src_len or max(map(len, src_ids))
-    T = tgt_len or max(map(len, tgt_ids))
-    if max(map(len, src_ids)) > S or max(map(len, tgt_ids)) > T:
+    longest_src, longest_tgt = max(map(len, src_ids)), max(map(len, tgt_ids))
+    S, T = src_len or longest_src, tgt_len or longest_tgt
+    if longest_src > S or longest_tgt > T:
         raise ValueError(f"src_len={src_len} / tgt_len={tgt_len} is shorter than the longest source "
-                         f"({max(map(len, src_ids))}) / target ({max(map(len, tgt_ids))}) row")
-    src = torch.full((len(pairs), S), pad, dtype=torch.long)  # (N, S)
-    tgt = torch.full((len(pairs), T), pad, dtype=torch.long)  # (N, T)
-    for row, (s, t) in enumerate(zip(src_ids, tgt_ids)):
-        src[row, : len(s)] = torch.tensor(s)
-        tgt[row, : len(t)] = torch.tensor(t)
+                         f"({longest_src}) / target ({longest_tgt}) row")
+    src = torch.tensor([s + [pad] * (S - len(s)) for s in src_ids], dtype=torch.long)  # (N, S)
+    tgt = torch.tensor([t + [pad] * (T - len(t)) for t in tgt_ids], dtype=torch.long)  # (N, T)
     return src, tgt
