@@ -45,7 +45,7 @@ notebooks: $(STAMP)
 test: lint unit notebooks
 
 outputs: $(STAMP)
-	$(BIN)/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=600 \
+	BIGTUT_PROGRESS=text $(BIN)/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=600 \
 		--ExecutePreprocessor.kernel_name=python3 notebooks/*.ipynb
 
 student: $(STAMP)

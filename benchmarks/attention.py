@@ -4,7 +4,7 @@ All three modules hold the same weights and see the same input. Within every rep
 after the other, in an order that rotates from repeat to repeat, so that a burst of load on a shared machine
 hits them alike; the table reports medians and the ratios of medians. Goal: fast path ≤ 1.2× PyTorch.
 
-    OMP_NUM_THREADS=1 python benchmarks/attention.py            # ~30 s on a quiet 2-core CPU
+    OMP_NUM_THREADS=1 python benchmarks/attention.py            # under a minute on a quiet 2-core CPU
     python benchmarks/attention.py --repeats 5 --sizes 4x32x64  # a quick look
 
 The "fast" path calls torch.nn.functional.scaled_dot_product_attention (need_weights=False); the "explicit"
@@ -83,7 +83,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default=DEFAULT_SIZES, help="comma-separated BxLxD (default %(default)s)")
     parser.add_argument("--heads", type=int, default=8)
-    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--repeats", type=int, default=21)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--device", default=None, help="cpu or cuda (default: bigtut.get_device())")
     args = parser.parse_args()

@@ -18,10 +18,22 @@ module                      idea (notebook)
 ``bigtut.bert``             BERT, masked-LM and NSP pretraining, fine-tuning (05)
 ==========================  ===========================================================
 
-Submodules are imported on first use, so ``import bigtut`` stays fast.
+Submodules are imported on first use (``bigtut.data.python_docs_corpus()`` works after ``import bigtut``),
+so ``import bigtut`` stays fast.
 """
+
+import importlib
 
 from bigtut.runtime import describe_environment, get_device, seed_everything
 
 __version__ = "0.1.0"
 __all__ = ["describe_environment", "get_device", "seed_everything", "__version__"]
+
+_SUBMODULES = {"attention", "bert", "checks", "data", "exercises", "gpt", "plots", "positional", "runtime",
+               "tokenizers", "training", "transformer"}
+
+
+def __getattr__(name: str):
+    if name in _SUBMODULES:
+        return importlib.import_module(f"bigtut.{name}")
+    raise AttributeError(f"module 'bigtut' has no attribute {name!r}")

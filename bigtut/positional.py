@@ -65,13 +65,13 @@ def sinusoidal_encoding(
     _positive_int("d_model", d_model)
     if base <= 1:
         raise ValueError(f"base must be > 1, got {base}")
-    pos = torch.arange(length, device=device, dtype=torch.float64)[:, None]  # (L, 1)
-    two_i = torch.arange(0, d_model, 2, device=device, dtype=torch.float64)  # (ceil(d/2),) = 0, 2, 4, …
+    pos = torch.arange(length, dtype=torch.float64)[:, None]  # (L, 1), built in float64 on the CPU
+    two_i = torch.arange(0, d_model, 2, dtype=torch.float64)  # (ceil(d/2),) = 0, 2, 4, …
     angle = pos / base ** (two_i / d_model)  # (L, ceil(d/2))
-    pe = torch.zeros(length, d_model, device=device, dtype=torch.float64)  # (L, d_model)
+    pe = torch.zeros(length, d_model, dtype=torch.float64)  # (L, d_model)
     pe[:, 0::2] = torch.sin(angle)  # even columns
     pe[:, 1::2] = torch.cos(angle[:, : d_model // 2])  # odd columns
-    return pe.to(dtype)
+    return pe.to(device=device, dtype=dtype)
 
 
 class SinusoidalPositionalEncoding(nn.Module):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -25,11 +26,10 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from bigtut.runtime import get_device
 
-__all__ = ["History", "evaluate", "fit", "load_checkpoint", "lr_lambda", "move_to", "save_checkpoint"]
+__all__ = ["History", "evaluate", "fit", "load_checkpoint", "lr_lambda", "move_to", "progress_bar", "save_checkpoint"]
 
 LossFn = Callable[[nn.Module, Any], torch.Tensor]
 
@@ -51,6 +51,19 @@ class History:
             total += value - (self.train_loss[i - window] if i >= window else 0.0)
             out.append(total / min(i + 1, window))
         return out
+
+
+def progress_bar(iterable: Iterable, **kwargs):
+    """A tqdm progress bar: a widget in JupyterLab, plain text in a terminal.
+
+    ``BIGTUT_PROGRESS=text`` forces the text bar; ``make outputs`` sets it, because a stored widget shows only
+    its first frame ("0%") to someone browsing the notebook, while a stored text bar shows the finished run.
+    """
+    if os.environ.get("BIGTUT_PROGRESS", "").lower() == "text":
+        from tqdm.std import tqdm
+    else:
+        from tqdm.auto import tqdm
+    return tqdm(iterable, **kwargs)
 
 
 def move_to(batch: Any, device: torch.device) -> Any:
@@ -149,7 +162,7 @@ def fit(
         model.train()
 
     start = time.perf_counter()
-    bar = tqdm(range(1, steps + 1), desc=desc, disable=not progress, mininterval=0.5)
+    bar = progress_bar(range(1, steps + 1), desc=desc, disable=not progress, mininterval=0.5)
     for step in bar:
         loss = loss_fn(model, move_to(next_batch(), device))
         optimizer.zero_grad(set_to_none=True)

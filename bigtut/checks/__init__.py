@@ -4,7 +4,8 @@ Each notebook exercise ends with a call such as ``check_softmax(softmax)``. A ch
 function or class with the course's reference on fresh random inputs and either prints one line starting
 with ``PASS`` or raises ``AssertionError`` saying which input was used, what was expected and what came back.
 
-The protocol lives in :mod:`bigtut.checks.core`; the checkers of chapter NN live in ``bigtut.checks.chNN``.
+The protocol lives in :mod:`bigtut.checks.core`; each chapter's checkers live in a module named after its topic:
+``bigtut.checks.basics`` (00–01), ``.attention`` (02), ``.transformer`` (03), ``.gpt`` (04), ``.bert`` (05).
 """
 
 from bigtut.checks.core import CheckFailure, assert_close, check_function, passed
