@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import inspect
 import math
-import secrets
 from collections.abc import Callable
 from typing import Any
 
@@ -35,7 +34,14 @@ import torch
 from torch import nn
 
 from bigtut.attention import MultiHeadAttention, causal_mask, padding_mask, scaled_dot_product_attention
-from bigtut.checks.core import CheckFailure, _describe, assert_close, check_function, passed
+from bigtut.checks.core import (
+    CheckFailure,
+    _describe,
+    assert_close,
+    check_function,
+    checker_generator,
+    passed,
+)
 from bigtut.positional import sinusoidal_encoding
 
 __all__ = [
@@ -43,15 +49,6 @@ __all__ = [
     "check_mha_values", "check_multi_head_attention", "check_scaled_dot_product_attention",
     "check_sinusoidal_encoding",
 ]
-
-
-def _generator(seed: int | None) -> tuple[torch.Generator, int]:
-    """A private generator and the seed it was started from (fresh entropy when ``seed`` is None)."""
-    if seed is None:
-        seed = secrets.randbits(31)
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise TypeError(f"seed must be an int or None, got {seed!r}")
-    return torch.Generator().manual_seed(seed), seed
 
 
 def _randn(gen: torch.Generator, *shape: int) -> torch.Tensor:
@@ -77,7 +74,7 @@ def check_scaled_dot_product_attention(candidate: Callable[..., Any], seed: int 
     ``(..., Lq, Lk)``, ``output = weights @ v``. A query row with no allowed key gets zero weights and a zero
     output. Compared with :func:`bigtut.attention.scaled_dot_product_attention` in float64.
     """
-    gen, seed = _generator(seed)
+    gen, seed = checker_generator(seed)
     every = torch.rand((2, 4, 6), generator=gen) > 0.4  # (B, Lq, Lk), an arbitrary pattern …
     every[1, 2] = False  # … with one query that may attend to nothing
     cases = [
@@ -99,7 +96,7 @@ def check_scaled_dot_product_attention(candidate: Callable[..., Any], seed: int 
 
 def check_causal_mask(candidate: Callable[[int], torch.Tensor], seed: int | None = None) -> None:
     """``candidate(L)`` must return a bool ``(L, L)`` tensor, True where key ``j ≤`` query ``i``."""
-    gen, seed = _generator(seed)
+    gen, seed = checker_generator(seed)
     name = "causal_mask"
     lengths = [1, 2, 5] + [int(n) for n in torch.randint(3, 40, (2,), generator=gen)]
     for length in lengths:
@@ -124,7 +121,7 @@ def check_causal_mask(candidate: Callable[[int], torch.Tensor], seed: int | None
 def check_sinusoidal_encoding(candidate: Callable[[int, int], torch.Tensor], seed: int | None = None) -> None:
     """``candidate(length, d_model)`` must return the ``(length, d_model)`` table of the paper:
     ``PE[pos, 2i] = sin(pos / 10000^(2i/d_model))``, ``PE[pos, 2i+1] = cos(pos / 10000^(2i/d_model))``."""
-    gen, seed = _generator(seed)
+    gen, seed = checker_generator(seed)
     sizes = [(1, 2), (10, 8), (64, 16), (7, 6), (int(torch.randint(20, 200, (1,), generator=gen)), 32)]
     cases = [(f"length={n}, d_model={d} (seed={seed})", (n, d), {}) for n, d in sizes]
     check_function(candidate, lambda n, d: sinusoidal_encoding(n, d, dtype=torch.float64), cases,
@@ -216,7 +213,7 @@ def _diagnose(out: torch.Tensor, ref: MultiHeadAttention, inputs: tuple, d_model
 
 
 def _mha_shapes(cls: Any, name: str, seed: int | None) -> str:
-    gen, seed = _generator(seed)
+    gen, seed = checker_generator(seed)
     cases = [(16, 4, 2, 5, 5, "self-attention"), (16, 4, 2, 3, 7, "cross-attention, Lq != Lk"),
              (12, 2, 3, 9, 9, "self-attention, 2 heads"), (24, 3, 1, 1, 4, "one query")]
     for d_model, h, B, Lq, Lk, label in cases:
@@ -260,7 +257,7 @@ def _mha_output_projection(cls: Any, name: str, seed: int | None) -> str:
 
 
 def _mha_values(cls: Any, name: str, seed: int | None) -> str:
-    gen, seed = _generator(seed)
+    gen, seed = checker_generator(seed)
     count = 0
     for d_model, h in ((16, 4), (12, 2)):
         module = _build(cls, name, d_model, h).double().eval()
@@ -296,7 +293,7 @@ def _mha_values(cls: Any, name: str, seed: int | None) -> str:
 def _mha_dropout(cls: Any, name: str, seed: int | None) -> str:
     """With v_proj and out_proj set to the identity and one-hot values, each head's output row *is* its
     effective attention row, so dropout can be watched directly."""
-    gen, seed = _generator(seed)
+    gen, seed = checker_generator(seed)
     d_model, h, p, B, Lq, Lk = 16, 4, 0.5, 8, 4, 4  # Lk <= d_head = 4, so one-hot values fit in a head
     if not _takes_dropout(cls):
         raise CheckFailure(f"{name}: {cls.__name__} takes no `dropout` argument, so dropout cannot be checked")

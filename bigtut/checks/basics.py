@@ -19,28 +19,26 @@ used is named in any failure message so the case can be replayed.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bigtut.checks.core import CheckFailure, _call, _describe, assert_close, check_function, passed
+from bigtut.checks.core import (
+    CheckFailure,
+    _call,
+    _describe,
+    assert_close,
+    check_function,
+    checker_generator,
+    passed,
+)
 
 __all__ = [
     "check_count_parameters", "check_cross_entropy", "check_gelu", "check_linear_regression_step",
     "check_log_softmax", "check_standardize",
 ]
-
-
-def _generator(seed: int | None) -> tuple[torch.Generator, int]:
-    """A private generator and the seed it was started from (fresh entropy when ``seed`` is None)."""
-    if seed is None:
-        seed = secrets.randbits(31)
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise TypeError(f"seed must be an int or None, got {seed!r}")
-    return torch.Generator().manual_seed(seed), seed
 
 
 def _randn(gen: torch.Generator, *shape: int, scale: float = 1.0) -> torch.Tensor:
@@ -63,7 +61,7 @@ def check_standardize(candidate: Callable[[torch.Tensor], torch.Tensor], seed: i
     The mean and the standard deviation are taken over the rows (``dim=0``); the standard deviation is the
     population one (divide by ``n``, ``correction=0``), as in ``bigtut.data``.
     """
-    gen, seed = _generator(seed)
+    gen, seed = checker_generator(seed)
     cases = [
         (f"x of shape (5, 3) (seed={seed})", (_randn(gen, 5, 3),), {}),
         (f"x of shape (40, 4), mean 10, std 3 (seed={seed})", (10 + _randn(gen, 40, 4, scale=3.0),), {}),
@@ -97,7 +95,7 @@ def check_count_parameters(candidate: Callable[[nn.Module], int], seed: int | No
 
     Trainable means ``requires_grad=True``; a tensor shared by two layers (tied weights) counts once.
     """
-    gen, seed = _generator(seed)
+    gen, seed = checker_generator(seed)
 
     def size(low: int, high: int) -> int:
         return int(torch.randint(low, high, (), generator=gen))
@@ -148,7 +146,7 @@ def check_gelu(candidate: Callable[..., torch.Tensor], seed: int | None = None) 
     ``"none"``: ``x Φ(x)`` with the normal CDF ``Φ(x) = (1 + erf(x / √2)) / 2``.
     ``"tanh"``: ``x/2 (1 + tanh(√(2/π) (x + 0.044715 x³)))``. Inputs include ±1000 and 0.
     """
-    gen, seed = _generator(seed)
+    gen, seed = checker_generator(seed)
     extreme = torch.tensor([-1000.0, -30.0, -5.0, -1e-8, 0.0, 1e-8, 5.0, 30.0, 1000.0], dtype=torch.float64)
     cases = []
     for approximate in ("none", "tanh"):
@@ -175,7 +173,7 @@ def check_log_softmax(candidate: Callable[[torch.Tensor], torch.Tensor], seed: i
     Includes logits of ±1000: ``log(softmax(z))`` computed naively gives NaN or -inf there, the
     log-sum-exp trick (subtract the row maximum first) gives the exact answer.
     """
-    gen, seed = _generator(seed)
+    gen, seed = checker_generator(seed)
     cases = [
         (f"logits of shape (4, 5) (seed={seed})", (_randn(gen, 4, 5),), {}),
         (f"logits of shape (6,) (seed={seed})", (_randn(gen, 6),), {}),
@@ -194,7 +192,7 @@ def check_cross_entropy(candidate: Callable[[torch.Tensor, torch.Tensor], torch.
     over the batch of ``-log softmax(logits)[n, targets[n]]``, a scalar (shape ``()``). Extreme logits of
     ±1000 included.
     """
-    gen, seed = _generator(seed)
+    gen, seed = checker_generator(seed)
 
     def targets(n: int, c: int) -> torch.Tensor:
         return torch.randint(0, c, (n,), generator=gen)  # (N,)
@@ -236,7 +234,7 @@ def check_linear_regression_step(
     ``L = mean((ŷ - y)²)``. The reference differentiates with autograd; the candidate should use the
     gradients derived by hand. The inputs must be left unchanged (return new tensors).
     """
-    gen, seed = _generator(seed)
+    gen, seed = checker_generator(seed)
     cases = []
     for n, d, lr in ((10, 1, 0.1), (32, 3, 0.05), (5, 8, 0.5), (100, 2, 1e-3)):
         x = _randn(gen, n, d)  # (N, D)

@@ -13,6 +13,7 @@ A stub that raises ``NotImplementedError`` is reported as a failure too, with a 
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -21,6 +22,19 @@ import torch
 
 class CheckFailure(AssertionError):
     """Raised by a checker when the candidate disagrees with the reference."""
+
+
+def checker_generator(seed: int | None) -> tuple[torch.Generator, int]:
+    """A private random generator for a checker, and the seed it was started from.
+
+    Checkers draw their inputs from it, so they never disturb the notebook's own random state; with
+    ``seed=None`` each call draws fresh inputs, and failure messages quote the seed to replay the case.
+    """
+    if seed is None:
+        seed = secrets.randbits(31)
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise TypeError(f"seed must be an int or None, got {seed!r}")
+    return torch.Generator().manual_seed(seed), seed
 
 
 def _describe(value: Any, limit: int = 6) -> str:
