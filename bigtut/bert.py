@@ -494,6 +494,7 @@ class BertRecipe:
     d_ff: int = 512
     max_len: int = 64  # tokens, [CLS] and [SEP]s included
     mask_prob: float = 0.15
+    pretrain_on_docstrings: bool = True  # add the training docstrings' text (never labels) to the docs topics
     pretrain_steps: int = 300
     pretrain_batch: int = 32
     pretrain_lr: float = 1e-3
@@ -572,8 +573,11 @@ def pretrain(model: BertForPreTraining, tokenizer, recipe: BertRecipe, *, progre
     from bigtut.data.sentences import docs_sentences
     from bigtut.training import History, fit
 
-    train_batch = nsp_mlm_batches(docs_sentences("train"), tokenizer, recipe, seed=recipe.seed)
-    val_source = nsp_mlm_batches(docs_sentences("val"), tokenizer, replace(recipe, pretrain_batch=64),
+    with_docstrings = recipe.pretrain_on_docstrings
+    train_batch = nsp_mlm_batches(docs_sentences("train", docstrings=with_docstrings), tokenizer, recipe,
+                                  seed=recipe.seed)
+    val_source = nsp_mlm_batches(docs_sentences("val", docstrings=with_docstrings), tokenizer,
+                                 replace(recipe, pretrain_batch=64),
                                  seed=recipe.seed + 1)
     val_batches = [val_source() for _ in range(2)]
     logs = {True: [], False: []}  # training / evaluation: (mlm, nsp) per call

@@ -64,6 +64,34 @@ class GPTOutput(NamedTuple):
 
 
 # ---------------------------------------------------------------------------------------------------- model
+class PreallocatedKVCache(KVCache):
+    """A KV cache laid out as two fixed buffers ``(B, h, max_len, d_head)`` per block, filled left to right.
+
+    ``keys``/``values`` are views of the first ``length`` positions. Writing in place avoids copying the whole
+    cache at every step (as concatenation does); it is meant for generation under ``torch.no_grad()``.
+    """
+
+    def __init__(self, max_len: int):
+        super().__init__()
+        self.max_len = max_len
+        self._k: torch.Tensor | None = None
+        self._v: torch.Tensor | None = None
+
+    def update(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write ``k, v`` ``(B, h, L_new, d_head)`` after the cached positions; return views ``(B, h, T, d_head)``."""
+        if self._k is None:
+            B, h, _, d_head = k.shape
+            self._k = k.new_empty(B, h, self.max_len, d_head)  # (B, h, max_len, d_head)
+            self._v = v.new_empty(B, h, self.max_len, d_head)
+        end = self.length + k.shape[2]
+        if end > self.max_len:
+            raise ValueError(f"the cache holds {self.max_len} positions; {end} were asked for")
+        self._k[:, :, self.length : end] = k
+        self._v[:, :, self.length : end] = v
+        self.keys, self.values, self.length = self._k[:, :, :end], self._v[:, :, :end], end
+        return self.keys, self.values
+
+
 class CausalSelfAttention(nn.Module):
     """Multi-head self-attention in which position ``t`` sees only positions ``<= t``."""
 
@@ -148,8 +176,14 @@ class GPT(nn.Module):
             n -= self.pos_emb.weight.numel() + self.tok_emb.weight.numel()
         return n
 
-    def new_cache(self) -> list[KVCache]:
-        """One empty :class:`~bigtut.attention.KVCache` per block, for :meth:`forward` and :meth:`generate`."""
+    def new_cache(self, preallocate: bool = False) -> list[KVCache]:
+        """One empty KV cache per block, for :meth:`forward` and :meth:`generate`.
+
+        By default a :class:`~bigtut.attention.KVCache`, which grows by concatenation; with ``preallocate``
+        a :class:`PreallocatedKVCache` of ``block_size`` positions, filled in place (faster, no gradients).
+        """
+        if preallocate:
+            return [PreallocatedKVCache(self.config.block_size) for _ in self.blocks]
         return [KVCache() for _ in self.blocks]
 
     def hidden_states(self, idx: torch.Tensor | None = None, *, inputs_embeds: torch.Tensor | None = None,
@@ -225,7 +259,7 @@ class GPT(nn.Module):
             if use_cache and start == cache_start:  # the window did not move: feed only the newest token
                 h, _ = self.hidden_states(idx[:, -1:], cache=cache)  # (B, 1, d)
             else:
-                cache = self.new_cache() if use_cache else None
+                cache = self.new_cache(preallocate=True) if use_cache else None
                 cache_start = start
                 h, _ = self.hidden_states(idx[:, start:], cache=cache)  # (B, L, d)
             logits = self.lm_head(h[:, -1])  # (B, V): only the last position is needed
@@ -333,8 +367,14 @@ def gpt_to_hf(model: GPT):
     """A ``transformers.GPT2LMHeadModel`` with the same weights (and dtype/device) as ``model``."""
     from transformers import GPT2LMHeadModel
 
-    ours = model.state_dict()
-    hf = GPT2LMHeadModel(hf_config(model.config)).to(dtype=model.lm_head.weight.dtype, device=model.lm_head.weight.device)
+    try:  # skip the random initialisation: every weight is overwritten below
+        from transformers.initialization import no_init_weights
+    except ImportError:  # other transformers versions: initialise, then overwrite
+        from contextlib import nullcontext as no_init_weights
+    ours, weight = model.state_dict(), model.lm_head.weight
+    with no_init_weights():
+        hf = GPT2LMHeadModel(hf_config(model.config)).to(dtype=weight.dtype, device=weight.device)
+    hf.tie_weights()  # (skipped with the initialisation) lm_head.weight is wte.weight when tie_weights
     theirs = {}
     for a, b, how in _name_table(model.config.n_layer):
         if how == "qkv":  # Conv1D c_attn: (d, 3d) = [Wq^T | Wk^T | Wv^T], bias (3d,)
@@ -368,7 +408,11 @@ def gpt_from_hf(hf_model) -> GPT:
     config = GPTConfig(vocab_size=c.vocab_size, block_size=c.n_positions, n_layer=c.n_layer, n_head=c.n_head,
                        d_model=c.n_embd, dropout=0.0, bias=True, tie_weights=bool(c.tie_word_embeddings))
     weight = hf_model.lm_head.weight
-    model = GPT(config).to(dtype=weight.dtype, device=weight.device)
+    with torch.device("meta"):  # no time spent on a random initialisation that is overwritten below
+        model = GPT(config)
+    model = model.to_empty(device=weight.device).to(weight.dtype)
+    if config.tie_weights:
+        model.lm_head.weight = model.tok_emb.weight  # to_empty made two tensors of the tied one
     theirs, ours = hf_model.state_dict(), {}
     d = config.d_model
     for a, b, how in _name_table(config.n_layer):
@@ -449,7 +493,7 @@ class PretrainRun:
     val_bpc: float  # bits per character on the whole validation split
 
 
-def pretrain_char_gpt(config: GPTConfig | None = None, *, steps: int = 1000, batch_size: int = 16,
+def pretrain_char_gpt(config: GPTConfig | None = None, *, steps: int = 900, batch_size: int = 12,
                       lr: float = 3e-3, warmup_steps: int = 50, seed: int = 0, device=None,
                       progress: bool = True, eval_every: int = 100) -> PretrainRun:
     """Pretrain a character-level GPT on Python's reference documentation (deterministic given ``seed``
@@ -539,7 +583,7 @@ def _accuracy(model: GPTClassifier, ids: torch.Tensor, lengths: torch.Tensor, la
     return float((preds == labels).float().mean())
 
 
-def train_docstring_classifier(pretrained: PretrainRun | None = None, *, pool: str = "mean", steps: int = 120,
+def train_docstring_classifier(pretrained: PretrainRun | None = None, *, pool: str = "mean", steps: int = 60,
                                batch_size: int = 32, lr: float = 1e-3, seed: int = 0, device=None,
                                progress: bool = True) -> ClassifierRun:
     """Fine-tune a GPT to tell which standard-library family a docstring comes from (``bigtut.data.LABELS``).

@@ -66,6 +66,14 @@ def test_num_parameters_matches_formula_and_hf():
     untied = tiny(tie_weights=False)
     assert untied.num_parameters() == expected + V * d
     assert model.lm_head.weight is model.tok_emb.weight
+    hf = gpt_to_hf(model)
+    assert hf.lm_head.weight is hf.transformer.wte.weight
+    back = gpt_from_hf(hf)
+    assert back.lm_head.weight is back.tok_emb.weight
+    hf_untied = gpt_to_hf(untied)
+    assert hf_untied.lm_head.weight is not hf_untied.transformer.wte.weight
+    back_untied = gpt_from_hf(hf_untied)
+    assert back_untied.lm_head.weight is not back_untied.tok_emb.weight
 
 
 # ---------------------------------------------------------------------------------------- Hugging Face parity
@@ -177,15 +185,21 @@ def test_sampling_is_the_same_with_and_without_cache():
     assert a.shape == (3, 22)
 
 
-def test_kv_cache_layout_and_chunked_forward():
+@pytest.mark.parametrize("preallocate", [False, True])
+def test_kv_cache_layout_and_chunked_forward(preallocate):
     model = tiny(7)
     idx = torch.randint(0, 29, (2, 15))
-    cache = model.new_cache()
-    parts = [model(chunk, cache=cache).logits for chunk in idx.split([6, 1, 5, 3], dim=1)]
-    torch.testing.assert_close(torch.cat(parts, dim=1), model(idx).logits, atol=1e-12, rtol=0)
+    cache = model.new_cache(preallocate=preallocate)
+    with torch.no_grad():
+        parts = [model(chunk, cache=cache).logits for chunk in idx.split([6, 1, 5, 3], dim=1)]
+        torch.testing.assert_close(torch.cat(parts, dim=1), model(idx).logits, atol=1e-12, rtol=0)
     assert len(cache) == model.config.n_layer
     d_head = model.config.d_model // model.config.n_head
+    assert all(c.length == 15 for c in cache)
     assert all(c.keys.shape == c.values.shape == (2, model.config.n_head, 15, d_head) for c in cache)
+    if preallocate:
+        with pytest.raises(ValueError, match="cache holds 24 positions"):
+            cache[0].update(*(torch.zeros(2, 2, 10, d_head, dtype=torch.float64),) * 2)
 
 
 def test_generate_validates_and_keeps_training_mode():

@@ -54,19 +54,28 @@ def split_sentences(text: str, min_chars: int = 20) -> list[str]:
     return sentences
 
 
-def docs_sentences(split: str = "train", val_fraction: float = 0.1, min_chars: int = 20) -> list[list[str]]:
-    """One list of sentences per documentation topic of ``split`` (``"all"``, ``"train"`` or ``"val"``).
+def docs_sentences(split: str = "train", val_fraction: float = 0.1, min_chars: int = 20,
+                   docstrings: bool = False) -> list[list[str]]:
+    """One list of sentences per document of ``split`` (``"all"``, ``"train"`` or ``"val"``).
 
-    The topic split is the one of :func:`bigtut.data.python_docs_corpus` (same ``val_fraction``).
-    Topics with fewer than two sentences are dropped (they cannot give an "is next" pair).
+    The documents are the documentation topics, split as in :func:`bigtut.data.python_docs_corpus` (same
+    ``val_fraction``). With ``docstrings=True`` every docstring of the same split of
+    :func:`bigtut.data.docstring_splits` is one more document (its text only, never its label; ``"all"``
+    includes the test docstrings, ``"train"`` and ``"val"`` never do). Documents with fewer than two
+    sentences are dropped (they cannot give an "is next" pair).
     """
-    topics = list(python_docs_topics().values())
     if split not in ("all", "train", "val"):
         raise ValueError(f"split must be 'all', 'train' or 'val', got {split!r}")
+    texts = list(python_docs_topics().values())
     if split != "all":
-        train, val = train_val_split(topics, val_fraction)
-        topics = list(train if split == "train" else val)
-    documents = [split_sentences(text, min_chars) for text in topics]
+        train, val = train_val_split(texts, val_fraction)
+        texts = list(train if split == "train" else val)
+    if docstrings:
+        from bigtut.data.docstrings import docstring_splits
+
+        parts = docstring_splits()
+        texts += [d.text for name in (("train", "val", "test") if split == "all" else (split,)) for d in parts[name]]
+    documents = [split_sentences(text, min_chars) for text in texts]
     return [doc for doc in documents if len(doc) >= 2]
 
 
