@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import NamedTuple
 
@@ -29,12 +29,13 @@ from torch import nn
 from bigtut.attention import MultiHeadAttention
 
 __all__ = [
-    "SPECIAL_TOKENS", "Bert", "BertConfig", "BertForPreTraining", "BertForSequenceClassification", "BertOutput",
-    "BertRecipe", "BertVocab", "TrainedBert", "bert_from_hf", "bert_to_hf", "classify", "encode_for_classifier",
-    "mask_tokens", "pretraining_loss", "train_docstring_classifier",
+    "IGNORE_INDEX", "SPECIAL_TOKENS", "Bert", "BertConfig", "BertForPreTraining", "BertForSequenceClassification",
+    "BertOutput", "BertRecipe", "BertVocab", "TrainedBert", "bert_from_hf", "bert_to_hf", "build_tokenizer",
+    "classify", "default_cache_dir", "encode_for_classifier", "finetune", "mask_tokens", "pretrain",
+    "pretraining_batches", "pretraining_loss", "train_docstring_classifier",
 ]
 
-#: The special tokens of the course's BERT tokenizers, in id order: [PAD] is id 0, as in Hugging Face.
+#: The special tokens BERT needs (the tokenizer decides their ids: see :class:`BertVocab`).
 SPECIAL_TOKENS = ("[PAD]", "[CLS]", "[SEP]", "[MASK]")
 IGNORE_INDEX = -100  # label of positions the MLM loss skips
 
@@ -246,8 +247,7 @@ class BertForPreTraining(nn.Module):
         return (mlm_logits, nsp_logits, out.attentions) if return_attention else (mlm_logits, nsp_logits)
 
     def mlm_head(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Vocabulary logits ``(..., V)`` of hidden states ``(..., d)``. Training may apply it to the selected
-        positions only (``hidden[labels != -100]``): 85 % of the positions have no target."""
+        """Vocabulary logits ``(..., V)`` of hidden states ``(..., d)`` (all of them, or the selected ones)."""
         h = self.mlm_norm(F.gelu(self.mlm_dense(hidden)))  # (..., d)
         return h @ self.bert.embeddings.token.weight.T + self.mlm_bias  # (..., V): the tied decoder
 
@@ -278,14 +278,17 @@ class BertForSequenceClassification(nn.Module):
         return (logits, out.attentions) if return_attention else logits
 
 
-def pretraining_loss(mlm_logits, nsp_logits, labels, nsp_labels) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(mlm_loss, nsp_loss)``: mean cross-entropies over the selected positions and over the pairs.
+def pretraining_loss(model: BertForPreTraining, batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(mlm_loss, nsp_loss)`` of a batch ``(ids, token_type_ids, attention_mask, labels, nsp_labels)``.
 
-    ``labels`` ``(B, L)`` holds ``-100`` where no prediction is asked for; HF's loss is their sum.
+    The MLM loss is the mean cross-entropy over the positions whose label is not ``-100``; the vocabulary
+    logits are computed there only (85 % of the positions have no target). HF's ``loss`` is the sum of both.
     """
-    mlm = F.cross_entropy(mlm_logits.flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX)  # ()
-    nsp = F.cross_entropy(nsp_logits, nsp_labels)  # ()
-    return mlm, nsp
+    ids, segments, mask, labels, nsp_labels = batch
+    out = model.bert(ids, segments, mask)
+    selected = labels != IGNORE_INDEX  # (B, L)
+    mlm_logits = model.mlm_head(out.hidden[selected])  # (S, V), S = number of selected positions
+    return F.cross_entropy(mlm_logits, labels[selected]), F.cross_entropy(model.nsp(out.pooled), nsp_labels)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -375,8 +378,8 @@ def mask_tokens(ids: torch.Tensor, vocab, mask_prob: float = 0.15,
 _LAYER_NAMES = {
     "attn.q_proj": "attention.self.query", "attn.k_proj": "attention.self.key",
     "attn.v_proj": "attention.self.value", "attn.out_proj": "attention.output.dense",
-    "attn_norm": "attention.output.LayerNorm", "ff_in": "intermediate.dense", "ff_out": "output.dense",
-    "ff_norm": "output.LayerNorm",
+    "attn_norm": "output.LayerNorm", "ff_in": "intermediate.dense", "ff_out": "output.dense",
+    "ff_norm": "attention.output.LayerNorm",
 }
 _BASE_NAMES = {
     "embeddings.token": "embeddings.word_embeddings", "embeddings.position": "embeddings.position_embeddings",
@@ -472,9 +475,9 @@ def bert_from_hf(hf_model) -> Bert | BertForPreTraining | BertForSequenceClassif
     if kind == "Bert" and "pooler.dense.weight" not in theirs:
         raise ValueError("this BertModel has no pooler (add_pooling_layer=False); bigtut's Bert always has one")
     param = next(hf_model.parameters())
+    model.to(device=param.device, dtype=param.dtype).eval()  # before loading: no round trip through float32
     model.load_state_dict({key: theirs[hf_key] for key, hf_key in _name_map(model).items()})
-    return model.to(device=param.device, dtype=param.dtype).eval()
-
+    return model
 
 # ----------------------------------------------------------------------------------------------------------
 # The course's recipe: pretrain on the Python docs, fine-tune on docstrings, cache the result
@@ -486,30 +489,32 @@ class BertRecipe:
     """Every setting of :func:`train_docstring_classifier`; the cache is keyed by all of them."""
 
     seed: int = 0
-    tokenizer: str = "bpe"  # "bpe" or "char"
-    vocab_size: int = 1024  # of the BPE tokenizer (a char tokenizer has one id per character seen)
-    d_model: int = 128
+    vocab_size: int = 1024  # byte-level BPE ids, the 4 special tokens included
+    d_model: int = 64
     num_layers: int = 2
     num_heads: int = 4
-    d_ff: int = 512
+    d_ff: int = 256
     max_len: int = 64  # tokens, [CLS] and [SEP]s included
+    dropout: float = 0.0  # pretraining underfits and, on this task, fine-tuning did better without it
     mask_prob: float = 0.15
     pretrain_on_docstrings: bool = True  # add the training docstrings' text (never labels) to the docs topics
-    pretrain_steps: int = 300
+    pretrain_steps: int = 600  # 0: no pretraining, fine-tune a randomly initialised BERT
     pretrain_batch: int = 32
-    pretrain_lr: float = 1e-3
-    pretrain_dropout: float = 0.0  # a short run underfits: dropout would only slow it down
-    finetune_steps: int = 150
+    pretrain_lr: float = 2e-3
+    finetune_steps: int = 450
     finetune_batch: int = 16
-    finetune_lr: float = 3e-4
-    finetune_dropout: float = 0.1  # 700 training docstrings: here it does help
+    finetune_lr: float = 1e-3
+
+    def __post_init__(self):
+        if self.pretrain_steps < 0 or self.finetune_steps < 1:
+            raise ValueError(f"need pretrain_steps >= 0 and finetune_steps >= 1, got {self.pretrain_steps}, "
+                             f"{self.finetune_steps}")
 
     def config(self, tokenizer, **changes) -> BertConfig:
         """The model's :class:`BertConfig` for this recipe and tokenizer."""
         settings = dict(vocab_size=tokenizer.vocab_size, max_len=self.max_len, d_model=self.d_model,
                         num_layers=self.num_layers, num_heads=self.num_heads, d_ff=self.d_ff,
-                        dropout=self.pretrain_dropout, attention_dropout=self.pretrain_dropout,
-                        pad_id=tokenizer.token_to_id("[PAD]"))
+                        dropout=self.dropout, attention_dropout=self.dropout, pad_id=tokenizer.token_to_id("[PAD]"))
         return BertConfig(**{**settings, **changes})
 
     def key(self) -> str:
@@ -519,32 +524,26 @@ class BertRecipe:
 
 
 def build_tokenizer(recipe: BertRecipe | None = None):
-    """The recipe's tokenizer, trained on the training topics of the Python docs and the training docstrings.
-
-    ``"bpe"``: byte-level BPE with ``recipe.vocab_size`` ids (words like " socket" become one token);
-    ``"char"``: one id per character, unknown characters -> ``[UNK]``. Special tokens come first:
-    ``[PAD] [CLS] [SEP] [MASK]``.
-    """
+    """The recipe's byte-level BPE tokenizer (``recipe.vocab_size`` ids), trained on the training topics of the
+    Python docs and the training docstrings; the special tokens are ``[PAD] [CLS] [SEP] [MASK]``."""
     from bigtut.data import docstring_splits, python_docs_corpus
-    from bigtut.tokenizers import BPETokenizer, CharTokenizer
+    from bigtut.tokenizers import BPETokenizer
 
     recipe = recipe or BertRecipe()
     text = python_docs_corpus("train") + "\n".join(d.text for d in docstring_splits()["train"])
-    if recipe.tokenizer == "char":
-        return CharTokenizer.train(text, special_tokens=SPECIAL_TOKENS, unk_token="[UNK]")
     return BPETokenizer.train(text, recipe.vocab_size, special_tokens=SPECIAL_TOKENS)
 
 
 def _trim(lengths: torch.Tensor, *tensors: torch.Tensor):
-    """Drop the all-padding columns: cut every ``(N, L)`` tensor to the longest row; add the ``(N, L')`` mask."""
+    """Cut ``(N, L)`` tensors to the longest row and add the ``(N, L')`` attention mask."""
     width = int(lengths.max())
     mask = torch.arange(width)[None, :] < lengths[:, None]  # (N, L')
     return (*(t[:, :width] for t in tensors), mask)
 
 
-def nsp_mlm_batches(documents, tokenizer, recipe: BertRecipe, seed: int):
+def pretraining_batches(documents, tokenizer, recipe: BertRecipe, seed: int, batch_size: int | None = None):
     """A callable returning fresh pretraining batches ``(masked_ids, token_type_ids, attention_mask, labels,
-    nsp_labels)``: new sentence pairs and a new mask every call (reproducible from ``seed``)."""
+    nsp_labels)`` — new sentence pairs and a new mask on every call, reproducible from ``seed``."""
     import random
 
     from bigtut.data.sentences import NSPSampler, encode_pairs
@@ -553,9 +552,9 @@ def nsp_mlm_batches(documents, tokenizer, recipe: BertRecipe, seed: int):
     rng, gen = random.Random(seed), torch.Generator().manual_seed(seed)
 
     def next_batch():
-        pairs = [sampler.sample(rng) for _ in range(recipe.pretrain_batch)]
+        pairs = [sampler.sample(rng) for _ in range(batch_size or recipe.pretrain_batch)]
         ids, segments, lengths, nsp = encode_pairs(pairs, tokenizer, recipe.max_len, vocab.cls_id, vocab.sep_id,
-                                                   vocab.pad_id)  # (B, L) x2, (B,), (B,)
+                                                   vocab.pad_id)  # (B, L), (B, L), (B,), (B,)
         ids, segments, mask = _trim(lengths, ids, segments)  # (B, L') x3
         masked, labels = mask_tokens(ids, vocab, recipe.mask_prob, generator=gen)  # (B, L') x2
         return masked, segments, mask, labels, nsp
@@ -565,44 +564,35 @@ def nsp_mlm_batches(documents, tokenizer, recipe: BertRecipe, seed: int):
 
 def pretrain(model: BertForPreTraining, tokenizer, recipe: BertRecipe, *, progress: bool = True,
              device=None) -> dict:
-    """MLM + NSP pretraining on the sentences of the training topics of the Python docs.
+    """MLM + NSP pretraining on sentence pairs of the training documents (:func:`docs_sentences`).
 
     Returns:
-        ``{"total", "mlm", "nsp"}`` -> :class:`bigtut.training.History` (validation on the held-out topics).
+        ``{"total", "mlm", "nsp"}`` -> :class:`bigtut.training.History`, validated on held-out documents.
     """
     from bigtut.data.sentences import docs_sentences
     from bigtut.training import History, fit
 
-    with_docstrings = recipe.pretrain_on_docstrings
-    train_batch = nsp_mlm_batches(docs_sentences("train", docstrings=with_docstrings), tokenizer, recipe,
-                                  seed=recipe.seed)
-    val_source = nsp_mlm_batches(docs_sentences("val", docstrings=with_docstrings), tokenizer,
-                                 replace(recipe, pretrain_batch=64),
-                                 seed=recipe.seed + 1)
-    val_batches = [val_source() for _ in range(2)]
-    logs = {True: [], False: []}  # training / evaluation: (mlm, nsp) per call
+    docs = {split: docs_sentences(split, docstrings=recipe.pretrain_on_docstrings) for split in ("train", "val")}
+    train_batches = pretraining_batches(docs["train"], tokenizer, recipe, seed=recipe.seed)
+    val_source = pretraining_batches(docs["val"], tokenizer, recipe, seed=recipe.seed + 1, batch_size=64)
+    val_batches = [val_source() for _ in range(2)]  # a fixed validation set
+    logs = {True: [], False: []}  # (mlm, nsp) per call, in training / in evaluation
 
     def loss_fn(model, batch):
-        ids, segments, mask, labels, nsp_labels = batch
-        out = model.bert(ids, segments, mask)
-        selected = labels != IGNORE_INDEX  # (B, L)
-        mlm_logits = model.mlm_head(out.hidden[selected])  # (S, V): only where there is a target
-        mlm = F.cross_entropy(mlm_logits, labels[selected])
-        nsp = F.cross_entropy(model.nsp(out.pooled), nsp_labels)
+        mlm, nsp = pretraining_loss(model, batch)
         logs[model.training].append((mlm.item(), nsp.item()))
         return mlm + nsp
 
-    history = fit(model, loss_fn, train_batch, steps=recipe.pretrain_steps, lr=recipe.pretrain_lr,
-                  val_batches=val_batches, eval_every=max(recipe.pretrain_steps // 6, 1), warmup_steps=
-                  recipe.pretrain_steps // 10, schedule="cosine", grad_clip=1.0, device=device, desc="pretrain",
-                  progress=progress)
-    parts = {}
+    steps = recipe.pretrain_steps
+    total = fit(model, loss_fn, train_batches, steps=steps, lr=recipe.pretrain_lr, val_batches=val_batches,
+                eval_every=max(steps // 6, 1), warmup_steps=steps // 10, schedule="cosine", grad_clip=1.0,
+                device=device, desc="pretrain", progress=progress)
+    histories = {"total": total}
     for i, name in enumerate(("mlm", "nsp")):
-        val = [v[i] for v in logs[False]]
-        n = len(val_batches)
-        parts[name] = History(history.step, [t[i] for t in logs[True]], history.val_step,
-                              [sum(val[j:j + n]) / n for j in range(0, len(val), n)], history.seconds)
-    return {"total": history, **parts}
+        val, n = [v[i] for v in logs[False]], len(val_batches)
+        histories[name] = History(total.step, [t[i] for t in logs[True]], total.val_step,
+                                  [sum(val[j : j + n]) / n for j in range(0, len(val), n)], total.seconds)
+    return histories
 
 
 def encode_for_classifier(texts, tokenizer, max_len: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -616,23 +606,20 @@ def encode_for_classifier(texts, tokenizer, max_len: int) -> tuple[torch.Tensor,
 
 
 def finetune(encoder: Bert, tokenizer, recipe: BertRecipe, *, progress: bool = True, device=None):
-    """Train a docstring-family classifier starting from ``encoder``'s weights (``encoder`` is not changed).
+    """Train a docstring-family classifier whose encoder starts from a copy of ``encoder``'s weights.
 
     Returns:
-        ``(classifier, history)`` with validation loss on the docstrings' validation split.
+        ``(classifier, history)``, validated on the docstrings' validation split.
     """
     from bigtut.data import LABELS, docstring_splits
     from bigtut.training import fit
 
-    splits = docstring_splits()
-    config = recipe.config(tokenizer, num_labels=len(LABELS), dropout=recipe.finetune_dropout,
-                           attention_dropout=recipe.finetune_dropout)
-    classifier = BertForSequenceClassification(config)
+    classifier = BertForSequenceClassification(recipe.config(tokenizer, num_labels=len(LABELS)))
     classifier.bert.load_state_dict(encoder.state_dict())
     data = {}
-    for name in ("train", "val"):
-        ids, mask = encode_for_classifier([d.text for d in splits[name]], tokenizer, recipe.max_len)  # (N, L)
-        data[name] = (ids, mask, torch.tensor([d.label for d in splits[name]]))
+    for name, items in docstring_splits().items():
+        ids, mask = encode_for_classifier([d.text for d in items], tokenizer, recipe.max_len)  # (N, L) x2
+        data[name] = (ids, mask, torch.tensor([d.label for d in items]))
     gen, queue = torch.Generator().manual_seed(recipe.seed), []
 
     def next_batch():  # epochs of shuffled mini-batches
@@ -646,12 +633,10 @@ def finetune(encoder: Bert, tokenizer, recipe: BertRecipe, *, progress: bool = T
         ids, mask, labels = batch
         return F.cross_entropy(model(ids, attention_mask=mask), labels)
 
-    val = data["val"]
-    val_batches = [tuple(t[i : i + 64] for t in val) for i in range(0, len(val[2]), 64)]
-    history = fit(classifier, loss_fn, next_batch, steps=recipe.finetune_steps, lr=recipe.finetune_lr,
-                  val_batches=val_batches, eval_every=max(recipe.finetune_steps // 6, 1),
-                  warmup_steps=recipe.finetune_steps // 10, schedule="cosine", device=device, desc="fine-tune",
-                  progress=progress)
+    steps = recipe.finetune_steps
+    history = fit(classifier, loss_fn, next_batch, steps=steps, lr=recipe.finetune_lr, val_batches=[data["val"]],
+                  eval_every=max(steps // 6, 1), warmup_steps=steps // 10, schedule="cosine", device=device,
+                  desc="fine-tune", progress=progress)
     return classifier, history
 
 
@@ -662,12 +647,12 @@ def classify(model: BertForSequenceClassification, tokenizer, texts, batch_size:
         raise TypeError("texts must be a list of strings, got a single string; wrap it in a list")
     was_training, device = model.training, next(model.parameters()).device
     model.eval()
-    probs = []
+    probs = [torch.zeros(0, model.config.num_labels)]
     for i in range(0, len(texts), batch_size):
         ids, mask = encode_for_classifier(texts[i : i + batch_size], tokenizer, model.config.max_len)  # (B, L)
         probs.append(model(ids.to(device), attention_mask=mask.to(device)).softmax(-1).cpu())  # (B, C)
     model.train(was_training)
-    return torch.cat(probs) if probs else torch.zeros(0, model.config.num_labels)
+    return torch.cat(probs)
 
 
 @dataclass
@@ -676,9 +661,9 @@ class TrainedBert:
 
     classifier: BertForSequenceClassification  # fine-tuned, eval mode
     pretrainer: BertForPreTraining  # after pretraining, before fine-tuning
-    tokenizer: object  # the tokenizer both were trained with: encode new text with it
+    tokenizer: object  # the BPETokenizer both use: encode new text with it (or with `classify`)
     recipe: BertRecipe
-    histories: dict  # "pretrain", "mlm", "nsp", "finetune" -> History
+    histories: dict  # "total", "mlm", "nsp" (absent without pretraining), "finetune" -> History
 
 
 def default_cache_dir() -> Path:
@@ -692,11 +677,12 @@ def default_cache_dir() -> Path:
 def train_docstring_classifier(recipe: BertRecipe | None = None, *, cache_dir: str | Path | None = None,
                                reuse: bool = True, save: bool = True, progress: bool = True,
                                device=None) -> TrainedBert:
-    """Rebuild the chapter-05 docstring classifier: pretrain (MLM + NSP), then fine-tune, deterministically.
+    """Rebuild the chapter-05 docstring classifier: pretrain (MLM + NSP), then fine-tune — deterministic for a
+    given recipe and device.
 
-    With ``reuse`` the weights are read from ``cache_dir/bert_docstrings_<recipe key>/`` when an earlier run
-    saved them (safetensors + the tokenizer as JSON); otherwise the recipe runs (about a minute on a laptop
-    CPU) and, with ``save``, writes that folder. Chapters 06–09 call this with the defaults.
+    With ``reuse`` the models are read from ``cache_dir/bert_docstrings_<recipe key>/`` when a run saved them
+    there (safetensors weights, the tokenizer as JSON); otherwise the recipe runs (about 40 s on a 2-core
+    CPU) and, with ``save``, writes that folder. Chapters 06–09 call it with the defaults.
     """
     from bigtut.runtime import get_device, seed_everything
     from bigtut.tokenizers import load_tokenizer
@@ -708,15 +694,17 @@ def train_docstring_classifier(recipe: BertRecipe | None = None, *, cache_dir: s
     if reuse and (folder / "classifier.safetensors").exists():
         tokenizer = load_tokenizer(folder / "tokenizer.json")
         pretrainer = BertForPreTraining(recipe.config(tokenizer))
-        load_checkpoint(pretrainer, folder / "pretrainer.safetensors")
         classifier = BertForSequenceClassification(BertConfig(**json.loads((folder / "config.json").read_text())))
+        load_checkpoint(pretrainer, folder / "pretrainer.safetensors")
         meta = load_checkpoint(classifier, folder / "classifier.safetensors")
-        histories = {k: History(**v) for k, v in meta["histories"].items()}
+        histories = {name: History(**h) for name, h in meta["histories"].items()}
         return TrainedBert(classifier.to(device).eval(), pretrainer.to(device).eval(), tokenizer, recipe, histories)
     tokenizer = build_tokenizer(recipe)
     seed_everything(recipe.seed)
     pretrainer = BertForPreTraining(recipe.config(tokenizer))
-    histories = pretrain(pretrainer, tokenizer, recipe, progress=progress, device=device)
+    histories = {}
+    if recipe.pretrain_steps:
+        histories = pretrain(pretrainer, tokenizer, recipe, progress=progress, device=device)
     seed_everything(recipe.seed)
     classifier, histories["finetune"] = finetune(pretrainer.bert, tokenizer, recipe, progress=progress,
                                                  device=device)
@@ -727,4 +715,4 @@ def train_docstring_classifier(recipe: BertRecipe | None = None, *, cache_dir: s
         save_checkpoint(pretrainer, folder / "pretrainer.safetensors", {"recipe": asdict(recipe)})
         save_checkpoint(classifier, folder / "classifier.safetensors",
                         {"recipe": asdict(recipe), "histories": {k: asdict(h) for k, h in histories.items()}})
-    return TrainedBert(classifier.eval(), pretrainer.eval(), tokenizer, recipe, histories)
+    return TrainedBert(classifier.to(device).eval(), pretrainer.to(device).eval(), tokenizer, recipe, histories)

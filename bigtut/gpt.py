@@ -583,7 +583,7 @@ def _accuracy(model: GPTClassifier, ids: torch.Tensor, lengths: torch.Tensor, la
     return float((preds == labels).float().mean())
 
 
-def train_docstring_classifier(pretrained: PretrainRun | None = None, *, pool: str = "mean", steps: int = 60,
+def train_docstring_classifier(pretrained: PretrainRun | None = None, *, pool: str = "mean", steps: int = 50,
                                batch_size: int = 32, lr: float = 1e-3, seed: int = 0, device=None,
                                progress: bool = True) -> ClassifierRun:
     """Fine-tune a GPT to tell which standard-library family a docstring comes from (``bigtut.data.LABELS``).

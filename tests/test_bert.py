@@ -23,6 +23,7 @@ from bigtut.bert import (
     pretraining_loss,
     train_docstring_classifier,
 )
+from bigtut.data import docstring_splits
 from bigtut.data.sentences import NSPSampler, docs_sentences, encode_pairs, sample_nsp_pairs, split_sentences
 
 transformers.logging.set_verbosity_error()
@@ -129,7 +130,9 @@ def test_attention_weights_and_losses_match_hf():
     for a, b in zip(attentions, out.attentions):
         assert a.shape == (4, 3, ids.shape[1], ids.shape[1])
         torch.testing.assert_close(a * mask[:, None, None, :], b * mask[:, None, None, :], atol=1e-10, rtol=1e-8)
-    torch.testing.assert_close(sum(pretraining_loss(mlm, nsp, labels, nsp_labels)), out.loss, atol=1e-10, rtol=1e-8)
+    with torch.no_grad():
+        ours_loss = sum(pretraining_loss(ours, (ids, segments, mask, labels, nsp_labels)))
+    torch.testing.assert_close(ours_loss, out.loss, atol=1e-10, rtol=1e-8)
 
 
 def test_tied_decoder_and_inputs_embeds():
@@ -148,7 +151,7 @@ def test_tied_decoder_and_inputs_embeds():
                                    clf(ids, segments, mask))
         torch.testing.assert_close(clf(inputs_embeds=embeds, token_type_ids=segments, attention_mask=mask),
                                    hf(inputs_embeds=embeds, token_type_ids=segments, attention_mask=mask).logits)
-    embeds.requires_grad_(True)  # gradients reach the embeddings (what Integrated Gradients needs)
+    embeds = embeds.detach().requires_grad_(True)  # gradients reach the embeddings (what IG needs)
     clf(inputs_embeds=embeds, attention_mask=mask)[:, 0].sum().backward()
     assert embeds.grad is not None and embeds.grad.abs().sum() > 0
 
@@ -231,23 +234,22 @@ def test_mask_tokens_is_reproducible_and_reads_tokenizers():
 
 
 def test_nsp_pairs_are_half_true_and_stay_inside_their_split():
-    train, val = docs_sentences("train"), docs_sentences("val")
-    next_of = {(d, s): doc[i + 1] for d, doc in enumerate(train) for i, s in enumerate(doc[:-1])}
-    doc_of = {}
-    for d, doc in enumerate(train):
-        for s in doc:
-            doc_of.setdefault(s, set()).add(d)
-    pairs = sample_nsp_pairs(train, 4000, seed=0)
-    share_next = sum(p.label == 0 for p in pairs) / len(pairs)
-    assert abs(share_next - 0.5) < 0.03
-    train_set, val_set = set(doc_of), {s for doc in val for s in doc}
+    train, val = docs_sentences("train", docstrings=True), docs_sentences("val", docstrings=True)
+    tagged = [[f"{d}|{i}|{s}" for i, s in enumerate(doc)] for d, doc in enumerate(train)]  # where each came from
+    pairs = sample_nsp_pairs(tagged, 4000, seed=0)
+    assert abs(sum(p.label == 0 for p in pairs) / len(pairs) - 0.5) < 0.03
     for a, b, label in pairs:
-        assert a in train_set and b in train_set, "a training pair holds only training sentences"
+        (da, ia), (db, ib) = (tuple(map(int, s.split("|")[:2])) for s in (a, b))
+        assert ia + 1 < len(train[da]), "a has a successor in its document"
         if label == 0:
-            assert any(next_of.get((d, a)) == b for d in doc_of[a]), "an is-next pair is consecutive"
+            assert (db, ib) == (da, ia + 1), "an is-next pair is consecutive in one document"
         else:
-            assert doc_of[b] - doc_of[a] or doc_of[a] - doc_of[b], "a random b comes from another document"
-    assert all(a in val_set and b in val_set for a, b, _ in sample_nsp_pairs(val, 500, seed=1))
+            assert db != da, "a random b comes from another document"
+    train_set, val_set = {s for doc in train for s in doc}, {s for doc in val for s in doc}
+    assert all(a in train_set and b in train_set for a, b, _ in sample_nsp_pairs(train, 2000, seed=1))
+    assert all(a in val_set and b in val_set for a, b, _ in sample_nsp_pairs(val, 500, seed=2))
+    held_out = {tuple(split_sentences(d.text)) for name in ("val", "test") for d in docstring_splits()[name]}
+    assert not any(tuple(doc) in held_out for doc in train), "no validation or test docstring in training"
     assert sample_nsp_pairs(train, 50, seed=7) == sample_nsp_pairs(train, 50, seed=7)
 
 
@@ -324,7 +326,7 @@ def test_bert_from_hf_rejects_what_it_cannot_represent():
         bert_to_hf(torch.nn.Linear(2, 2))
 
 
-TINY = BertRecipe(d_model=16, num_heads=2, d_ff=32, num_layers=1, max_len=48, pretrain_steps=3,
+TINY = BertRecipe(vocab_size=300, d_model=16, num_heads=2, d_ff=32, num_layers=1, max_len=48, pretrain_steps=3,
                   pretrain_batch=4, finetune_steps=3, finetune_batch=4)
 
 

@@ -349,3 +349,22 @@ def test_runs_on_cuda_like_on_cpu():
     torch.testing.assert_close(gpu(idx.cuda()).logits.cpu(), model(idx).logits)
     assert torch.equal(gpu.generate(idx.cuda()[:, :3], 10, temperature=0).cpu(),
                        model.generate(idx[:, :3], 10, temperature=0))
+
+
+def test_recipes_are_deterministic_smoke():
+    from bigtut.gpt import pretrain_char_gpt, train_docstring_classifier
+
+    config = GPTConfig(vocab_size=105, block_size=16, n_layer=1, n_head=2, d_model=16)
+    runs = [pretrain_char_gpt(config, steps=3, batch_size=4, warmup_steps=1, eval_every=2, progress=False,
+                              device="cpu") for _ in range(2)]
+    assert runs[0].history.val_step == [2, 3]
+    assert 0 < runs[0].val_bpc < 8 and runs[0].val_bpc == runs[1].val_bpc
+    clfs = [train_docstring_classifier(runs[0], steps=2, batch_size=8, progress=False, device="cpu")
+            for _ in range(2)]
+    assert clfs[0].history.train_loss == clfs[1].history.train_loss
+    assert clfs[0].test_accuracy == clfs[1].test_accuracy and 0 <= clfs[0].test_accuracy <= 1
+    assert clfs[0].config["pretrained"] is True
+    for a, b in zip(clfs[0].model.state_dict().values(), clfs[1].model.state_dict().values()):
+        assert torch.equal(a, b)
+    # fine-tuning works on a copy: the pretrained model is unchanged
+    assert torch.equal(runs[0].model.tok_emb.weight, runs[1].model.tok_emb.weight)

@@ -17,23 +17,14 @@ generator; every failure names the seed, so the case can be replayed with ``seed
 from __future__ import annotations
 
 import random
-import secrets
 from collections.abc import Callable
 
 import torch
 
 from bigtut.bert import IGNORE_INDEX, BertVocab
-from bigtut.checks.core import CheckFailure, _call, passed
+from bigtut.checks.core import CheckFailure, _call, checker_generator, passed
 
 __all__ = ["check_mask_tokens", "check_nsp_pair"]
-
-
-def _seed(seed: int | None) -> int:
-    if seed is None:
-        return secrets.randbits(31)
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise TypeError(f"seed must be an int or None, got {seed!r}")
-    return seed
 
 
 def _fail_unless(condition, message: str, seed: int) -> None:
@@ -51,7 +42,7 @@ def _mask_case(gen: torch.Generator, vocab: BertVocab, rows: int, cols: int) -> 
     return ids
 
 
-def check_mask_tokens(candidate: Callable, seed: int | None = None) -> bool:
+def check_mask_tokens(candidate: Callable, seed: int | None = None) -> None:
     """``candidate(ids, vocab, mask_prob, generator) -> (masked_ids, labels)`` must follow BERT's rule.
 
     ``vocab`` is a :class:`bigtut.bert.BertVocab`. Checked on large random batches: specials are never
@@ -59,8 +50,7 @@ def check_mask_tokens(candidate: Callable, seed: int | None = None) -> bool:
     are unchanged; about ``mask_prob`` of the ordinary tokens are selected, and of those about 80 % become
     [MASK], 10 % a random ordinary token, 10 % stay; the same generator seed gives the same result.
     """
-    seed = _seed(seed)
-    gen = torch.Generator().manual_seed(seed)
+    gen, seed = checker_generator(seed)
     name = "mask_tokens"
     vocab = BertVocab(size=int(torch.randint(30, 80, (1,), generator=gen)), pad_id=0, cls_id=1, sep_id=2,
                       mask_id=3, unk_id=4)
@@ -110,7 +100,7 @@ def check_mask_tokens(candidate: Callable, seed: int | None = None) -> bool:
     masked, labels = _call(candidate, name, (only_special, vocab, 1.0, torch.Generator().manual_seed(0)), {})
     _fail_unless(torch.equal(masked, only_special) and (labels == IGNORE_INDEX).all(), f"{name}: a row of "
                  f"special tokens only must come back unchanged with all labels {IGNORE_INDEX}", seed)
-    return passed(name, "specials untouched, labels only at selected positions, ~mask_prob selected, 80/10/10 "
+    passed(name, "specials untouched, labels only at selected positions, ~mask_prob selected, 80/10/10 "
                         "split, reproducible")
 
 
@@ -121,7 +111,7 @@ def _toy_documents(rng: random.Random) -> list[list[str]]:
     return [[f"d{d} s{i}" for i in range(n)] for d, n in enumerate(sizes)]
 
 
-def check_nsp_pair(candidate: Callable, seed: int | None = None, samples: int = 2000) -> bool:
+def check_nsp_pair(candidate: Callable, seed: int | None = None, samples: int = 2000) -> None:
     """``candidate(documents, rng) -> (a, b, label)`` must draw one next-sentence-prediction pair.
 
     ``documents`` is a list of documents, each a list of sentences; ``rng`` a ``random.Random``. Checked over
@@ -129,7 +119,7 @@ def check_nsp_pair(candidate: Callable, seed: int | None = None, samples: int = 
     successor, label 1 ("random") with a sentence of another document; about half the labels are 0; random
     ``b`` come from several documents; the same ``rng`` seed gives the same pairs.
     """
-    seed = _seed(seed)
+    _, seed = checker_generator(seed)
     rng = random.Random(seed)
     name = "nsp_pair"
     documents = _toy_documents(rng)
@@ -167,5 +157,5 @@ def check_nsp_pair(candidate: Callable, seed: int | None = None, samples: int = 
     replay = [tuple(_call(candidate, name, (documents, replay_rng), {})) for _ in range(20)]
     _fail_unless(replay == pairs[:20], f"{name}: the same rng seed gave different pairs; draw every random "
                  f"choice from `rng`", seed)
-    return passed(name, f"{samples} pairs: a has a successor, is-next pairs follow, random b from other "
+    passed(name, f"{samples} pairs: a has a successor, is-next pairs follow, random b from other "
                         f"documents, ~50 % each, reproducible")

@@ -16,24 +16,16 @@ private generator; pass ``seed=`` to replay a case (the seed is named in every f
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from bigtut.checks.core import CheckFailure, _describe, assert_close, passed
+from bigtut.checks.core import CheckFailure, _describe, assert_close, checker_generator, passed
 from bigtut.transformer import beam_step, decoder_self_mask
 
 __all__ = ["check_beam_step", "check_decoder_mask", "check_label_smoothing_loss"]
-
-
-def _generator(seed: int | None) -> tuple[torch.Generator, int]:
-    seed = secrets.randbits(31) if seed is None else seed
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise TypeError(f"seed must be an int or None, got {seed!r}")
-    return torch.Generator().manual_seed(seed), seed
 
 
 def _run(name: str, inputs: str, fn: Callable[..., Any], *args: Any) -> Any:
@@ -58,7 +50,7 @@ def _right_padded(gen: torch.Generator, lengths: list[int], T: int, vocab: int, 
 def check_decoder_mask(candidate: Callable[[torch.Tensor, int], torch.Tensor], seed: int | None = None) -> None:
     """Decoder self-attention mask: ``mask[b, i, j]`` is True iff ``j <= i`` and ``tgt[b, j]`` is not padding."""
     name = "decoder_self_attention_mask"
-    gen, seed = _generator(seed)
+    gen, seed = checker_generator(seed)
     cases = [([5, 3, 1], 5, 0), ([4], 4, 0), ([1], 1, 0), ([6, 6], 6, 0), ([2, 7, 4, 1], 7, 3),
              ([int(torch.randint(1, 9, (1,), generator=gen))] * 2 + [9], 9, 2)]
     for lengths, T, pad_id in cases:
@@ -83,7 +75,7 @@ def check_decoder_mask(candidate: Callable[[torch.Tensor, int], torch.Tensor], s
 def check_beam_step(candidate: Callable[..., Any], seed: int | None = None) -> None:
     """One beam-search step: the ``beam_size`` best (beam, token) extensions by total score, best first."""
     name = "beam_step"
-    gen, seed = _generator(seed)
+    gen, seed = checker_generator(seed)
     cases = []
     for B, K, V, beam_size in [(1, 3, 5, 3), (2, 4, 7, 4), (3, 2, 6, 2), (1, 1, 4, 1), (2, 3, 5, 5)]:
         scores = -torch.rand(B, K, generator=gen, dtype=torch.float64).mul(4).sort(-1).values.flip(-1)
@@ -111,7 +103,7 @@ def check_beam_step(candidate: Callable[..., Any], seed: int | None = None) -> N
 def check_label_smoothing_loss(candidate: Callable[..., Any], seed: int | None = None) -> None:
     """Label-smoothed cross-entropy, mean over the targets that are not ``ignore_index``."""
     name = "label_smoothing_loss"
-    gen, seed = _generator(seed)
+    gen, seed = checker_generator(seed)
     count = 0
     for N, V, epsilon, n_ignored in [(6, 5, 0.1, 0), (8, 7, 0.2, 3), (5, 4, 0.0, 1), (7, 9, 0.5, 2),
                                      (1, 3, 0.1, 0)]:

@@ -1,10 +1,17 @@
 """Offline data for the course: corpora, labelled text, tabular sets and generated tasks.
 
-=============================  ======================================================
-``python_docs_corpus``         Python's reference documentation as text (pretraining)
-``docstring_splits``           stdlib docstrings labelled by module family (fine-tuning, explanations)
-``breast_cancer``, ``digits``  scikit-learn's bundled tabular/image sets
-=============================  ======================================================
+=============================  ======================================================  ==========
+what                           for                                                     module
+=============================  ======================================================  ==========
+``python_docs_corpus``         Python's reference documentation as text (pretraining)  corpus
+``docstring_splits``           stdlib docstrings labelled by module family             docstrings
+                               (fine-tuning, explanations)
+``date_splits``                dates in many human formats -> ISO 8601 (seq2seq)        dates
+``sample_nsp_pairs``           sentence pairs for next-sentence prediction (BERT)      sentences
+``random_lm_batch``,           batches for language modelling and classification       batching
+``encode_texts``
+``breast_cancer``, ``digits``  scikit-learn's bundled tabular/image sets               tabular
+=============================  ======================================================  ==========
 """
 
 from bigtut.data.batching import encode_texts, minibatches, random_lm_batch, sequential_lm_batches

@@ -20,10 +20,11 @@ in any format.
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import random
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 
@@ -78,9 +79,8 @@ def format_date(d: dt.date, fmt: str) -> str:
     return fmt.format_map(date_fields(d))
 
 
-@dataclass(frozen=True)
-class DatePair:
-    """One example: ``source`` (a human-written date), ``target`` (ISO 8601) and the format's name."""
+class DatePair(NamedTuple):
+    """One example: ``source`` (a human-written date), ``target`` (ISO 8601) and the format's template."""
 
     source: str
     target: str
@@ -104,10 +104,16 @@ def _formats(formats: Sequence[str] | None) -> tuple[str, ...]:
 
 def _write(dates: Sequence[dt.date], formats: Sequence[str]) -> list[DatePair]:
     """Every date in every format, date by date."""
-    out = []
-    for d in dates:
-        fields, target = date_fields(d), d.isoformat()
-        out.extend(DatePair(f.format_map(fields), target, f) for f in formats)
+    out: list[DatePair] = []
+    was_enabled = gc.isenabled()
+    gc.disable()  # ~0.5M new tuples, none in a reference cycle: the cyclic collector would only slow us down
+    try:
+        for d in dates:
+            fields, target = date_fields(d), d.isoformat()
+            out += [DatePair._make((f.format_map(fields), target, f)) for f in formats]
+    finally:
+        if was_enabled:
+            gc.enable()
     return out
 
 
