@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bigtut.attention import MultiHeadAttention
+from bigtut.transformer import EncoderLayer
 
 __all__ = [
     "IGNORE_INDEX", "SPECIAL_TOKENS", "Bert", "BertConfig", "BertForPreTraining", "BertForSequenceClassification",
@@ -51,8 +51,7 @@ class BertConfig:
     num_layers: int = 2  # encoder blocks
     num_heads: int = 4  # attention heads per block
     d_ff: int = 512  # hidden width of the feed-forward sub-layer
-    dropout: float = 0.1  # on embeddings, sub-layer outputs and the classifier input
-    attention_dropout: float = 0.1  # on attention weights
+    dropout: float = 0.1  # on embeddings, attention weights, sub-layer outputs and the classifier input
     layer_norm_eps: float = 1e-12  # BERT's LayerNorm epsilon
     pad_id: int = 0  # id of [PAD]
     num_labels: int = 2  # classes of BertForSequenceClassification
@@ -65,9 +64,8 @@ class BertConfig:
                 raise ValueError(f"BertConfig.{name} must be a positive int, got {value!r}")
         if self.d_model % self.num_heads:
             raise ValueError(f"d_model={self.d_model} is not divisible by num_heads={self.num_heads}")
-        for name in ("dropout", "attention_dropout"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"BertConfig.{name} must lie in [0, 1), got {getattr(self, name)}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"BertConfig.dropout must lie in [0, 1), got {self.dropout}")
         if not self.layer_norm_eps > 0:
             raise ValueError(f"layer_norm_eps must be positive, got {self.layer_norm_eps}")
         if not 0 <= self.pad_id < self.vocab_size:
@@ -97,27 +95,6 @@ class BertEmbeddings(nn.Module):
         return self.dropout(self.norm(x))  # (B, L, d)
 
 
-class BertLayer(nn.Module):
-    """One post-LN encoder block: ``x = LN(x + Attn(x))``, then ``x = LN(x + W2 GELU(W1 x))``."""
-
-    def __init__(self, config: BertConfig):
-        super().__init__()
-        self.attn = MultiHeadAttention(config.d_model, config.num_heads, dropout=config.attention_dropout)
-        self.attn_norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
-        self.ff_in = nn.Linear(config.d_model, config.d_ff)
-        self.ff_out = nn.Linear(config.d_ff, config.d_model)
-        self.ff_norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.dropout)
-
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, need_weights: bool = False):
-        """``x`` ``(B, L, d)``, ``mask`` bool ``(B, 1, 1, L)`` -> ``((B, L, d), weights (B, h, L, L) | None)``."""
-        attended, weights = self.attn(x, x, x, mask=mask, need_weights=need_weights)  # (B, L, d)
-        x = self.attn_norm(x + self.dropout(attended))  # (B, L, d): residual, then LayerNorm (post-LN)
-        hidden = F.gelu(self.ff_in(x))  # (B, L, d_ff): exact (erf) GELU
-        x = self.ff_norm(x + self.dropout(self.ff_out(hidden)))  # (B, L, d)
-        return x, weights
-
-
 class BertOutput(NamedTuple):
     """What :class:`Bert` returns: ``hidden`` ``(B, L, d)``, ``pooled`` ``(B, d)`` (from [CLS]) and, on
     request, ``attentions``: one ``(B, h, L, L)`` tensor per layer."""
@@ -134,7 +111,9 @@ class Bert(nn.Module):
         super().__init__()
         self.config = config
         self.embeddings = BertEmbeddings(config)
-        self.layers = nn.ModuleList(BertLayer(config) for _ in range(config.num_layers))
+        self.layers = nn.ModuleList(  # chapter 03's encoder layer, in BERT's flavour: post-LN and GELU
+            EncoderLayer(config.d_model, config.num_heads, config.d_ff, config.dropout, activation="gelu",
+                         norm_first=False, layer_norm_eps=config.layer_norm_eps) for _ in range(config.num_layers))
         self.pooler = nn.Linear(config.d_model, config.d_model)
         self.apply(_init_weights)
 
@@ -376,10 +355,10 @@ def mask_tokens(ids: torch.Tensor, vocab, mask_prob: float = 0.15,
 
 #: Our parameter names -> Hugging Face's, for one encoder block (prefix ``layers.{i}.`` / ``encoder.layer.{i}.``).
 _LAYER_NAMES = {
-    "attn.q_proj": "attention.self.query", "attn.k_proj": "attention.self.key",
-    "attn.v_proj": "attention.self.value", "attn.out_proj": "attention.output.dense",
-    "attn_norm": "output.LayerNorm", "ff_in": "intermediate.dense", "ff_out": "output.dense",
-    "ff_norm": "attention.output.LayerNorm",
+    "self_attn.q_proj": "attention.self.query", "self_attn.k_proj": "attention.self.key",
+    "self_attn.v_proj": "attention.self.value", "self_attn.out_proj": "attention.output.dense",
+    "norm1": "attention.output.LayerNorm", "linear1": "intermediate.dense", "linear2": "output.dense",
+    "norm2": "output.LayerNorm",
 }
 _BASE_NAMES = {
     "embeddings.token": "embeddings.word_embeddings", "embeddings.position": "embeddings.position_embeddings",
@@ -418,7 +397,7 @@ def _hf_config(config: BertConfig):
     return transformers.BertConfig(
         vocab_size=config.vocab_size, hidden_size=config.d_model, num_hidden_layers=config.num_layers,
         num_attention_heads=config.num_heads, intermediate_size=config.d_ff, hidden_act="gelu",
-        hidden_dropout_prob=config.dropout, attention_probs_dropout_prob=config.attention_dropout,
+        hidden_dropout_prob=config.dropout, attention_probs_dropout_prob=config.dropout,
         max_position_embeddings=config.max_len, type_vocab_size=config.type_vocab_size,
         layer_norm_eps=config.layer_norm_eps, pad_token_id=config.pad_id, num_labels=config.num_labels,
         tie_word_embeddings=True)
@@ -467,7 +446,7 @@ def bert_from_hf(hf_model) -> Bert | BertForPreTraining | BertForSequenceClassif
     config = BertConfig(
         vocab_size=c.vocab_size, max_len=c.max_position_embeddings, type_vocab_size=c.type_vocab_size,
         d_model=c.hidden_size, num_layers=c.num_hidden_layers, num_heads=c.num_attention_heads,
-        d_ff=c.intermediate_size, dropout=c.hidden_dropout_prob, attention_dropout=c.attention_probs_dropout_prob,
+        d_ff=c.intermediate_size, dropout=c.hidden_dropout_prob,
         layer_norm_eps=c.layer_norm_eps, pad_id=c.pad_token_id or 0, num_labels=c.num_labels)
     model = {"Bert": Bert, "BertForPreTraining": BertForPreTraining,
              "BertForSequenceClassification": BertForSequenceClassification}[kind](config)
@@ -514,7 +493,7 @@ class BertRecipe:
         """The model's :class:`BertConfig` for this recipe and tokenizer."""
         settings = dict(vocab_size=tokenizer.vocab_size, max_len=self.max_len, d_model=self.d_model,
                         num_layers=self.num_layers, num_heads=self.num_heads, d_ff=self.d_ff,
-                        dropout=self.dropout, attention_dropout=self.dropout, pad_id=tokenizer.token_to_id("[PAD]"))
+                        dropout=self.dropout, pad_id=tokenizer.token_to_id("[PAD]"))
         return BertConfig(**{**settings, **changes})
 
     def key(self) -> str:

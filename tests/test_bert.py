@@ -37,7 +37,7 @@ def tiny_configs(draw):
     return BertConfig(vocab_size=draw(st.integers(8, 40)), max_len=draw(st.integers(8, 20)),
                       type_vocab_size=draw(st.integers(1, 3)), d_model=heads * draw(st.integers(2, 6)),
                       num_layers=draw(st.integers(1, 3)), num_heads=heads, d_ff=draw(st.integers(4, 24)),
-                      dropout=0.0, attention_dropout=0.0, layer_norm_eps=draw(st.sampled_from([1e-12, 1e-5])),
+                      dropout=0.0, layer_norm_eps=draw(st.sampled_from([1e-12, 1e-5])),
                       num_labels=draw(st.integers(2, 5)))
 
 
@@ -111,8 +111,7 @@ def test_hf_to_ours_gives_the_same_outputs(kind, config, seed):
 
 
 def test_attention_weights_and_losses_match_hf():
-    config = BertConfig(vocab_size=30, max_len=12, d_model=12, num_layers=2, num_heads=3, d_ff=20, dropout=0.0,
-                        attention_dropout=0.0)
+    config = BertConfig(vocab_size=30, max_len=12, d_model=12, num_layers=2, num_heads=3, d_ff=20, dropout=0.0)
     gen = torch.Generator().manual_seed(0)
     ours = BertForPreTraining(config).double().eval()
     randomize_(ours, gen)
@@ -137,7 +136,7 @@ def test_attention_weights_and_losses_match_hf():
 
 def test_tied_decoder_and_inputs_embeds():
     config = BertConfig(vocab_size=25, max_len=10, d_model=8, num_heads=2, d_ff=16, dropout=0.0,
-                        attention_dropout=0.0, num_labels=3)
+                        num_labels=3)
     model = BertForPreTraining(config).double().eval()
     assert model.bert.embeddings.token.weight.shape == (25, 8)
     assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in bert_to_hf(model).parameters())
@@ -160,7 +159,7 @@ def test_tied_decoder_and_inputs_embeds():
 @given(seed=st.integers(0, 2**16), extra=st.integers(1, 6))
 def test_extra_padding_changes_nothing_at_real_positions(seed, extra):
     config = BertConfig(vocab_size=20, max_len=24, d_model=16, num_heads=4, d_ff=32, dropout=0.0,
-                        attention_dropout=0.0, num_labels=3)
+                        num_labels=3)
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     pre, clf = BertForPreTraining(config).double().eval(), BertForSequenceClassification(config).double().eval()
@@ -180,8 +179,7 @@ def test_extra_padding_changes_nothing_at_real_positions(seed, extra):
 
 
 def test_bert_is_bidirectional():
-    config = BertConfig(vocab_size=20, max_len=8, d_model=8, num_heads=2, d_ff=16, dropout=0.0,
-                        attention_dropout=0.0)
+    config = BertConfig(vocab_size=20, max_len=8, d_model=8, num_heads=2, d_ff=16, dropout=0.0)
     model = Bert(config).double().eval()
     ids = torch.randint(20, (1, 8), generator=torch.Generator().manual_seed(0))
     changed = ids.clone()
@@ -351,8 +349,7 @@ def test_recipe_is_deterministic_and_cached(tmp_path):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_runs_on_cuda_like_on_cpu():
-    config = BertConfig(vocab_size=30, max_len=12, d_model=16, num_heads=4, d_ff=32, dropout=0.0,
-                        attention_dropout=0.0)
+    config = BertConfig(vocab_size=30, max_len=12, d_model=16, num_heads=4, d_ff=32, dropout=0.0)
     model = BertForPreTraining(config).double().eval()
     ids, segments, mask = random_inputs(config, torch.Generator().manual_seed(0))
     with torch.no_grad():

@@ -185,11 +185,10 @@ def test_sampling_is_the_same_with_and_without_cache():
     assert a.shape == (3, 22)
 
 
-@pytest.mark.parametrize("preallocate", [False, True])
-def test_kv_cache_layout_and_chunked_forward(preallocate):
+def test_kv_cache_layout_and_chunked_forward():
     model = tiny(7)
     idx = torch.randint(0, 29, (2, 15))
-    cache = model.new_cache(preallocate=preallocate)
+    cache = model.new_cache()
     with torch.no_grad():
         parts = [model(chunk, cache=cache).logits for chunk in idx.split([6, 1, 5, 3], dim=1)]
         torch.testing.assert_close(torch.cat(parts, dim=1), model(idx).logits, atol=1e-12, rtol=0)
@@ -197,9 +196,6 @@ def test_kv_cache_layout_and_chunked_forward(preallocate):
     d_head = model.config.d_model // model.config.n_head
     assert all(c.length == 15 for c in cache)
     assert all(c.keys.shape == c.values.shape == (2, model.config.n_head, 15, d_head) for c in cache)
-    if preallocate:
-        with pytest.raises(ValueError, match="cache holds 24 positions"):
-            cache[0].update(*(torch.zeros(2, 2, 10, d_head, dtype=torch.float64),) * 2)
 
 
 def test_generate_validates_and_keeps_training_mode():
@@ -207,6 +203,7 @@ def test_generate_validates_and_keeps_training_mode():
     model.train()
     model.generate(torch.zeros(1, 1, dtype=torch.long), 2)
     assert model.training
+    assert all("forward" not in vars(m) for m in model.modules())  # the decoding layout is undone
     with pytest.raises(ValueError, match="idx"):
         model.generate(torch.zeros(3, dtype=torch.long), 2)
     with pytest.raises(ValueError, match="token ids"):
