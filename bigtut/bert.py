@@ -19,7 +19,9 @@ import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from pathlib import Path
+from types import SimpleNamespace
 from typing import NamedTuple
 
 import torch
@@ -477,7 +479,7 @@ class BertRecipe:
     dropout: float = 0.0  # pretraining underfits and, on this task, fine-tuning did better without it
     mask_prob: float = 0.15
     pretrain_on_docstrings: bool = True  # add the training docstrings' text (never labels) to the docs topics
-    pretrain_steps: int = 600  # 0: no pretraining, fine-tune a randomly initialised BERT
+    pretrain_steps: int = 1200  # 0: no pretraining, fine-tune a randomly initialised BERT
     pretrain_batch: int = 32
     pretrain_lr: float = 2e-3
     finetune_steps: int = 450
@@ -529,10 +531,11 @@ def pretraining_batches(documents, tokenizer, recipe: BertRecipe, seed: int, bat
 
     sampler, vocab = NSPSampler(documents), BertVocab.from_tokenizer(tokenizer)
     rng, gen = random.Random(seed), torch.Generator().manual_seed(seed)
+    cached = SimpleNamespace(encode=lru_cache(maxsize=None)(tokenizer.encode))  # each sentence encoded once
 
     def next_batch():
         pairs = [sampler.sample(rng) for _ in range(batch_size or recipe.pretrain_batch)]
-        ids, segments, lengths, nsp = encode_pairs(pairs, tokenizer, recipe.max_len, vocab.cls_id, vocab.sep_id,
+        ids, segments, lengths, nsp = encode_pairs(pairs, cached, recipe.max_len, vocab.cls_id, vocab.sep_id,
                                                    vocab.pad_id)  # (B, L), (B, L), (B,), (B,)
         ids, segments, mask = _trim(lengths, ids, segments)  # (B, L') x3
         masked, labels = mask_tokens(ids, vocab, recipe.mask_prob, generator=gen)  # (B, L') x2

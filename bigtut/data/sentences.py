@@ -145,11 +145,13 @@ def encode_pairs(pairs: Sequence[NSPPair], tokenizer, max_len: int, cls_id: int,
     lengths = torch.zeros(len(pairs), dtype=torch.long)  # (N,)
     for row, (a, b, _) in enumerate(pairs):
         a_ids, b_ids = list(tokenizer.encode(a)), list(tokenizer.encode(b))
-        while len(a_ids) + len(b_ids) > room:  # trim the longer one
-            if len(a_ids) >= len(b_ids):
-                a_ids.pop(0)
+        keep_a, keep_b = len(a_ids), len(b_ids)
+        while keep_a + keep_b > room:  # shorten the longer one, one token at a time
+            if keep_a >= keep_b:
+                keep_a -= 1
             else:
-                b_ids.pop()
+                keep_b -= 1
+        a_ids, b_ids = a_ids[len(a_ids) - keep_a :], b_ids[:keep_b]  # a keeps its end, b its start
         tokens = [cls_id, *a_ids, sep_id, *b_ids, sep_id]
         ids[row, : len(tokens)] = torch.tensor(tokens)
         segments[row, len(a_ids) + 2 : len(tokens)] = 1
