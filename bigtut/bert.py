@@ -44,15 +44,17 @@ IGNORE_INDEX = -100  # label of positions the MLM loss skips
 
 @dataclass
 class BertConfig:
-    """Sizes of a BERT model. The defaults are the course's small character-level model."""
+    """Sizes of a BERT model. The defaults are the chapter's small model (:class:`BertRecipe` sets the
+    vocabulary and [PAD] id from its tokenizer, and turns dropout off); BERT-base would be 30522, 512, 2,
+    768, 12, 12, 3072."""
 
-    vocab_size: int = 128  # V: number of token ids
-    max_len: int = 128  # longest input (number of learned position embeddings)
+    vocab_size: int = 1024  # V: number of token ids
+    max_len: int = 64  # longest input (number of learned position embeddings)
     type_vocab_size: int = 2  # number of segments (A, B)
-    d_model: int = 128  # width of every hidden state
+    d_model: int = 64  # width of every hidden state
     num_layers: int = 2  # encoder blocks
     num_heads: int = 4  # attention heads per block
-    d_ff: int = 512  # hidden width of the feed-forward sub-layer
+    d_ff: int = 256  # hidden width of the feed-forward sub-layer
     dropout: float = 0.1  # on embeddings, attention weights, sub-layer outputs and the classifier input
     layer_norm_eps: float = 1e-12  # BERT's LayerNorm epsilon
     pad_id: int = 0  # id of [PAD]
@@ -222,6 +224,7 @@ class BertForPreTraining(nn.Module):
 
     def forward(self, input_ids=None, token_type_ids=None, attention_mask=None, *, inputs_embeds=None,
                 return_attention=False):
+        """Arguments as :meth:`Bert.forward`; returns ``(mlm_logits (B, L, V), nsp_logits (B, 2)[, attentions])``."""
         out = self.bert(input_ids, token_type_ids, attention_mask, inputs_embeds=inputs_embeds,
                         return_attention=return_attention)
         mlm_logits, nsp_logits = self.mlm_head(out.hidden), self.nsp(out.pooled)  # (B, L, V), (B, 2)
@@ -253,6 +256,7 @@ class BertForSequenceClassification(nn.Module):
 
     def forward(self, input_ids=None, token_type_ids=None, attention_mask=None, *, inputs_embeds=None,
                 return_attention=False):
+        """Arguments as :meth:`Bert.forward`; returns logits ``(B, C)``, or ``(logits, attentions)``."""
         out = self.bert(input_ids, token_type_ids, attention_mask, inputs_embeds=inputs_embeds,
                         return_attention=return_attention)
         logits = self.classifier(self.dropout(out.pooled))  # (B, C)
@@ -378,16 +382,16 @@ _HEAD_NAMES = {  # per model class: our head modules -> HF's
 def _name_map(model: nn.Module) -> dict[str, str]:
     """``{our state-dict key: HF state-dict key}`` for every tensor of ``model``."""
     kind = type(model).__name__
-    config = model.config
     base = "" if kind == "Bert" else "bert."
-    pairs = dict(_BASE_NAMES)
-    for i in range(config.num_layers):
-        pairs.update({f"layers.{i}.{ours}": f"encoder.layer.{i}.{theirs}" for ours, theirs in _LAYER_NAMES.items()})
-    pairs = {f"{base}{ours}": f"{base}{theirs}" for ours, theirs in pairs.items()}
-    pairs.update(_HEAD_NAMES[kind])
-    names = {f"{ours}.{p}": f"{theirs}.{p}" for ours, theirs in pairs.items() for p in ("weight", "bias")}
-    names = {k: v for k, v in names.items() if not k.startswith(f"{base}embeddings.") or k.endswith("weight")
-             or "norm" in k}  # embeddings have no bias
+    modules = dict(_BASE_NAMES)
+    for i in range(model.config.num_layers):
+        modules.update({f"layers.{i}.{ours}": f"encoder.layer.{i}.{theirs}" for ours, theirs in _LAYER_NAMES.items()})
+    modules = {f"{base}{ours}": f"{base}{theirs}" for ours, theirs in modules.items()} | _HEAD_NAMES[kind]
+    names = {}
+    for ours, theirs in modules.items():
+        names[f"{ours}.weight"] = f"{theirs}.weight"
+        if ours not in (f"{base}embeddings.token", f"{base}embeddings.position", f"{base}embeddings.segment"):
+            names[f"{ours}.bias"] = f"{theirs}.bias"  # every Linear and LayerNorm has a bias; embeddings do not
     if kind == "BertForPreTraining":
         names["mlm_bias"] = "cls.predictions.bias"
     return names
@@ -459,6 +463,7 @@ def bert_from_hf(hf_model) -> Bert | BertForPreTraining | BertForSequenceClassif
     model.to(device=param.device, dtype=param.dtype).eval()  # before loading: no round trip through float32
     model.load_state_dict({key: theirs[hf_key] for key, hf_key in _name_map(model).items()})
     return model
+
 
 # ----------------------------------------------------------------------------------------------------------
 # The course's recipe: pretrain on the Python docs, fine-tune on docstrings, cache the result
@@ -598,10 +603,10 @@ def finetune(encoder: Bert, tokenizer, recipe: BertRecipe, *, progress: bool = T
 
     classifier = BertForSequenceClassification(recipe.config(tokenizer, num_labels=len(LABELS)))
     classifier.bert.load_state_dict(encoder.state_dict())
-    data = {}
-    for name, items in docstring_splits().items():
-        ids, mask = encode_for_classifier([d.text for d in items], tokenizer, recipe.max_len)  # (N, L) x2
-        data[name] = (ids, mask, torch.tensor([d.label for d in items]))
+    data, splits = {}, docstring_splits()
+    for name in ("train", "val"):  # the test split stays untouched until the final evaluation
+        ids, mask = encode_for_classifier([d.text for d in splits[name]], tokenizer, recipe.max_len)  # (N, L) x2
+        data[name] = (ids, mask, torch.tensor([d.label for d in splits[name]]))
     gen, queue = torch.Generator().manual_seed(recipe.seed), []
 
     def next_batch():  # epochs of shuffled mini-batches

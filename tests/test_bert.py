@@ -283,7 +283,7 @@ def test_split_sentences_and_encode_pairs():
 
 @pytest.mark.parametrize("changes, match", [
     ({"d_model": 30, "num_heads": 4}, "divisible"), ({"num_layers": 0}, "num_layers"),
-    ({"dropout": 1.0}, "dropout"), ({"pad_id": 128}, "pad_id"), ({"vocab_size": 2.5}, "vocab_size"),
+    ({"dropout": 1.0}, "dropout"), ({"pad_id": 1024}, "pad_id"), ({"vocab_size": 2.5}, "vocab_size"),
     ({"layer_norm_eps": 0.0}, "layer_norm_eps"),
 ])
 def test_bad_configs_raise(changes, match):
