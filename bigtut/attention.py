@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bigtut.runtime import check_positive_int
+
 __all__ = [
     "KVCache", "MultiHeadAttention", "causal_mask", "check_mask", "padding_mask", "scaled_dot_product_attention",
 ]
@@ -30,8 +32,7 @@ __all__ = [
 
 def causal_mask(length: int, device: torch.device | str | None = None) -> torch.Tensor:
     """Lower-triangular ``(length, length)`` bool mask: query ``i`` may attend to keys ``0..i``."""
-    if not isinstance(length, int) or length < 1:
-        raise ValueError(f"length must be a positive int, got {length!r}")
+    check_positive_int("length", length)
     return torch.ones(length, length, dtype=torch.bool, device=device).tril()
 
 

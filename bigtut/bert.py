@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bigtut.runtime import check_positive_int
 from bigtut.transformer import EncoderLayer
 
 __all__ = [
@@ -63,9 +64,7 @@ class BertConfig:
     def __post_init__(self):
         for name in ("vocab_size", "max_len", "type_vocab_size", "d_model", "num_layers", "num_heads", "d_ff",
                      "num_labels"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"BertConfig.{name} must be a positive int, got {value!r}")
+            check_positive_int(f"BertConfig.{name}", getattr(self, name))
         if self.d_model % self.num_heads:
             raise ValueError(f"d_model={self.d_model} is not divisible by num_heads={self.num_heads}")
         if not 0.0 <= self.dropout < 1.0:

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bigtut.attention import KVCache, MultiHeadAttention
+from bigtut.runtime import check_positive_int
 
 __all__ = [
     "GPT", "MLP", "Block", "CausalSelfAttention", "ClassifierRun", "GPTClassifier", "GPTConfig", "GPTOutput",
@@ -47,9 +48,7 @@ class GPTConfig:
 
     def __post_init__(self):
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "d_model"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"GPTConfig.{name} must be a positive int, got {value!r}")
+            check_positive_int(f"GPTConfig.{name}", getattr(self, name))
         if self.d_model % self.n_head:
             raise ValueError(f"d_model={self.d_model} is not divisible by n_head={self.n_head}")
         if not 0.0 <= self.dropout < 1.0:
@@ -279,8 +278,7 @@ def apply_temperature(logits: torch.Tensor, temperature: float) -> torch.Tensor:
 def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:
     """Keep exactly the ``k`` largest logits of the last axis (ties broken by ``torch.topk``); set the rest
     to ``-inf``. ``k >= V`` keeps everything."""
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"top_k must be a positive int, got {k!r}")
+    check_positive_int("top_k", k)
     if k >= logits.shape[-1]:
         return logits
     keep = torch.zeros_like(logits, dtype=torch.bool).scatter_(-1, logits.topk(k, dim=-1).indices, True)

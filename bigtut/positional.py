@@ -20,16 +20,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from bigtut.runtime import check_positive_int
+
 __all__ = [
     "LearnedPositionalEmbedding", "RotaryEmbedding", "SinusoidalPositionalEncoding", "apply_rotary",
     "rotary_angles", "sinusoidal_encoding",
 ]
-
-
-def _positive_int(name: str, value: object) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
 
 
 def _check_window(x: torch.Tensor, d: int, offset: int, max_len: int | None, what: str) -> int:
@@ -61,8 +57,8 @@ def sinusoidal_encoding(
     (period 2π positions) to ``1/base`` (period 2π·base). For an odd ``d_model`` the last column is the sine
     of one more frequency.
     """
-    _positive_int("length", length)
-    _positive_int("d_model", d_model)
+    check_positive_int("length", length)
+    check_positive_int("d_model", d_model)
     if base <= 1:
         raise ValueError(f"base must be > 1, got {base}")
     pos = torch.arange(length, dtype=torch.float64)[:, None]  # (L, 1), built in float64 on the CPU
@@ -83,7 +79,7 @@ class SinusoidalPositionalEncoding(nn.Module):
 
     def __init__(self, d_model: int, max_len: int = 4096, dropout: float = 0.0, base: float = 10000.0):
         super().__init__()
-        self.d_model, self.max_len = _positive_int("d_model", d_model), _positive_int("max_len", max_len)
+        self.d_model, self.max_len = check_positive_int("d_model", d_model), check_positive_int("max_len", max_len)
         self.register_buffer("pe", sinusoidal_encoding(max_len, d_model, base), persistent=False)  # (max_len, d)
         self.dropout = nn.Dropout(dropout)
 
@@ -103,7 +99,7 @@ class LearnedPositionalEmbedding(nn.Module):
 
     def __init__(self, max_len: int, d_model: int, dropout: float = 0.0, init_std: float = 0.02):
         super().__init__()
-        self.max_len, self.d_model = _positive_int("max_len", max_len), _positive_int("d_model", d_model)
+        self.max_len, self.d_model = check_positive_int("max_len", max_len), check_positive_int("d_model", d_model)
         self.weight = nn.Parameter(torch.randn(max_len, d_model) * init_std)  # (max_len, d_model)
         self.dropout = nn.Dropout(dropout)
 
@@ -119,7 +115,7 @@ def rotary_angles(positions: torch.Tensor, d_head: int, base: float = 10000.0) -
 
     Computed in float64, except on devices without float64 (Apple's MPS), where float32 is used.
     """
-    if _positive_int("d_head", d_head) % 2:
+    if check_positive_int("d_head", d_head) % 2:
         raise ValueError(f"rotary embedding rotates pairs of features, so d_head must be even, got {d_head}")
     dtype = torch.float32 if positions.device.type == "mps" else torch.float64
     two_i = torch.arange(0, d_head, 2, device=positions.device, dtype=dtype)  # (d_head/2,) = 0, 2, 4, …
@@ -167,7 +163,7 @@ class RotaryEmbedding(nn.Module):
 
     def __init__(self, d_head: int, base: float = 10000.0, interleaved: bool = False):
         super().__init__()
-        if _positive_int("d_head", d_head) % 2:
+        if check_positive_int("d_head", d_head) % 2:
             raise ValueError(f"rotary embedding rotates pairs of features, so d_head must be even, got {d_head}")
         if base <= 1:
             raise ValueError(f"base must be > 1, got {base}")

@@ -28,6 +28,16 @@ def _available(kind: str) -> bool:
     return False
 
 
+def check_positive_int(name: str, value: object) -> int:
+    """Return ``value`` if it is a positive int; else raise ``ValueError`` naming ``name`` and the value.
+
+    The one check behind every size argument of the package (widths, lengths, head counts, steps).
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return value
+
+
 def get_device(prefer: str | None = None) -> torch.device:
     """Pick the device the course runs on.
 

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from bigtut.runtime import get_device
+from bigtut.runtime import check_positive_int, get_device
 
 __all__ = ["History", "evaluate", "fit", "load_checkpoint", "lr_lambda", "move_to", "progress_bar", "save_checkpoint"]
 
@@ -144,8 +144,7 @@ def fit(
         grad_clip: clip the global gradient norm to this value.
         warmup_steps, schedule: learning-rate warm-up and ``"constant"``/``"cosine"`` decay (:func:`lr_lambda`).
     """
-    if not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive int, got {steps!r}")
+    check_positive_int("steps", steps)
     if eval_every < 1:
         raise ValueError(f"eval_every must be >= 1, got {eval_every}")
     device = torch.device(device) if device is not None else get_device()

@@ -23,6 +23,7 @@ from torch import nn
 
 from bigtut.attention import MultiHeadAttention, causal_mask, padding_mask
 from bigtut.positional import SinusoidalPositionalEncoding
+from bigtut.runtime import check_positive_int
 
 __all__ = [
     "Decoder", "DecoderLayer", "Encoder", "EncoderLayer", "LSTMSeq2Seq", "Seq2SeqConfig", "Seq2SeqOutput",
@@ -34,8 +35,7 @@ ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu}
 
 def _check_layer_args(d_model: int, num_heads: int, d_ff: int, dropout: float, activation: str) -> None:
     for name, value in (("d_model", d_model), ("num_heads", num_heads), ("d_ff", d_ff)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
+        check_positive_int(name, value)
     if d_model % num_heads:
         raise ValueError(f"d_model={d_model} is not divisible by num_heads={num_heads}")
     if not 0.0 <= dropout < 1.0:
@@ -140,8 +140,7 @@ class Encoder(nn.Module):
                  activation: str = "relu", norm_first: bool = True, layer_norm_eps: float = 1e-5,
                  layer_class: type[EncoderLayer] = EncoderLayer):
         super().__init__()
-        if not isinstance(num_layers, int) or num_layers < 1:
-            raise ValueError(f"num_layers must be a positive int, got {num_layers!r}")
+        check_positive_int("num_layers", num_layers)
         self.layers = nn.ModuleList(layer_class(d_model, num_heads, d_ff, dropout, activation, norm_first,
                                                 layer_norm_eps) for _ in range(num_layers))
         self.norm = nn.LayerNorm(d_model, layer_norm_eps) if norm_first else None
@@ -197,9 +196,7 @@ class Seq2SeqConfig:
     def __post_init__(self):
         _check_layer_args(self.d_model, self.num_heads, self.d_ff, self.dropout, self.activation)
         for name in ("src_vocab_size", "tgt_vocab_size", "num_encoder_layers", "num_decoder_layers", "max_len"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+            check_positive_int(name, getattr(self, name))
         for name in ("pad_id", "bos_id", "eos_id"):
             value = getattr(self, name)
             if not isinstance(value, int) or not 0 <= value < min(self.src_vocab_size, self.tgt_vocab_size):
@@ -379,8 +376,7 @@ def beam_search(model: nn.Module, src: torch.Tensor, beam_size: int = 4, max_len
         ``(out (B, n), scores (B,))``: best outputs in :func:`greedy_decode`'s layout and their scores.
     """
     c, max_len, was_training = model.config, _decode_len(model, max_len), model.training
-    if not isinstance(beam_size, int) or beam_size < 1:
-        raise ValueError(f"beam_size must be a positive int, got {beam_size!r}")
+    check_positive_int("beam_size", beam_size)
     model.eval()
     B, K, dev = src.shape[0], beam_size, src.device
     memory, src_mask, _ = model.encode(src)
