@@ -33,7 +33,7 @@ from bigtut.transformer import EncoderLayer
 
 __all__ = [
     "IGNORE_INDEX", "SPECIAL_TOKENS", "Bert", "BertConfig", "BertForPreTraining", "BertForSequenceClassification",
-    "BertOutput", "BertRecipe", "BertVocab", "TrainedBert", "bert_from_hf", "bert_to_hf", "build_tokenizer",
+    "BertOutput", "BertOutputWithAttention", "BertRecipe", "BertVocab", "TrainedBert", "bert_from_hf", "bert_to_hf", "build_tokenizer",
     "classify", "default_cache_dir", "encode_for_classifier", "finetune", "mask_tokens", "pretrain",
     "pretraining_batches", "pretraining_loss", "train_docstring_classifier",
 ]
@@ -99,12 +99,19 @@ class BertEmbeddings(nn.Module):
 
 
 class BertOutput(NamedTuple):
-    """What :class:`Bert` returns: ``hidden`` ``(B, L, d)``, ``pooled`` ``(B, d)`` (from [CLS]) and, on
-    request, ``attentions``: one ``(B, h, L, L)`` tensor per layer."""
+    """What :class:`Bert` returns: ``hidden`` ``(B, L, d)`` and ``pooled`` ``(B, d)`` (from [CLS]) — the
+    same pair as Hugging Face's ``BertModel`` (``last_hidden_state``, ``pooler_output``)."""
 
     hidden: torch.Tensor
     pooled: torch.Tensor
-    attentions: list[torch.Tensor] | None = None
+
+
+class BertOutputWithAttention(NamedTuple):
+    """The same with ``return_attention=True``, plus ``attentions``: one ``(B, h, L, L)`` tensor per layer."""
+
+    hidden: torch.Tensor
+    pooled: torch.Tensor
+    attentions: list[torch.Tensor]
 
 
 class Bert(nn.Module):
@@ -133,7 +140,7 @@ class Bert(nn.Module):
         *,
         inputs_embeds: torch.Tensor | None = None,
         return_attention: bool = False,
-    ) -> BertOutput:
+    ) -> BertOutput | BertOutputWithAttention:
         """Encode a batch.
 
         Args:
@@ -168,7 +175,7 @@ class Bert(nn.Module):
             x, weights = layer(x, mask, need_weights=return_attention)  # (B, L, d), (B, h, L, L) | None
             attentions.append(weights)
         pooled = torch.tanh(self.pooler(x[:, 0]))  # (B, d): the [CLS] position
-        return BertOutput(x, pooled, attentions if return_attention else None)
+        return BertOutputWithAttention(x, pooled, attentions) if return_attention else BertOutput(x, pooled)
 
     @staticmethod
     def _check_shape(t: torch.Tensor, shape: tuple[int, int], name: str) -> None:

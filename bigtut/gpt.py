@@ -27,6 +27,7 @@ from bigtut.runtime import check_positive_int
 
 __all__ = [
     "GPT", "MLP", "Block", "CausalSelfAttention", "ClassifierRun", "GPTClassifier", "GPTConfig", "GPTOutput",
+    "GPTOutputWithAttention",
     "PretrainRun", "apply_temperature", "bits_per_character", "gpt_from_hf", "gpt_to_hf", "hf_config", "lm_loss",
     "load_gpt2_pretrained", "next_token_distribution", "pretrain_char_gpt", "python_docs_char_tokenizer",
     "sample_next_token", "top_k_filter", "top_p_filter", "train_docstring_classifier",
@@ -56,12 +57,23 @@ class GPTConfig:
 
 
 class GPTOutput(NamedTuple):
-    """What :class:`GPT` and :class:`GPTClassifier` return: ``logits``, ``loss`` (None without targets) and
-    ``attentions`` (None unless asked for: one ``(B, h, L, T)`` tensor per block)."""
+    """What :class:`GPT` and :class:`GPTClassifier` return: ``logits`` and ``loss`` (None without targets),
+    so ``logits, loss = model(idx, targets)`` works as in nanoGPT."""
 
     logits: torch.Tensor
     loss: torch.Tensor | None = None
-    attentions: list[torch.Tensor] | None = None
+
+
+class GPTOutputWithAttention(NamedTuple):
+    """The same with ``return_attention=True``, plus ``attentions``: one ``(B, h, L, T)`` tensor per block."""
+
+    logits: torch.Tensor
+    loss: torch.Tensor | None
+    attentions: list[torch.Tensor]
+
+
+def _gpt_output(logits, loss, attentions, return_attention: bool):
+    return GPTOutputWithAttention(logits, loss, attentions) if return_attention else GPTOutput(logits, loss)
 
 
 # ---------------------------------------------------------------------------------------------------- model
@@ -192,16 +204,19 @@ class GPT(nn.Module):
 
     def forward(self, idx: torch.Tensor | None = None, targets: torch.Tensor | None = None, *,
                 inputs_embeds: torch.Tensor | None = None, cache: list[KVCache] | None = None,
-                return_attention: bool = False) -> GPTOutput:
+                return_attention: bool = False) -> GPTOutput | GPTOutputWithAttention:
         """Next-token logits ``(B, L, V)``; with ``targets`` ``(B, L)`` also the mean cross-entropy (nats per
-        token; targets of -100 are ignored). Inputs longer than ``block_size`` raise ``ValueError``."""
+        token; targets of -100 are ignored). Inputs longer than ``block_size`` raise ``ValueError``.
+
+        Returns ``(logits, loss)`` (a :class:`GPTOutput`; ``loss`` is None without targets), or
+        ``(logits, loss, attentions)`` with ``return_attention=True``."""
         h, attentions = self.hidden_states(idx, inputs_embeds=inputs_embeds, cache=cache,
                                            return_attention=return_attention)
         logits = self.lm_head(h)  # (B, L, V)
         loss = None
         if targets is not None:
             loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100)
-        return GPTOutput(logits, loss, attentions)
+        return _gpt_output(logits, loss, attentions, return_attention)
 
     @torch.no_grad()
     def generate(self, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
@@ -539,7 +554,7 @@ class GPTClassifier(nn.Module):
 
     def forward(self, idx: torch.Tensor | None = None, lengths: torch.Tensor | None = None,
                 labels: torch.Tensor | None = None, *, inputs_embeds: torch.Tensor | None = None,
-                return_attention: bool = False) -> GPTOutput:
+                return_attention: bool = False) -> GPTOutput | GPTOutputWithAttention:
         """Class logits ``(B, C)`` (and cross-entropy with ``labels`` ``(B,)``); ``lengths`` ``(B,)`` counts the
         real tokens of each row (default: all of them)."""
         h, attentions = self.gpt.hidden_states(idx, inputs_embeds=inputs_embeds, return_attention=return_attention)
@@ -556,7 +571,7 @@ class GPTClassifier(nn.Module):
             pooled = (h * real[..., None]).sum(1) / lengths[:, None].to(h.dtype)  # (B, d)
         logits = self.head(self.drop(pooled))  # (B, C)
         loss = F.cross_entropy(logits, labels.to(h.device)) if labels is not None else None
-        return GPTOutput(logits, loss, attentions)
+        return _gpt_output(logits, loss, attentions, return_attention)
 
 
 @dataclass

@@ -359,3 +359,12 @@ def test_runs_on_cuda_like_on_cpu():
         torch.testing.assert_close(a, b.cpu(), atol=1e-8, rtol=1e-6)
     masked, labels = mask_tokens(ids.cuda(), BertVocab(30, 0, 1, 2, 3), 0.5)
     assert masked.device.type == "cuda" and labels.device.type == "cuda"
+
+
+def test_bert_returns_hidden_and_pooled_like_hf_bert_model():
+    model = Bert(BertConfig(vocab_size=20, max_len=8, d_model=8, num_layers=1, num_heads=2, d_ff=16)).eval()
+    ids = torch.randint(20, (2, 6))
+    hidden, pooled = model(ids)
+    assert hidden.shape == (2, 6, 8) and pooled.shape == (2, 8)
+    hidden_again, _, attentions = model(ids, return_attention=True)
+    assert torch.allclose(hidden_again, hidden, atol=1e-6) and attentions[0].shape == (2, 2, 6, 6)

@@ -365,3 +365,14 @@ def test_recipes_are_deterministic_smoke():
         assert torch.equal(a, b)
     # fine-tuning works on a copy: the pretrained model is unchanged
     assert torch.equal(runs[0].model.tok_emb.weight, runs[1].model.tok_emb.weight)
+
+
+def test_forward_unpacks_like_nanogpt():
+    model = GPT(GPTConfig(vocab_size=11, block_size=8, n_layer=1, n_head=2, d_model=8)).eval()
+    idx = torch.randint(11, (2, 5))
+    logits, loss = model(idx, idx)  # (logits, loss), as in nanoGPT
+    assert logits.shape == (2, 5, 11) and loss.dim() == 0
+    logits_only, no_loss = model(idx)
+    assert no_loss is None and torch.equal(logits_only, logits)
+    logits_again, _, attentions = model(idx, return_attention=True)
+    assert torch.allclose(logits_again, logits, atol=1e-6) and attentions[0].shape == (2, 2, 5, 5)  # explicit path
