@@ -60,6 +60,11 @@ def get_device(prefer: str | None = None) -> torch.device:
     if not _available(kind):
         present = [k for k in DEVICE_CHOICES if _available(k)]
         raise ValueError(f"device {choice!r} is not available on this machine; available: {', '.join(present)}")
+    _, _, index = choice.strip().lower().partition(":")
+    if index:
+        count = torch.cuda.device_count() if kind == "cuda" else 1
+        if not index.isdigit() or int(index) >= count:
+            raise ValueError(f"device {choice!r}: index must be an integer in 0..{count - 1} for {kind}")
     return torch.device(choice.strip().lower())
 
 

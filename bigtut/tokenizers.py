@@ -97,7 +97,9 @@ class CharTokenizer(_Tokenizer):
 
     @classmethod
     def train(cls, text: str, special_tokens: Sequence[str] = (), unk_token: str | None = None) -> CharTokenizer:
-        """Vocabulary = the sorted set of characters in ``text``."""
+        """Vocabulary = the sorted set of characters in ``text`` (which must not be empty)."""
+        if not isinstance(text, str) or not text:
+            raise ValueError(f"CharTokenizer.train needs a non-empty string, got {text!r:.40}")
         return cls(sorted(set(text)), special_tokens, unk_token)
 
     def encode(self, text: str) -> list[int]:
@@ -161,13 +163,19 @@ class BPETokenizer(_Tokenizer):
 
     @classmethod
     def train(cls, text: str, vocab_size: int, special_tokens: Sequence[str] = (), verbose: bool = False):
-        """Learn ``vocab_size - 256 - len(special_tokens)`` merges from ``text``.
+        """Learn up to ``vocab_size - 256 - len(special_tokens)`` merges from ``text``.
+
+        Training stops early when no adjacent pair is left to merge (a short text), so the vocabulary can
+        end up smaller than asked: check ``vocab_size`` of the result.
 
         Raises:
+            TypeError: ``vocab_size`` is not an int.
             ValueError: ``vocab_size`` is smaller than the 256 byte values plus the special tokens.
         """
         alphabet = 256 + len(special_tokens)
-        if not isinstance(vocab_size, int) or vocab_size < alphabet:
+        if isinstance(vocab_size, bool) or not isinstance(vocab_size, int):
+            raise TypeError(f"vocab_size must be an int, got {vocab_size!r}")
+        if vocab_size < alphabet:
             raise ValueError(f"vocab_size={vocab_size} is smaller than the alphabet: 256 bytes + "
                              f"{len(special_tokens)} special tokens = {alphabet}; choose vocab_size >= {alphabet}")
         words = [(list(piece.encode("utf-8")), n) for piece, n in Counter(_PIECE.findall(text)).items()]

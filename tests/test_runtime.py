@@ -82,3 +82,12 @@ def test_check_positive_int_names_the_argument(bad):
     with pytest.raises(ValueError, match=rf"width must be a positive int, got {bad!r}"):
         check_positive_int("width", bad)
     assert check_positive_int("width", 7) == 7
+
+
+@pytest.mark.parametrize("bad", ["cpu:3", "cpu:x", "cuda:99"])
+def test_device_index_is_checked(bad, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(ValueError, match="index must be an integer in 0..0"):
+        bigtut.get_device(bad)
+    assert bigtut.get_device("cpu:0") == torch.device("cpu:0")

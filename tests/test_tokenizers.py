@@ -79,3 +79,15 @@ def test_save_and_load_round_trip(tmp_path, bpe):
     assert again_bpe.encode(CORPUS[:5000]) == bpe.encode(CORPUS[:5000])
     with pytest.raises(ValueError, match="does not hold"):
         CharTokenizer.load(tmp_path / "bpe.json")
+
+
+def test_bpe_vocab_size_must_be_an_int_and_may_end_smaller_on_tiny_text():
+    with pytest.raises(TypeError, match="vocab_size must be an int"):
+        BPETokenizer.train("hello", vocab_size="300")
+    tiny = BPETokenizer.train("abab", vocab_size=300)
+    assert 256 < tiny.vocab_size < 300 and tiny.decode(tiny.encode("abab")) == "abab"
+
+
+def test_char_tokenizer_needs_text():
+    with pytest.raises(ValueError, match="non-empty"):
+        CharTokenizer.train("")
