@@ -18,6 +18,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
+import tempfile
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -34,7 +36,7 @@ from bigtut.transformer import EncoderLayer
 __all__ = [
     "IGNORE_INDEX", "SPECIAL_TOKENS", "Bert", "BertConfig", "BertForPreTraining", "BertForSequenceClassification",
     "BertOutput", "BertOutputWithAttention", "BertRecipe", "BertVocab", "TrainedBert", "bert_from_hf", "bert_to_hf", "build_tokenizer",
-    "classify", "default_cache_dir", "encode_for_classifier", "finetune", "mask_tokens", "pretrain",
+    "cache_folder", "classify", "default_cache_dir", "encode_for_classifier", "finetune", "mask_tokens", "pretrain",
     "pretraining_batches", "pretraining_loss", "train_docstring_classifier",
 ]
 
@@ -667,15 +669,48 @@ def default_cache_dir() -> Path:
     return root / "runs" if (root / "pyproject.toml").exists() else Path.cwd() / "runs"
 
 
+def _source_hash() -> str:
+    """First 8 hex digits of the SHA-1 of this file's bytes: any edit to the code gives a new cache folder."""
+    return hashlib.sha1(Path(__file__).read_bytes()).hexdigest()[:8]
+
+
+def cache_folder(recipe: BertRecipe, cache_dir: str | Path | None = None) -> Path:
+    """``cache_dir/bert_docstrings_<recipe key>_v<bigtut version>_<source hash>``: a change of the settings, of
+    the package version or of ``bigtut/bert.py`` never loads a classifier trained by other code."""
+    from bigtut import __version__
+
+    name = f"bert_docstrings_{recipe.key()}_v{__version__}_{_source_hash()}"
+    return Path(cache_dir or default_cache_dir()) / name
+
+
+def _write_atomically(folder: Path, write) -> Path:
+    """Call ``write(tmp)`` on a fresh temporary folder next to ``folder``, then rename it to ``folder``: readers
+    see a complete folder or none. If ``folder`` appeared meanwhile (another process), keep it, drop ours."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
+    try:
+        write(tmp)
+        try:
+            os.rename(tmp, folder)  # atomic; fails if folder exists and is not empty
+        except OSError:
+            if not folder.exists():
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+
 def train_docstring_classifier(recipe: BertRecipe | None = None, *, cache_dir: str | Path | None = None,
                                reuse: bool = True, save: bool = True, progress: bool = True,
                                device=None) -> TrainedBert:
     """Rebuild the chapter-05 docstring classifier: pretrain (MLM + NSP), then fine-tune — deterministic for a
     given recipe and device.
 
-    With ``reuse`` the models are read from ``cache_dir/bert_docstrings_<recipe key>/`` when a run saved them
-    there (safetensors weights, the tokenizer as JSON); otherwise the recipe runs (about 40 s on a 2-core
-    CPU) and, with ``save``, writes that folder. Chapters 06–09 call it with the defaults.
+    With ``reuse`` the models are read from :func:`cache_folder` (keyed by the recipe, the package version and
+    the source of this module) when a run saved them there (safetensors weights, the tokenizer as JSON);
+    otherwise the recipe runs (about 40 s on a 2-core CPU) and, with ``save``, writes that folder atomically.
+    Chapters 06–09 call it with the defaults.
     """
     from bigtut.runtime import get_device, seed_everything
     from bigtut.tokenizers import load_tokenizer
@@ -683,7 +718,7 @@ def train_docstring_classifier(recipe: BertRecipe | None = None, *, cache_dir: s
 
     recipe = recipe or BertRecipe()
     device = torch.device(device) if device is not None else get_device()
-    folder = Path(cache_dir or default_cache_dir()) / f"bert_docstrings_{recipe.key()}"
+    folder = cache_folder(recipe, cache_dir)
     if reuse and (folder / "classifier.safetensors").exists():
         tokenizer = load_tokenizer(folder / "tokenizer.json")
         pretrainer = BertForPreTraining(recipe.config(tokenizer))
@@ -702,10 +737,12 @@ def train_docstring_classifier(recipe: BertRecipe | None = None, *, cache_dir: s
     classifier, histories["finetune"] = finetune(pretrainer.bert, tokenizer, recipe, progress=progress,
                                                  device=device)
     if save:
-        folder.mkdir(parents=True, exist_ok=True)
-        tokenizer.save(folder / "tokenizer.json")
-        (folder / "config.json").write_text(json.dumps(asdict(classifier.config)))
-        save_checkpoint(pretrainer, folder / "pretrainer.safetensors", {"recipe": asdict(recipe)})
-        save_checkpoint(classifier, folder / "classifier.safetensors",
-                        {"recipe": asdict(recipe), "histories": {k: asdict(h) for k, h in histories.items()}})
+        def write(tmp: Path) -> None:
+            tokenizer.save(tmp / "tokenizer.json")
+            (tmp / "config.json").write_text(json.dumps(asdict(classifier.config)))
+            save_checkpoint(pretrainer, tmp / "pretrainer.safetensors", {"recipe": asdict(recipe)})
+            save_checkpoint(classifier, tmp / "classifier.safetensors",
+                            {"recipe": asdict(recipe), "histories": {k: asdict(h) for k, h in histories.items()}})
+
+        _write_atomically(folder, write)
     return TrainedBert(classifier.to(device).eval(), pretrainer.to(device).eval(), tokenizer, recipe, histories)

@@ -1,7 +1,9 @@
 """Tests of bigtut.bert (and bigtut.data.sentences): equal to Hugging Face's BERT in both mapping directions,
 padding invariance, masking statistics, NSP pairs, input validation, and the cached recipe."""
 
+import hashlib
 import random
+from pathlib import Path
 
 import pytest
 import torch
@@ -18,6 +20,7 @@ from bigtut.bert import (
     BertVocab,
     bert_from_hf,
     bert_to_hf,
+    cache_folder,
     classify,
     mask_tokens,
     pretraining_loss,
@@ -345,6 +348,72 @@ def test_recipe_is_deterministic_and_cached(tmp_path):
     assert probs.shape == (3, 7)
     torch.testing.assert_close(probs.sum(1), torch.ones(3))
     torch.testing.assert_close(classify(loaded.classifier, loaded.tokenizer, texts[1:2])[0], probs[1])  # padding
+
+
+def test_cache_folder_is_keyed_by_recipe_version_and_source(tmp_path, monkeypatch):
+    import bigtut
+    import bigtut.bert
+
+    folder = cache_folder(TINY, tmp_path)
+    source = hashlib.sha1(Path(bigtut.bert.__file__).read_bytes()).hexdigest()[:8]
+    assert folder.parent == tmp_path and folder.name.endswith(f"_v{bigtut.__version__}_{source}")
+    assert cache_folder(BertRecipe(**{**TINY.__dict__}), tmp_path) == folder  # same settings, same folder
+    assert cache_folder(BertRecipe(**{**TINY.__dict__, "seed": 1}), tmp_path) != folder
+    monkeypatch.setattr(bigtut, "__version__", bigtut.__version__ + ".post1")
+    assert cache_folder(TINY, tmp_path) != folder
+    monkeypatch.undo()
+    monkeypatch.setattr(bigtut.bert, "_source_hash", lambda: "0badc0de")
+    assert cache_folder(TINY, tmp_path) != folder
+
+
+def test_a_code_change_never_loads_a_stale_classifier(tmp_path, monkeypatch):
+    import bigtut.bert
+
+    first = train_docstring_classifier(TINY, cache_dir=tmp_path, progress=False, device="cpu")
+    stale = next(tmp_path.iterdir())
+    with torch.no_grad():  # poison the old cache: loading it would give different weights
+        for p in first.classifier.parameters():
+            p.add_(1.0)
+    bigtut.training.save_checkpoint(first.classifier, stale / "classifier.safetensors",
+                                    {"recipe": {}, "histories": {}})
+    monkeypatch.setattr(bigtut.bert, "_source_hash", lambda: "0badc0de")  # as if bert.py had been edited
+    fresh = train_docstring_classifier(TINY, cache_dir=tmp_path, progress=False, device="cpu")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([stale.name, cache_folder(TINY, tmp_path).name])
+    assert fresh.histories["finetune"].train_loss  # trained, not read from the poisoned folder
+    again = train_docstring_classifier(TINY, cache_dir=tmp_path, reuse=False, save=False, progress=False,
+                                       device="cpu")
+    for a, b in zip(fresh.classifier.state_dict().values(), again.classifier.state_dict().values()):
+        torch.testing.assert_close(a, b, atol=0, rtol=0)
+
+
+def test_cache_is_written_atomically(tmp_path):
+    from bigtut.bert import _write_atomically
+
+    def ours(tmp):
+        (tmp / "classifier.safetensors").write_text("ours")
+
+    def crashes(tmp):
+        ours(tmp)
+        raise RuntimeError("disk full")
+
+    target = tmp_path / "bert_docstrings_x"
+    with pytest.raises(RuntimeError, match="disk full"):
+        _write_atomically(target, crashes)
+    assert list(tmp_path.iterdir()) == []  # neither a half-written folder nor a temporary one is left
+
+    def races(tmp):  # another process finishes the same folder while we write ours
+        ours(tmp)
+        target.mkdir()
+        (target / "classifier.safetensors").write_text("theirs")
+
+    assert _write_atomically(target, races) == target
+    assert (target / "classifier.safetensors").read_text() == "theirs"  # the first complete folder is kept
+    assert list(tmp_path.iterdir()) == [target]
+
+    other = tmp_path / "bert_docstrings_y"
+    _write_atomically(other, ours)
+    assert (other / "classifier.safetensors").read_text() == "ours"
+    assert sorted(tmp_path.iterdir()) == [target, other]
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

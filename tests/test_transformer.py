@@ -7,7 +7,7 @@ import itertools
 import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
@@ -276,12 +276,27 @@ def test_beam_of_one_is_greedy(seed):
 
 @settings(max_examples=15, deadline=None)
 @given(seed=st.integers(0, 2**16), beam_size=st.integers(2, 6), eos_bias=st.floats(0.0, 3.0))
+@example(seed=48, beam_size=2, eos_bias=0.0)  # a row where plain beam search ends below greedy (rare)
 def test_beam_never_scores_below_greedy(seed, beam_size, eos_bias):
+    """With ``keep_greedy=True`` (the default) beam search also scores greedy's output and returns it where it
+    wins, so it never scores below greedy *by construction*: this checks that the safeguard is wired right.
+    Plain beam search (``keep_greedy=False``) guarantees no such thing; for it we check what does hold: its
+    scores are the true log-probabilities of its outputs, and the safeguarded result is exactly the better of
+    the plain beam's output and greedy's, row by row."""
     model, src = _model(eos_bias=eos_bias, seed=seed % 7), _sources(seed)
-    greedy_scores = sequence_log_prob(model, src, greedy_decode(model, src, max_len=7))
+    greedy = greedy_decode(model, src, max_len=7)  # (B, n)
+    greedy_scores = sequence_log_prob(model, src, greedy)  # (B,)
     out, scores = beam_search(model, src, beam_size=beam_size, max_len=7)
     assert torch.allclose(scores, sequence_log_prob(model, src, out), atol=1e-9)  # scores are honest
     assert (scores >= greedy_scores - 1e-9).all()
+
+    plain, plain_scores = beam_search(model, src, beam_size=beam_size, max_len=7, keep_greedy=False)
+    assert torch.allclose(plain_scores, sequence_log_prob(model, src, plain), atol=1e-9)
+    assert torch.allclose(scores, torch.maximum(plain_scores, greedy_scores), atol=1e-9)
+    width = out.shape[1]
+    plain, greedy = (F.pad(t, (0, width - t.shape[1]), value=PAD) for t in (plain, greedy))
+    greedy_won = greedy_scores > plain_scores  # (B,) rows where plain beam search fell below greedy
+    assert torch.equal(out, torch.where(greedy_won[:, None], greedy, plain))
 
 
 def test_wide_beam_finds_the_exact_best_sequence():
