@@ -250,3 +250,20 @@ def test_mha_checkers_fail_stubs_non_classes_and_unmappable_weights():
         check_mha_values(Renamed)
     with pytest.raises(CheckFailure, match="no `dropout` argument"):
         check_mha_dropout(Renamed)
+
+
+def test_mha_shapes_exposes_a_missing_import_on_the_usual_example():
+    from torch import nn
+
+    from bigtut.checks.attention import check_mha_shapes
+
+    class UsesAnUnimportedModule(nn.Module):
+        def __init__(self, d_model, num_heads):
+            super().__init__()
+            self.proj = nn.Linear(d_model, d_model)
+
+        def forward(self, query, key, value, mask=None):
+            return self.proj(query) / not_imported.sqrt(4)  # noqa: F821 - the bug under test
+
+    with pytest.raises(CheckFailure, match=r"the usual example.*raised NameError"):
+        check_mha_shapes(UsesAnUnimportedModule, seed=0)

@@ -214,6 +214,10 @@ def _diagnose(out: torch.Tensor, ref: MultiHeadAttention, inputs: tuple, d_model
 
 def _mha_shapes(cls: Any, name: str, seed: int | None) -> str:
     gen, seed = checker_generator(seed)
+    # 0) the example such code is usually shown with (L == d_model == 16): does the class run at all?
+    smoke = _randn(checker_generator(seed)[0], 2, 16, 16)
+    _call(_build(cls, name, 16, 4).double().eval(), name, smoke, smoke, smoke, None,
+          f"the usual example, L == d_model == 16, num_heads=4, seed={seed}")
     cases = [(16, 4, 2, 5, 5, "self-attention"), (16, 4, 2, 3, 7, "cross-attention, Lq != Lk"),
              (12, 2, 3, 9, 9, "self-attention, 2 heads"), (24, 3, 1, 1, 4, "one query")]
     for d_model, h, B, Lq, Lk, label in cases:
