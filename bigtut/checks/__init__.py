@@ -8,6 +8,13 @@ The protocol lives in :mod:`bigtut.checks.core`; each chapter's checkers live in
 ``bigtut.checks.basics`` (00–01), ``.attention`` (02), ``.transformer`` (03), ``.gpt`` (04), ``.bert`` (05).
 """
 
-from bigtut.checks.core import CheckFailure, assert_close, check_function, checker_generator, passed
+from bigtut.checks.core import (
+    CheckFailure,
+    assert_close,
+    check_function,
+    checker_generator,
+    passed,
+    random_float64,
+)
 
-__all__ = ["CheckFailure", "assert_close", "check_function", "checker_generator", "passed"]
+__all__ = ["CheckFailure", "assert_close", "check_function", "checker_generator", "passed", "random_float64"]

@@ -41,6 +41,7 @@ from bigtut.checks.core import (
     check_function,
     checker_generator,
     passed,
+    random_float64,
 )
 from bigtut.positional import sinusoidal_encoding
 
@@ -49,10 +50,6 @@ __all__ = [
     "check_mha_values", "check_multi_head_attention", "check_scaled_dot_product_attention",
     "check_sinusoidal_encoding",
 ]
-
-
-def _randn(gen: torch.Generator, *shape: int) -> torch.Tensor:
-    return torch.randn(shape, generator=gen, dtype=torch.float64)
 
 
 def _guarded(name: str, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -78,16 +75,16 @@ def check_scaled_dot_product_attention(candidate: Callable[..., Any], seed: int 
     every = torch.rand((2, 4, 6), generator=gen) > 0.4  # (B, Lq, Lk), an arbitrary pattern …
     every[1, 2] = False  # … with one query that may attend to nothing
     cases = [
-        ("q (2, 4, 8), k (2, 6, 8), v (2, 6, 5), no mask", (_randn(gen, 2, 4, 8), _randn(gen, 2, 6, 8),
-                                                            _randn(gen, 2, 6, 5)), {}),
-        ("q, k, v (2, 3, 5, 4) (3 heads), causal mask (5, 5)", (_randn(gen, 2, 3, 5, 4), _randn(gen, 2, 3, 5, 4),
-                                                               _randn(gen, 2, 3, 5, 4), causal_mask(5)), {}),
+        ("q (2, 4, 8), k (2, 6, 8), v (2, 6, 5), no mask", (random_float64(gen, 2, 4, 8), random_float64(gen, 2, 6, 8),
+                                                            random_float64(gen, 2, 6, 5)), {}),
+        ("q, k, v (2, 3, 5, 4) (3 heads), causal mask (5, 5)", (random_float64(gen, 2, 3, 5, 4), random_float64(gen, 2, 3, 5, 4),
+                                                               random_float64(gen, 2, 3, 5, 4), causal_mask(5)), {}),
         ("q (2, 4, 8), k, v (2, 6, 8), padding mask (2, 1, 6) for lengths [6, 3]",
-         (_randn(gen, 2, 4, 8), _randn(gen, 2, 6, 8), _randn(gen, 2, 6, 8), padding_mask([6, 3], 6)), {}),
+         (random_float64(gen, 2, 4, 8), random_float64(gen, 2, 6, 8), random_float64(gen, 2, 6, 8), padding_mask([6, 3], 6)), {}),
         ("q (2, 4, 8), k, v (2, 6, 8), arbitrary mask (2, 4, 6) whose row [1, 2] is all False",
-         (_randn(gen, 2, 4, 8), _randn(gen, 2, 6, 8), _randn(gen, 2, 6, 8), every), {}),
-        ("q (1, 16), k (9, 16), v (9, 3), scores of size ~10", (3 * _randn(gen, 1, 16), 3 * _randn(gen, 9, 16),
-                                                                _randn(gen, 9, 3)), {}),
+         (random_float64(gen, 2, 4, 8), random_float64(gen, 2, 6, 8), random_float64(gen, 2, 6, 8), every), {}),
+        ("q (1, 16), k (9, 16), v (9, 3), scores of size ~10", (3 * random_float64(gen, 1, 16), 3 * random_float64(gen, 9, 16),
+                                                                random_float64(gen, 9, 3)), {}),
     ]
     cases = [(f"{d} (seed={seed})", a, k) for d, a, k in cases]
     check_function(candidate, scaled_dot_product_attention, cases, name="scaled_dot_product_attention",
@@ -215,14 +212,14 @@ def _diagnose(out: torch.Tensor, ref: MultiHeadAttention, inputs: tuple, d_model
 def _mha_shapes(cls: Any, name: str, seed: int | None) -> str:
     gen, seed = checker_generator(seed)
     # 0) the example such code is usually shown with (L == d_model == 16): does the class run at all?
-    smoke = _randn(checker_generator(seed)[0], 2, 16, 16)
+    smoke = random_float64(checker_generator(seed)[0], 2, 16, 16)
     _call(_build(cls, name, 16, 4).double().eval(), name, smoke, smoke, smoke, None,
           f"the usual example, L == d_model == 16, num_heads=4, seed={seed}")
     cases = [(16, 4, 2, 5, 5, "self-attention"), (16, 4, 2, 3, 7, "cross-attention, Lq != Lk"),
              (12, 2, 3, 9, 9, "self-attention, 2 heads"), (24, 3, 1, 1, 4, "one query")]
     for d_model, h, B, Lq, Lk, label in cases:
         module = _build(cls, name, d_model, h).double().eval()
-        query, memory = _randn(gen, B, Lq, d_model), _randn(gen, B, Lk, d_model)
+        query, memory = random_float64(gen, B, Lq, d_model), random_float64(gen, B, Lk, d_model)
         key = query if Lq == Lk else memory
         out, weights = _call(module, name, query, key, key, None, f"{label}, d_model={d_model}, "
                                                                   f"num_heads={h}, seed={seed}")
@@ -271,7 +268,7 @@ def _mha_values(cls: Any, name: str, seed: int | None) -> str:
                 p.copy_(torch.randn(p.shape, generator=gen, dtype=torch.float64) / math.sqrt(d_model))
         _load_reference_weights(module, ref, name)
         B, L, Lk = 2, 5, 7
-        x, memory = _randn(gen, B, L, d_model), _randn(gen, B, Lk, d_model)
+        x, memory = random_float64(gen, B, L, d_model), random_float64(gen, B, Lk, d_model)
         keep = padding_mask([Lk, 4], Lk)[:, None]  # (B, 1, 1, Lk)
         for label, (query, key, mask) in {
             "self-attention, no mask": (x, x, None),
@@ -311,11 +308,11 @@ def _mha_dropout(cls: Any, name: str, seed: int | None) -> str:
             proj.weight.copy_(torch.eye(d_model, dtype=torch.float64))
             proj.bias.zero_()
     _load_reference_weights(module, ref, name)
-    query = _randn(gen, B, Lq, d_model)
+    query = random_float64(gen, B, Lq, d_model)
     value = torch.zeros(B, Lk, d_model, dtype=torch.float64)  # (B, Lk, d_model)
     for j in range(Lk):
         value[:, j, j::d_model // h] = 1.0  # key j is the one-hot e_j inside every head
-    key = _randn(gen, B, Lk, d_model)
+    key = random_float64(gen, B, Lk, d_model)
     with torch.no_grad():
         _, w = ref(query, key, value)  # (B, h, Lq, Lk): the weights without dropout
 

@@ -33,17 +33,13 @@ from bigtut.checks.core import (
     check_function,
     checker_generator,
     passed,
+    random_float64,
 )
 
 __all__ = [
     "check_count_parameters", "check_cross_entropy", "check_gelu", "check_linear_regression_step",
     "check_log_softmax", "check_standardize",
 ]
-
-
-def _randn(gen: torch.Generator, *shape: int, scale: float = 1.0) -> torch.Tensor:
-    """Standard-normal float64 tensor of ``shape`` times ``scale``."""
-    return torch.randn(shape, generator=gen, dtype=torch.float64) * scale
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -63,11 +59,11 @@ def check_standardize(candidate: Callable[[torch.Tensor], torch.Tensor], seed: i
     """
     gen, seed = checker_generator(seed)
     cases = [
-        (f"x of shape (5, 3) (seed={seed})", (_randn(gen, 5, 3),), {}),
-        (f"x of shape (40, 4), mean 10, std 3 (seed={seed})", (10 + _randn(gen, 40, 4, scale=3.0),), {}),
+        (f"x of shape (5, 3) (seed={seed})", (random_float64(gen, 5, 3),), {}),
+        (f"x of shape (40, 4), mean 10, std 3 (seed={seed})", (10 + random_float64(gen, 40, 4, scale=3.0),), {}),
         (f"x of shape (2, 1) (seed={seed})", (torch.tensor([[1.0], [3.0]], dtype=torch.float64),), {}),
         (f"x of shape (200, 6), columns on very different scales (seed={seed})",
-         (_randn(gen, 200, 6) * torch.logspace(-3, 3, 6, dtype=torch.float64),), {}),
+         (random_float64(gen, 200, 6) * torch.logspace(-3, 3, 6, dtype=torch.float64),), {}),
     ]
     check_function(candidate, _standardize_reference, cases, name="standardize", atol=1e-9, rtol=1e-7)
 
@@ -151,10 +147,10 @@ def check_gelu(candidate: Callable[..., torch.Tensor], seed: int | None = None) 
     cases = []
     for approximate in ("none", "tanh"):
         cases += [
-            (f"x of shape (4, 7), approximate={approximate!r} (seed={seed})", (_randn(gen, 4, 7),),
+            (f"x of shape (4, 7), approximate={approximate!r} (seed={seed})", (random_float64(gen, 4, 7),),
              {"approximate": approximate}),
             (f"x of shape (100,) spread over [-6, 6], approximate={approximate!r} (seed={seed})",
-             (_randn(gen, 100, scale=3.0).clamp(-6, 6),), {"approximate": approximate}),
+             (random_float64(gen, 100, scale=3.0).clamp(-6, 6),), {"approximate": approximate}),
             (f"extreme x = {extreme.tolist()}, approximate={approximate!r}", (extreme,),
              {"approximate": approximate}),
         ]
@@ -175,9 +171,9 @@ def check_log_softmax(candidate: Callable[[torch.Tensor], torch.Tensor], seed: i
     """
     gen, seed = checker_generator(seed)
     cases = [
-        (f"logits of shape (4, 5) (seed={seed})", (_randn(gen, 4, 5),), {}),
-        (f"logits of shape (6,) (seed={seed})", (_randn(gen, 6),), {}),
-        (f"logits of shape (2, 3, 10), scale 20 (seed={seed})", (_randn(gen, 2, 3, 10, scale=20.0),), {}),
+        (f"logits of shape (4, 5) (seed={seed})", (random_float64(gen, 4, 5),), {}),
+        (f"logits of shape (6,) (seed={seed})", (random_float64(gen, 6),), {}),
+        (f"logits of shape (2, 3, 10), scale 20 (seed={seed})", (random_float64(gen, 2, 3, 10, scale=20.0),), {}),
         ("extreme logits [[1000, -1000, 0], [1000, 1000, 999], [-1000, -1000, -1001]]", (_extreme_logits(),), {}),
     ]
     check_function(candidate, lambda z: torch.log_softmax(z, dim=-1), cases, name="log_softmax",
@@ -199,10 +195,10 @@ def check_cross_entropy(candidate: Callable[[torch.Tensor, torch.Tensor], torch.
 
     extreme = _extreme_logits()
     cases = [
-        (f"logits (8, 4), targets (8,) (seed={seed})", (_randn(gen, 8, 4), targets(8, 4)), {}),
-        (f"logits (1, 10), targets (1,) (seed={seed})", (_randn(gen, 1, 10), targets(1, 10)), {}),
+        (f"logits (8, 4), targets (8,) (seed={seed})", (random_float64(gen, 8, 4), targets(8, 4)), {}),
+        (f"logits (1, 10), targets (1,) (seed={seed})", (random_float64(gen, 1, 10), targets(1, 10)), {}),
         (f"logits (64, 3) scaled by 30, targets (64,) (seed={seed})",
-         (_randn(gen, 64, 3, scale=30.0), targets(64, 3)), {}),
+         (random_float64(gen, 64, 3, scale=30.0), targets(64, 3)), {}),
         ("extreme logits [[1000, -1000, 0], [1000, 1000, 999], [-1000, -1000, -1001]], targets [1, 2, 0]",
          (extreme, torch.tensor([1, 2, 0])), {}),
     ]
@@ -237,9 +233,9 @@ def check_linear_regression_step(
     gen, seed = checker_generator(seed)
     cases = []
     for n, d, lr in ((10, 1, 0.1), (32, 3, 0.05), (5, 8, 0.5), (100, 2, 1e-3)):
-        x = _randn(gen, n, d)  # (N, D)
-        y = x @ _randn(gen, d) + 0.1 * _randn(gen, n)  # (N,)
-        w, b = _randn(gen, d), _randn(gen)  # (D,), ()
+        x = random_float64(gen, n, d)  # (N, D)
+        y = x @ random_float64(gen, d) + 0.1 * random_float64(gen, n)  # (N,)
+        w, b = random_float64(gen, d), random_float64(gen)  # (D,), ()
         cases.append((f"N={n}, D={d}, lr={lr} (seed={seed})", (w, b, x, y, lr)))
     name = "linear_regression_step"
     if not callable(candidate):

@@ -37,6 +37,11 @@ def checker_generator(seed: int | None) -> tuple[torch.Generator, int]:
     return torch.Generator().manual_seed(seed), seed
 
 
+def random_float64(gen: torch.Generator, *shape: int, scale: float = 1.0) -> torch.Tensor:
+    """Standard-normal float64 tensor of ``shape`` (times ``scale``), drawn from a checker's generator."""
+    return torch.randn(shape, generator=gen, dtype=torch.float64) * scale
+
+
 def _describe(value: Any, limit: int = 6) -> str:
     """A short, readable description of a tensor, array or plain value for failure messages."""
     if isinstance(value, torch.Tensor):
