@@ -7,7 +7,7 @@ hits them alike; the table reports medians and the ratios of medians. Goal: fast
     OMP_NUM_THREADS=1 python benchmarks/attention.py            # under a minute on a quiet 2-core CPU
     python benchmarks/attention.py --repeats 5 --sizes 4x32x64  # a quick look
 
-The "fast" path calls torch.nn.functional.scaled_dot_product_attention (need_weights=False); the "explicit"
+The "fast" path calls torch.nn.functional.scaled_dot_product_attention (return_attention=False); the "explicit"
 path is the readable softmax(q kᵀ/√d) v of bigtut.attention, returning per-head weights.
 """
 
@@ -53,8 +53,8 @@ def runners(mine, theirs, x: torch.Tensor, causal: bool) -> dict:
 
     return {
         "torch": step(lambda: theirs(x, x, x, attn_mask=blocked, need_weights=False)[0]),
-        "fast": step(lambda: mine(x, x, x, mask=mask, need_weights=False)[0]),
-        "explicit": step(lambda: mine(x, x, x, mask=mask, need_weights=True)[0]),
+        "fast": step(lambda: mine(x, x, x, mask=mask, return_attention=False)[0]),
+        "explicit": step(lambda: mine(x, x, x, mask=mask, return_attention=True)[0]),
     }
 
 

@@ -1,10 +1,10 @@
 """Chapter 04's longer pretraining run: the notebook's character GPT trained for more steps.
 
 Notebook 04 pretrains a 4-layer, 128-wide character GPT for 900 steps. This script runs the same recipe —
-the same config, batch 12, learning rate 3e-3, seed 0, the same call to ``bigtut.gpt.pretrain_char_gpt`` —
+the same config, batch 12, learning rate 3e-3, seed 0, the same call to ``bigtut.recipes.pretrain_char_gpt`` —
 with only the number of steps changed (and, for smoke tests of 50 steps or fewer, the warm-up), and prints
 one line: the bits per character on the whole validation split, computed by
-``bigtut.gpt.bits_per_character`` exactly as the notebook's ``run.val_bpc``.
+``bigtut.evaluation.bits_per_character`` exactly as the notebook's ``run.val_bpc``.
 
     OMP_NUM_THREADS=1 python benchmarks/gpt_long_run.py --steps 5000   # about 5 minutes on a 2-core CPU
     OMP_NUM_THREADS=1 python benchmarks/gpt_long_run.py --steps 900    # the notebook's run: 2.187 bits/char
@@ -22,7 +22,9 @@ import time
 
 import bigtut
 from bigtut.data import python_docs_corpus
-from bigtut.gpt import GPTConfig, bits_per_character, pretrain_char_gpt, python_docs_char_tokenizer
+from bigtut.evaluation import bits_per_character
+from bigtut.gpt import GPTConfig
+from bigtut.recipes import pretrain_char_gpt, python_docs_char_tokenizer
 
 
 def main() -> None:

@@ -5,17 +5,20 @@ One module per idea, each meant to be read next to its notebook:
 ==========================  ===========================================================
 module                      idea (notebook)
 ==========================  ===========================================================
-``bigtut.runtime``          device choice and seeding (00)
+``bigtut.runtime``          device choice, seeding, ``eval_mode`` (00)
+``bigtut.validation``       argument checks shared by every module
 ``bigtut.data``             offline corpora and tasks: Python docs, docstrings, dates (00, 03–05)
 ``bigtut.tokenizers``       character and byte-pair tokenizers (00, 04)
 ``bigtut.training``         the training loop, checkpoints in safetensors (01–05)
+``bigtut.evaluation``       bits per character, classifier accuracy (04–05)
 ``bigtut.plots``            curves and heatmaps shared by the notebooks
 ``bigtut.checks``           exercise checkers (every notebook)
 ``bigtut.attention``        scaled dot-product and multi-head attention (02)
 ``bigtut.positional``       sinusoidal, learned and rotary position encodings (02)
-``bigtut.transformer``      the encoder–decoder Transformer (03)
-``bigtut.gpt``              GPT, sampling, KV cache, GPT-2 weight exchange (04)
-``bigtut.bert``             BERT, masked-LM and NSP pretraining, fine-tuning (05)
+``bigtut.transformer``      the encoder–decoder Transformer: layers, model, decoding (03)
+``bigtut.gpt``              GPT, sampling and KV cache, classifier, GPT-2 weight exchange (04)
+``bigtut.bert``             BERT, its heads and inputs, weight exchange with Hugging Face (05)
+``bigtut.recipes``          how the course's trained models are built, cached under ``runs/`` (03–05)
 ==========================  ===========================================================
 
 Submodules are imported on first use (``bigtut.data.python_docs_corpus()`` works after ``import bigtut``),
@@ -24,13 +27,13 @@ so ``import bigtut`` stays fast.
 
 import importlib
 
-from bigtut.runtime import describe_environment, get_device, seed_everything
+from bigtut.runtime import describe_environment, eval_mode, get_device, seed_everything
 
 __version__ = "0.1.0"
-__all__ = ["describe_environment", "get_device", "seed_everything", "__version__"]
+__all__ = ["describe_environment", "eval_mode", "get_device", "seed_everything", "__version__"]
 
-_SUBMODULES = {"attention", "bert", "checks", "data", "exercises", "gpt", "plots", "positional", "runtime",
-               "tokenizers", "training", "transformer"}
+_SUBMODULES = {"attention", "bert", "checks", "data", "evaluation", "exercises", "gpt", "plots", "positional",
+               "recipes", "runtime", "tokenizers", "training", "transformer", "validation"}
 
 
 def __getattr__(name: str):

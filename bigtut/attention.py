@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bigtut.runtime import check_positive_int
+from bigtut.validation import check_positive_int
 
 __all__ = [
     "KVCache", "MultiHeadAttention", "causal_mask", "check_mask", "padding_mask", "scaled_dot_product_attention",
@@ -178,7 +178,7 @@ class MultiHeadAttention(nn.Module):
         key: torch.Tensor,
         value: torch.Tensor,
         mask: torch.Tensor | None = None,
-        need_weights: bool = True,
+        return_attention: bool = True,
         cache: KVCache | None = None,
         rotary: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -189,7 +189,7 @@ class MultiHeadAttention(nn.Module):
             mask: bool, ``True`` = may attend; shape ``(Lq, Lk)``, ``(B, Lq, Lk)`` (e.g. from
                 :func:`padding_mask`, ``(B, 1, Lk)``) or ``(B, h, Lq, Lk)``. With a cache, ``Lk`` counts the
                 cached positions too.
-            need_weights: return the per-head weights (uses the explicit path).
+            return_attention: return the per-head weights (uses the explicit path).
             cache: a :class:`KVCache` to read earlier keys/values from and append this call's to.
             rotary: optional rotary position embedding (e.g. :class:`bigtut.positional.RotaryEmbedding` of
                 width ``d_head``), called as ``rotary(x, offset)`` on the queries and keys of every head;
@@ -197,7 +197,7 @@ class MultiHeadAttention(nn.Module):
 
         Returns:
             ``(output, weights)``: output ``(B, Lq, d_model)``; weights ``(B, h, Lq, Lk)`` or ``None`` when
-            ``need_weights`` is False.
+            ``return_attention`` is False.
         """
         if query.dim() != 3 or query.shape[-1] != self.d_model:
             raise ValueError(f"query must be (B, Lq, d_model={self.d_model}), got {tuple(query.shape)}")
@@ -222,7 +222,7 @@ class MultiHeadAttention(nn.Module):
         mask = check_mask(mask, torch.Size((q.shape[0], self.num_heads, q.shape[2], k.shape[2])))
         # 3) attend in every head at once
         dropout_p = self.dropout if self.training else 0.0
-        if self.fast and not need_weights:
+        if self.fast and not return_attention:
             heads = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
             if mask is not None:  # fully masked rows: zeros, as in the explicit path
                 heads = heads.masked_fill(~mask.any(-1, keepdim=True), 0.0)
@@ -230,4 +230,4 @@ class MultiHeadAttention(nn.Module):
         else:
             heads, weights = scaled_dot_product_attention(q, k, v, mask, dropout_p, self.training)
         # 4) concatenate the heads and mix them with the output projection
-        return self.out_proj(self.merge_heads(heads)), (weights if need_weights else None)
+        return self.out_proj(self.merge_heads(heads)), (weights if return_attention else None)

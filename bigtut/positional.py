@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from bigtut.runtime import check_positive_int
+from bigtut.validation import check_positive_int
 
 __all__ = [
     "LearnedPositionalEmbedding", "RotaryEmbedding", "SinusoidalPositionalEncoding", "apply_rotary",

@@ -1,4 +1,4 @@
-"""Where tensors live and how runs repeat: device choice and seeding.
+"""Where tensors live and how runs repeat: device choice, seeding, and evaluation mode.
 
 Every notebook starts with::
 
@@ -11,9 +11,14 @@ from __future__ import annotations
 
 import os
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import torch
+from torch import nn
+
+__all__ = ["DEVICE_CHOICES", "describe_environment", "eval_mode", "get_device", "seed_everything"]
 
 DEVICE_CHOICES = ("cpu", "cuda", "mps")
 
@@ -26,16 +31,6 @@ def _available(kind: str) -> bool:
     if kind == "mps":
         return bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available()
     return False
-
-
-def check_positive_int(name: str, value: object) -> int:
-    """Return ``value`` if it is a positive int; else raise ``ValueError`` naming ``name`` and the value.
-
-    The one check behind every size argument of the package (widths, lengths, head counts, steps).
-    """
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
 
 
 def get_device(prefer: str | None = None) -> torch.device:
@@ -92,3 +87,22 @@ def describe_environment() -> dict[str, str]:
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Put ``model`` in eval mode for the ``with`` block; restore every submodule's own mode afterwards.
+
+    The mode is restored even when the block raises, and per submodule (a model whose encoder was frozen
+    in eval mode inside a training model comes back exactly as it was)::
+
+        with eval_mode(model):
+            logits = model(ids)
+    """
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for module, training in modes:
+            module.training = training

@@ -27,7 +27,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from bigtut.runtime import check_positive_int, get_device
+from bigtut.runtime import eval_mode, get_device
+from bigtut.validation import check_positive_int
 
 __all__ = ["History", "evaluate", "fit", "load_checkpoint", "lr_lambda", "move_to", "progress_bar", "save_checkpoint"]
 
@@ -99,10 +100,8 @@ def lr_lambda(schedule: str, steps: int, warmup_steps: int = 0) -> Callable[[int
 def evaluate(model: nn.Module, loss_fn: LossFn, batches: Iterable, device: torch.device | None = None) -> float:
     """Mean of ``loss_fn`` over ``batches`` in eval mode without gradients (the model's mode is restored)."""
     device = device or next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    losses = [float(loss_fn(model, move_to(b, device))) for b in batches]
-    model.train(was_training)
+    with eval_mode(model):
+        losses = [float(loss_fn(model, move_to(b, device))) for b in batches]
     if not losses:
         raise ValueError("evaluate() got no batches")
     return sum(losses) / len(losses)

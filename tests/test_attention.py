@@ -186,7 +186,7 @@ def test_mha_equals_torch_with_key_padding(direction, fast, cross, B, h, Lq, Lk,
     keep = padding_mask(lengths, Lk)  # (B, 1, Lk), True = real token
     expected, expected_w = theirs(query, memory, memory, key_padding_mask=~keep[:, 0],  # True = ignore
                                   need_weights=True, average_attn_weights=False)
-    out, weights = mine(query, memory, memory, mask=keep, need_weights=not fast)
+    out, weights = mine(query, memory, memory, mask=keep, return_attention=not fast)
     torch.testing.assert_close(out, expected, **TOL)
     if not fast:
         torch.testing.assert_close(weights, expected_w, **TOL)
@@ -214,8 +214,8 @@ def test_fast_path_equals_explicit_path(device):
     mask = torch.rand(3, 3, 5, 6, device=device) > 0.5
     mask[0, :, 1] = False  # some queries see nothing
     for m in (None, mask, mask[:, :1], padding_mask(torch.tensor([6, 2, 4], device=device), 6)):
-        slow, weights = mha(x, memory, memory, mask=m, need_weights=True)
-        fast, none = mha(x, memory, memory, mask=m, need_weights=False)
+        slow, weights = mha(x, memory, memory, mask=m, return_attention=True)
+        fast, none = mha(x, memory, memory, mask=m, return_attention=False)
         assert none is None and weights.shape == (3, 3, 5, 6)
         torch.testing.assert_close(fast, slow, **TOL)
         if m is mask:  # a query that sees nothing outputs out_proj(0) = its bias, on both paths
@@ -232,8 +232,8 @@ def test_causal_mask_hides_the_future(L, t, fast, seed):
     x = randn(2, L, 8)
     changed = x.clone()
     changed[:, t:] = randn(2, L - t, 8)  # rewrite positions t, t+1, … (the future of positions < t)
-    out, _ = mha(x, x, x, mask=causal_mask(L), need_weights=not fast)
-    out_changed, _ = mha(changed, changed, changed, mask=causal_mask(L), need_weights=not fast)
+    out, _ = mha(x, x, x, mask=causal_mask(L), return_attention=not fast)
+    out_changed, _ = mha(changed, changed, changed, mask=causal_mask(L), return_attention=not fast)
     torch.testing.assert_close(out_changed[:, :t], out[:, :t], atol=1e-12, rtol=0)
     assert not torch.allclose(out_changed[:, t:], out[:, t:])
 
@@ -297,13 +297,13 @@ def test_mha_bad_shapes_and_masks_name_the_shapes():
         mha(x, torch.randn(3, 5, 8), torch.randn(3, 5, 8))
     for fast in (True, False):
         with pytest.raises(ValueError, match=re.escape("(4, 5)") + ".*" + re.escape("(2, 2, 5, 5)")):
-            mha(x, x, x, mask=torch.ones(4, 5, dtype=torch.bool), need_weights=not fast)
+            mha(x, x, x, mask=torch.ones(4, 5, dtype=torch.bool), return_attention=not fast)
 
 
 def test_mha_works_in_float32_and_returns_no_weights_on_request():
     mha = MultiHeadAttention(16, 4, dropout=0.1)
     x = torch.randn(2, 3, 16)
-    out, weights = mha(x, x, x, need_weights=False)
+    out, weights = mha(x, x, x, return_attention=False)
     assert out.shape == (2, 3, 16) and out.dtype == torch.float32 and weights is None
     mha.eval()
     out, weights = mha(x, x, x)

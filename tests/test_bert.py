@@ -1,9 +1,7 @@
 """Tests of bigtut.bert (and bigtut.data.sentences): equal to Hugging Face's BERT in both mapping directions,
-padding invariance, masking statistics, NSP pairs, input validation, and the cached recipe."""
+padding invariance, masking statistics, NSP pairs and input validation (the recipe: test_recipes.py)."""
 
-import hashlib
 import random
-from pathlib import Path
 
 import pytest
 import torch
@@ -16,15 +14,11 @@ from bigtut.bert import (
     BertConfig,
     BertForPreTraining,
     BertForSequenceClassification,
-    BertRecipe,
     BertVocab,
     bert_from_hf,
     bert_to_hf,
-    cache_folder,
-    classify,
     mask_tokens,
     pretraining_loss,
-    train_docstring_classifier,
 )
 from bigtut.data import docstring_splits
 from bigtut.data.sentences import NSPSampler, docs_sentences, encode_pairs, sample_nsp_pairs, split_sentences
@@ -64,12 +58,12 @@ def random_inputs(config: BertConfig, gen: torch.Generator, batch: int = 3):
 def outputs_of(model, ids, segments, mask):
     """Our outputs and HF's, as lists of comparable tensors (real positions only where padding matters)."""
     if isinstance(model, Bert):
-        out = model(ids, segments, mask)
+        out = model(ids, mask, segments)
         return [out.hidden * mask[..., None], out.pooled]
     if isinstance(model, BertForPreTraining):
-        mlm, nsp = model(ids, segments, mask)
+        mlm, nsp = model(ids, mask, segments)
         return [mlm * mask[..., None], nsp]
-    return [model(ids, segments, mask)]
+    return [model(ids, mask, segments)]
 
 
 def hf_outputs_of(hf, ids, segments, mask):
@@ -125,7 +119,7 @@ def test_attention_weights_and_losses_match_hf():
     labels[0, 0] = ids[0, 0]  # at least one MLM target
     nsp_labels = torch.randint(2, (4,), generator=gen)
     with torch.no_grad():
-        mlm, nsp, attentions = ours(ids, segments, mask, return_attention=True)
+        mlm, nsp, attentions = ours(ids, mask, segments, return_attention=True)
         out = hf(input_ids=ids, token_type_ids=segments, attention_mask=mask, labels=labels,
                  next_sentence_label=nsp_labels, output_attentions=True)
     assert len(attentions) == len(out.attentions) == 2
@@ -146,11 +140,11 @@ def test_tied_decoder_and_inputs_embeds():
     gen = torch.Generator().manual_seed(1)
     ids, segments, mask = random_inputs(config, gen)
     clf = BertForSequenceClassification(config).double().eval()
-    embeds = clf.input_embeddings(ids)  # (B, L, d)
+    embeds = clf.get_input_embeddings()(ids)  # (B, L, d)
     hf = bert_to_hf(clf)
     with torch.no_grad():
         torch.testing.assert_close(clf(inputs_embeds=embeds, token_type_ids=segments, attention_mask=mask),
-                                   clf(ids, segments, mask))
+                                   clf(ids, mask, segments))
         torch.testing.assert_close(clf(inputs_embeds=embeds, token_type_ids=segments, attention_mask=mask),
                                    hf(inputs_embeds=embeds, token_type_ids=segments, attention_mask=mask).logits)
     embeds = embeds.detach().requires_grad_(True)  # gradients reach the embeddings (what IG needs)
@@ -169,16 +163,16 @@ def test_extra_padding_changes_nothing_at_real_positions(seed, extra):
     ids, segments, mask = random_inputs(BertConfig(**{**config.__dict__, "max_len": 16}), gen)
     B, L = ids.shape
     pad = lambda t, value: torch.cat([t, torch.full((B, extra), value, dtype=t.dtype)], dim=1)  # noqa: E731
-    padded = pad(ids, config.pad_id), pad(segments, 0), pad(mask, 0)
+    padded = pad(ids, config.pad_id), pad(mask, 0), pad(segments, 0)
     real = mask.bool()
     with torch.no_grad():
-        mlm, nsp, att = pre(ids, segments, mask, return_attention=True)
+        mlm, nsp, att = pre(ids, mask, segments, return_attention=True)
         mlm_p, nsp_p, att_p = pre(*padded, return_attention=True)
         torch.testing.assert_close(mlm_p[:, :L][real], mlm[real])
         torch.testing.assert_close(nsp_p, nsp)
         torch.testing.assert_close(att_p[-1][..., :L, :L], att[-1])
         assert att_p[-1][..., L:].abs().max() == 0  # no query looks at padding
-        torch.testing.assert_close(clf(*padded), clf(ids, segments, mask))
+        torch.testing.assert_close(clf(*padded), clf(ids, mask, segments))
 
 
 def test_bert_is_bidirectional():
@@ -327,103 +321,14 @@ def test_bert_from_hf_rejects_what_it_cannot_represent():
         bert_to_hf(torch.nn.Linear(2, 2))
 
 
-TINY = BertRecipe(vocab_size=300, d_model=16, num_heads=2, d_ff=32, num_layers=1, max_len=48, pretrain_steps=3,
-                  pretrain_batch=4, finetune_steps=3, finetune_batch=4)
-
-
-def test_recipe_is_deterministic_and_cached(tmp_path):
-    first = train_docstring_classifier(TINY, cache_dir=tmp_path, progress=False, device="cpu")
-    again = train_docstring_classifier(TINY, cache_dir=tmp_path, reuse=False, save=False, progress=False,
-                                       device="cpu")
-    loaded = train_docstring_classifier(TINY, cache_dir=tmp_path, progress=False, device="cpu")
-    assert len(list(tmp_path.iterdir())) == 1
-    for other in (again, loaded):
-        for (name, a), b in zip(first.classifier.state_dict().items(), other.classifier.state_dict().values()):
-            torch.testing.assert_close(a, b, atol=0, rtol=0, msg=name)
-        assert other.tokenizer.encode("socket()") == first.tokenizer.encode("socket()")
-    assert loaded.histories["mlm"].train_loss == first.histories["mlm"].train_loss
-    assert len(first.histories["finetune"].train_loss) == 3
-    texts = ["Return the socket's file descriptor.", "x", "Compute the square root of x, a longer text here."]
-    probs = classify(loaded.classifier, loaded.tokenizer, texts)
-    assert probs.shape == (3, 7)
-    torch.testing.assert_close(probs.sum(1), torch.ones(3))
-    torch.testing.assert_close(classify(loaded.classifier, loaded.tokenizer, texts[1:2])[0], probs[1])  # padding
-
-
-def test_cache_folder_is_keyed_by_recipe_version_and_source(tmp_path, monkeypatch):
-    import bigtut
-    import bigtut.bert
-
-    folder = cache_folder(TINY, tmp_path)
-    source = hashlib.sha1(Path(bigtut.bert.__file__).read_bytes()).hexdigest()[:8]
-    assert folder.parent == tmp_path and folder.name.endswith(f"_v{bigtut.__version__}_{source}")
-    assert cache_folder(BertRecipe(**{**TINY.__dict__}), tmp_path) == folder  # same settings, same folder
-    assert cache_folder(BertRecipe(**{**TINY.__dict__, "seed": 1}), tmp_path) != folder
-    monkeypatch.setattr(bigtut, "__version__", bigtut.__version__ + ".post1")
-    assert cache_folder(TINY, tmp_path) != folder
-    monkeypatch.undo()
-    monkeypatch.setattr(bigtut.bert, "_source_hash", lambda: "0badc0de")
-    assert cache_folder(TINY, tmp_path) != folder
-
-
-def test_a_code_change_never_loads_a_stale_classifier(tmp_path, monkeypatch):
-    import bigtut.bert
-
-    first = train_docstring_classifier(TINY, cache_dir=tmp_path, progress=False, device="cpu")
-    stale = next(tmp_path.iterdir())
-    with torch.no_grad():  # poison the old cache: loading it would give different weights
-        for p in first.classifier.parameters():
-            p.add_(1.0)
-    bigtut.training.save_checkpoint(first.classifier, stale / "classifier.safetensors",
-                                    {"recipe": {}, "histories": {}})
-    monkeypatch.setattr(bigtut.bert, "_source_hash", lambda: "0badc0de")  # as if bert.py had been edited
-    fresh = train_docstring_classifier(TINY, cache_dir=tmp_path, progress=False, device="cpu")
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([stale.name, cache_folder(TINY, tmp_path).name])
-    assert fresh.histories["finetune"].train_loss  # trained, not read from the poisoned folder
-    again = train_docstring_classifier(TINY, cache_dir=tmp_path, reuse=False, save=False, progress=False,
-                                       device="cpu")
-    for a, b in zip(fresh.classifier.state_dict().values(), again.classifier.state_dict().values()):
-        torch.testing.assert_close(a, b, atol=0, rtol=0)
-
-
-def test_cache_is_written_atomically(tmp_path):
-    from bigtut.bert import _write_atomically
-
-    def ours(tmp):
-        (tmp / "classifier.safetensors").write_text("ours")
-
-    def crashes(tmp):
-        ours(tmp)
-        raise RuntimeError("disk full")
-
-    target = tmp_path / "bert_docstrings_x"
-    with pytest.raises(RuntimeError, match="disk full"):
-        _write_atomically(target, crashes)
-    assert list(tmp_path.iterdir()) == []  # neither a half-written folder nor a temporary one is left
-
-    def races(tmp):  # another process finishes the same folder while we write ours
-        ours(tmp)
-        target.mkdir()
-        (target / "classifier.safetensors").write_text("theirs")
-
-    assert _write_atomically(target, races) == target
-    assert (target / "classifier.safetensors").read_text() == "theirs"  # the first complete folder is kept
-    assert list(tmp_path.iterdir()) == [target]
-
-    other = tmp_path / "bert_docstrings_y"
-    _write_atomically(other, ours)
-    assert (other / "classifier.safetensors").read_text() == "ours"
-    assert sorted(tmp_path.iterdir()) == [target, other]
-
-
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_runs_on_cuda_like_on_cpu():
     config = BertConfig(vocab_size=30, max_len=12, d_model=16, num_heads=4, d_ff=32, dropout=0.0)
     model = BertForPreTraining(config).double().eval()
     ids, segments, mask = random_inputs(config, torch.Generator().manual_seed(0))
     with torch.no_grad():
-        cpu = model(ids, segments, mask)
-        gpu = model.to("cuda")(ids.cuda(), segments.cuda(), mask.cuda())
+        cpu = model(ids, mask, segments)
+        gpu = model.to("cuda")(ids.cuda(), mask.cuda(), segments.cuda())
     for a, b in zip(cpu, gpu):
         torch.testing.assert_close(a, b.cpu(), atol=1e-8, rtol=1e-6)
     masked, labels = mask_tokens(ids.cuda(), BertVocab(30, 0, 1, 2, 3), 0.5)

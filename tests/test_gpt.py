@@ -8,12 +8,12 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bigtut.evaluation import bits_per_character
 from bigtut.gpt import (
     GPT,
     GPTClassifier,
     GPTConfig,
     apply_temperature,
-    bits_per_character,
     gpt_from_hf,
     gpt_to_hf,
     hf_config,
@@ -201,12 +201,12 @@ def test_kv_cache_layout_and_chunked_forward():
 def test_generate_validates_and_keeps_training_mode():
     model = tiny()
     model.train()
+    model.blocks[0].eval()  # a mixed state must come back exactly as it was
     model.generate(torch.zeros(1, 1, dtype=torch.long), 2)
-    assert model.training
-    assert all("forward" not in vars(m) for m in model.modules())  # the decoding layout is undone
+    assert model.training and model.blocks[1].training and not model.blocks[0].training
     with pytest.raises(ValueError, match="idx"):
         model.generate(torch.zeros(3, dtype=torch.long), 2)
-    with pytest.raises(ValueError, match="token ids"):
+    with pytest.raises(ValueError, match=r"idx must lie in \[0, 29\)"):
         model(torch.tensor([[0, 29]]))
 
 
@@ -310,21 +310,39 @@ def test_classifier_ignores_padding_and_pools_real_tokens(pool):
     clf = GPTClassifier(body, num_classes=3, pool=pool).double().eval()
     idx = torch.randint(1, 29, (3, 9))
     lengths = torch.tensor([9, 4, 1])
-    logits = clf(idx, lengths).logits
-    assert logits.shape == (3, 3)
+    mask = torch.arange(9)[None, :] < lengths[:, None]  # (3, 9) right padding
+    logits = clf(idx, mask)
+    assert isinstance(logits, torch.Tensor) and logits.shape == (3, 3)
     other_pads = idx.clone()
     for row, n in enumerate(lengths.tolist()):
         other_pads[row, n:] = 0
-    torch.testing.assert_close(clf(other_pads, lengths).logits, logits, atol=1e-12, rtol=0)
+    torch.testing.assert_close(clf(other_pads, mask), logits, atol=1e-12, rtol=0)
     h, _ = body.hidden_states(idx)
     pooled = torch.stack([h[r, n - 1] if pool == "last" else h[r, :n].mean(0)
                           for r, n in enumerate(lengths.tolist())])
     torch.testing.assert_close(logits, clf.head(pooled))
-    torch.testing.assert_close(clf(inputs_embeds=body.tok_emb(idx), lengths=lengths).logits, logits)
-    with pytest.raises(ValueError, match="lengths"):
-        clf(idx, torch.tensor([10, 1, 1]))
+    torch.testing.assert_close(clf(inputs_embeds=body.tok_emb(idx), attention_mask=mask), logits)
+    for row, n in enumerate(lengths.tolist()):  # each row alone, unpadded
+        torch.testing.assert_close(clf(idx[row : row + 1, :n]), logits[row : row + 1], atol=1e-12, rtol=0)
+    with pytest.raises(ValueError, match="at least one real token"):
+        clf(idx, torch.zeros(3, 9, dtype=torch.bool))
+    with pytest.raises(ValueError, match="attention_mask"):
+        clf(idx, mask[:, :5])
     with pytest.raises(ValueError, match="pool"):
         GPTClassifier(body, 3, pool="max")
+
+
+def test_gpt_padding_in_the_middle_is_invisible():
+    """A masked position anywhere is hidden from attention: the real tokens' states do not depend on it."""
+    body = tiny(12)
+    clf = GPTClassifier(body, num_classes=2, pool="mean").double().eval()
+    idx = torch.randint(1, 29, (2, 7))
+    mask = torch.ones(2, 7, dtype=torch.bool)
+    mask[:, 3] = False
+    changed = idx.clone()
+    changed[:, 3] = (idx[:, 3] + 5) % 29
+    torch.testing.assert_close(clf(changed, mask), clf(idx, mask), atol=1e-12, rtol=0)
+    assert not torch.allclose(clf(changed), clf(idx))  # without the mask the token counts
 
 
 def test_bits_per_character_of_a_uniform_model_is_log2_vocab():
@@ -346,25 +364,6 @@ def test_runs_on_cuda_like_on_cpu():
     torch.testing.assert_close(gpu(idx.cuda()).logits.cpu(), model(idx).logits)
     assert torch.equal(gpu.generate(idx.cuda()[:, :3], 10, temperature=0).cpu(),
                        model.generate(idx[:, :3], 10, temperature=0))
-
-
-def test_recipes_are_deterministic_smoke():
-    from bigtut.gpt import pretrain_char_gpt, train_docstring_classifier
-
-    config = GPTConfig(vocab_size=105, block_size=16, n_layer=1, n_head=2, d_model=16)
-    runs = [pretrain_char_gpt(config, steps=3, batch_size=4, warmup_steps=1, eval_every=2, progress=False,
-                              device="cpu") for _ in range(2)]
-    assert runs[0].history.val_step == [2, 3]
-    assert 0 < runs[0].val_bpc < 8 and runs[0].val_bpc == runs[1].val_bpc
-    clfs = [train_docstring_classifier(runs[0], steps=2, batch_size=8, progress=False, device="cpu")
-            for _ in range(2)]
-    assert clfs[0].history.train_loss == clfs[1].history.train_loss
-    assert clfs[0].test_accuracy == clfs[1].test_accuracy and 0 <= clfs[0].test_accuracy <= 1
-    assert clfs[0].config["pretrained"] is True
-    for a, b in zip(clfs[0].model.state_dict().values(), clfs[1].model.state_dict().values()):
-        assert torch.equal(a, b)
-    # fine-tuning works on a copy: the pretrained model is unchanged
-    assert torch.equal(runs[0].model.tok_emb.weight, runs[1].model.tok_emb.weight)
 
 
 def test_forward_unpacks_like_nanogpt():

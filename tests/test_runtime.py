@@ -77,7 +77,7 @@ def test_describe_environment_names_versions():
 
 @pytest.mark.parametrize("bad", [0, -3, 2.0, True, "4", None])
 def test_check_positive_int_names_the_argument(bad):
-    from bigtut.runtime import check_positive_int
+    from bigtut.validation import check_positive_int
 
     with pytest.raises(ValueError, match=rf"width must be a positive int, got {bad!r}"):
         check_positive_int("width", bad)

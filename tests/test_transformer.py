@@ -162,7 +162,7 @@ def test_source_padding_changes_nothing_and_weights_path_agrees():
     with torch.no_grad():
         plain = model(src, tgt)
         assert torch.allclose(plain.logits, model(longer, tgt).logits, atol=1e-12, rtol=0)
-        explicit = model(src, tgt, need_weights=True)
+        explicit = model(src, tgt, return_attention=True)
     assert torch.allclose(plain.logits, explicit.logits, atol=1e-12, rtol=0)  # fast path == explicit path
     assert plain.cross_attentions == [] and len(explicit.cross_attentions) == 2
     cross = explicit.cross_attentions[0]  # (B, h, T, S)

@@ -38,7 +38,7 @@ def _random_weights(d: int, gen: torch.Generator) -> tuple[torch.Tensor, ...]:
 def _reference_causal_self_attention(x, w_q, w_k, w_v, w_o, n_head):
     mha = _attention((w_q, w_k, w_v, w_o), n_head)
     with torch.no_grad():
-        return mha(x, x, x, mask=causal_mask(x.shape[1]), need_weights=False)[0]  # (B, L, d)
+        return mha(x, x, x, mask=causal_mask(x.shape[1]), return_attention=False)[0]  # (B, L, d)
 
 
 def check_causal_self_attention(candidate: Callable) -> None:
@@ -69,7 +69,7 @@ def _reference_kv_cache_step(x_new, past_k, past_v, w_q, w_k, w_v, w_o, n_head):
     mha = _attention((w_q, w_k, w_v, w_o), n_head)
     cache = KVCache(past_k, past_v, past_k.shape[2]) if past_k.shape[2] else KVCache()
     with torch.no_grad():
-        out, _ = mha(x_new, x_new, x_new, need_weights=False, cache=cache)  # the new token sees every key
+        out, _ = mha(x_new, x_new, x_new, return_attention=False, cache=cache)  # the new token sees every key
     return out, cache.keys, cache.values
 
 

@@ -1,0 +1,117 @@
+"""A cache of trained models under ``runs/`` that cannot go stale.
+
+An entry's folder name carries a key over everything that decides what the recipe builds: the recipe's
+name and fields, the versions of bigtut and torch, and :func:`source_fingerprint` — a hash over every source
+file of the package. Editing any module (the model, the tokenizer, the data, the training loop) changes the
+key, so a later chapter never loads a model built by older code. Entries are written to a temporary folder
+and renamed into place (readers see a complete entry or none); an entry that fails to load is rebuilt with
+a warning, never used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+
+__all__ = ["cache_folder", "cache_key", "default_cache_dir", "load_or_build", "source_fingerprint",
+           "write_atomically"]
+
+T = TypeVar("T")
+PACKAGE_DIR = Path(__file__).resolve().parents[1]  # the bigtut folder this module was imported from
+
+
+def source_fingerprint(package_dir: str | Path | None = None) -> str:
+    """SHA-256 (16 hex digits) over the relative path and bytes of every source file of the package.
+
+    Compiled caches (``__pycache__``, ``*.pyc``) are left out. Computed afresh on every call (a few ms), so an
+    edit made while Python runs is seen too. ``package_dir`` defaults to the installed ``bigtut`` folder.
+    """
+    root = Path(package_dir) if package_dir is not None else PACKAGE_DIR
+    if not root.is_dir():
+        raise FileNotFoundError(f"no package folder at {root}")
+    digest = hashlib.sha256()
+    files = sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts
+                   and p.suffix not in (".pyc", ".pyo"))
+    for path in files:
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def cache_key(name: str, fields: dict[str, Any]) -> str:
+    """12 hex digits over the recipe ``name``, its ``fields`` (JSON), bigtut's and torch's versions and the
+    :func:`source_fingerprint`."""
+    from bigtut import __version__
+
+    text = json.dumps({"recipe": name, "fields": fields, "bigtut": __version__, "torch": torch.__version__,
+                       "source": source_fingerprint()}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def default_cache_dir() -> Path:
+    """``$BIGTUT_RUNS``, else ``runs/`` at the root of the source checkout (git-ignored), else ``./runs``."""
+    if os.environ.get("BIGTUT_RUNS"):
+        return Path(os.environ["BIGTUT_RUNS"])
+    root = PACKAGE_DIR.parent
+    return root / "runs" if (root / "pyproject.toml").exists() else Path.cwd() / "runs"
+
+
+def cache_folder(name: str, fields: dict[str, Any], cache_dir: str | Path | None = None) -> Path:
+    """``cache_dir/<name>_<cache_key>``: where the entry of this recipe, with these fields, lives."""
+    return Path(cache_dir or default_cache_dir()) / f"{name}_{cache_key(name, fields)}"
+
+
+def write_atomically(folder: Path, write: Callable[[Path], None]) -> Path:
+    """Call ``write(tmp)`` on a fresh temporary folder beside ``folder``, then rename it to ``folder``.
+
+    Readers see a complete folder or none. A ``folder`` already there (a broken entry being rebuilt) is
+    moved aside first and deleted afterwards.
+    """
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
+    old = None
+    try:
+        write(tmp)
+        if folder.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old-", dir=folder.parent))
+            os.replace(folder, old / "entry")
+        os.rename(tmp, folder)  # atomic on one file system
+    finally:
+        for leftover in (tmp, old):
+            if leftover is not None and leftover.exists():
+                shutil.rmtree(leftover, ignore_errors=True)
+    return folder
+
+
+def load_or_build(name: str, fields: dict[str, Any], build: Callable[[], T], save: Callable[[T, Path], None],
+                  load: Callable[[Path], T], *, cache_dir: str | Path | None = None, reuse: bool = True,
+                  store: bool = True) -> T:
+    """Return ``load(folder)`` if the entry exists and loads; else ``build()``, stored with ``save`` if ``store``.
+
+    An entry that raises while loading (a truncated file, missing or renamed weights) is reported with a
+    ``RuntimeWarning`` and rebuilt.
+    """
+    folder = cache_folder(name, fields, cache_dir)
+    if reuse and folder.exists():
+        try:
+            return load(folder)
+        except Exception as err:  # noqa: BLE001 - any failure means the entry cannot be trusted
+            warnings.warn(f"cached {name} at {folder} could not be loaded ({type(err).__name__}: {err}); "
+                          "rebuilding it", RuntimeWarning, stacklevel=2)
+    result = build()
+    if store:
+        def write(tmp: Path) -> None:
+            (tmp / "recipe.json").write_text(json.dumps({"recipe": name, "fields": fields}, indent=1, default=str))
+            save(result, tmp)
+
+        write_atomically(folder, write)
+    return result
