@@ -91,3 +91,35 @@ def test_device_index_is_checked(bad, monkeypatch):
     with pytest.raises(ValueError, match="index must be an integer in 0..0"):
         bigtut.get_device(bad)
     assert bigtut.get_device("cpu:0") == torch.device("cpu:0")
+
+
+def test_eval_mode_restores_every_submodule_even_on_error():
+    from torch import nn
+
+    from bigtut.runtime import eval_mode
+
+    model = nn.Sequential(nn.Linear(2, 2), nn.Dropout(0.5), nn.Sequential(nn.Dropout(0.1)))
+    model[2].eval()  # a mixed state: the inner block frozen in eval mode
+    before = [m.training for m in model.modules()]
+    with eval_mode(model) as same:
+        assert same is model and not any(m.training for m in model.modules())
+    assert [m.training for m in model.modules()] == before
+    with pytest.raises(RuntimeError, match="boom"), eval_mode(model):
+        raise RuntimeError("boom")
+    assert [m.training for m in model.modules()] == before
+
+
+def test_validation_helpers_name_the_argument():
+    from bigtut.validation import check_attention_mask, check_dropout, check_shape, check_token_ids
+
+    with pytest.raises(ValueError, match="rate must lie in"):
+        check_dropout("rate", 1.0)
+    with pytest.raises(ValueError, match=r"mask must have shape \(B, L\) = \(2, 3\), got \(3,\)"):
+        check_shape(torch.zeros(3), (2, 3), "mask", "(B, L)")
+    with pytest.raises(ValueError, match=r"ids must lie in \[0, 5\)"):
+        check_token_ids(torch.tensor([[0, 5]]), 5, "ids")
+    with pytest.raises(ValueError, match="2-D integer"):
+        check_token_ids(torch.zeros(1, 2), 5, "ids")
+    with pytest.raises(ValueError, match="0/1"):
+        check_attention_mask(torch.full((1, 2), 0.5), 1, 2)
+    assert check_attention_mask(torch.tensor([[1, 0]]), 1, 2).tolist() == [[True, False]]

@@ -93,6 +93,16 @@ def _call(candidate: Callable, name: str, args: tuple, kwargs: dict) -> Any:
         raise CheckFailure(f"{name}: not implemented yet — replace the `raise NotImplementedError` stub") from None
 
 
+def guarded(name: str, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run ``fn``; turn any exception into a :class:`CheckFailure` that says what was being done."""
+    try:
+        return fn(*args, **kwargs)
+    except NotImplementedError:
+        raise CheckFailure(f"{name}: not implemented yet — replace the `raise NotImplementedError` stub") from None
+    except Exception as err:  # the candidate's own error, reported with the input that caused it
+        raise CheckFailure(f"{name}: {what} raised {type(err).__name__}: {err}") from err
+
+
 def passed(name: str, detail: str) -> None:
     """Print the single pass line every checker ends with."""
     print(f"PASS {name}: {detail}")
