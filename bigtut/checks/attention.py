@@ -61,21 +61,22 @@ def check_scaled_dot_product_attention(candidate: Callable[..., Any], seed: int 
     gen, seed = checker_generator(seed)
     every = torch.rand((2, 4, 6), generator=gen) > 0.4  # (B, Lq, Lk), an arbitrary pattern …
     every[1, 2] = False  # … with one query that may attend to nothing
+    def r(*shape: int) -> torch.Tensor:  # a float64 draw of this shape
+        return random_float64(gen, *shape)
+
     cases = [
-        ("q (2, 4, 8), k (2, 6, 8), v (2, 6, 5), no mask", (random_float64(gen, 2, 4, 8), random_float64(gen, 2, 6, 8),
-                                                            random_float64(gen, 2, 6, 5)), {}),
-        ("q, k, v (2, 3, 5, 4) (3 heads), causal mask (5, 5)", (random_float64(gen, 2, 3, 5, 4), random_float64(gen, 2, 3, 5, 4),
-                                                               random_float64(gen, 2, 3, 5, 4), causal_mask(5)), {}),
+        ("q (2, 4, 8), k (2, 6, 8), v (2, 6, 5), no mask", (r(2, 4, 8), r(2, 6, 8), r(2, 6, 5)), {}),
+        ("q, k, v (2, 3, 5, 4) (3 heads), causal mask (5, 5)",
+         (r(2, 3, 5, 4), r(2, 3, 5, 4), r(2, 3, 5, 4), causal_mask(5)), {}),
         ("q (2, 4, 8), k, v (2, 6, 8), padding mask (2, 1, 6) for lengths [6, 3]",
-         (random_float64(gen, 2, 4, 8), random_float64(gen, 2, 6, 8), random_float64(gen, 2, 6, 8), padding_mask([6, 3], 6)), {}),
+         (r(2, 4, 8), r(2, 6, 8), r(2, 6, 8), padding_mask([6, 3], 6)), {}),
         ("q (2, 4, 8), k, v (2, 6, 8), arbitrary mask (2, 4, 6) whose row [1, 2] is all False",
-         (random_float64(gen, 2, 4, 8), random_float64(gen, 2, 6, 8), random_float64(gen, 2, 6, 8), every), {}),
-        ("q (1, 16), k (9, 16), v (9, 3), scores of size ~10", (3 * random_float64(gen, 1, 16), 3 * random_float64(gen, 9, 16),
-                                                                random_float64(gen, 9, 3)), {}),
+         (r(2, 4, 8), r(2, 6, 8), r(2, 6, 8), every), {}),
+        ("q (1, 16), k (9, 16), v (9, 3), scores of size ~10", (3 * r(1, 16), 3 * r(9, 16), r(9, 3)), {}),
     ]
     cases = [(f"{d} (seed={seed})", a, k) for d, a, k in cases]
     check_function(candidate, scaled_dot_product_attention, cases, name="scaled_dot_product_attention",
-                          atol=1e-9, rtol=1e-7)
+                   atol=1e-9, rtol=1e-7)
 
 
 def check_causal_mask(candidate: Callable[[int], torch.Tensor], seed: int | None = None) -> None:
@@ -109,4 +110,4 @@ def check_sinusoidal_encoding(candidate: Callable[[int, int], torch.Tensor], see
     sizes = [(1, 2), (10, 8), (64, 16), (7, 6), (int(torch.randint(20, 200, (1,), generator=gen)), 32)]
     cases = [(f"length={n}, d_model={d} (seed={seed})", (n, d), {}) for n, d in sizes]
     check_function(candidate, lambda n, d: sinusoidal_encoding(n, d, dtype=torch.float64), cases,
-                          name="sinusoidal_encoding", atol=1e-4, rtol=1e-4)
+                   name="sinusoidal_encoding", atol=1e-4, rtol=1e-4)

@@ -177,7 +177,7 @@ def check_log_softmax(candidate: Callable[[torch.Tensor], torch.Tensor], seed: i
         ("extreme logits [[1000, -1000, 0], [1000, 1000, 999], [-1000, -1000, -1001]]", (_extreme_logits(),), {}),
     ]
     check_function(candidate, lambda z: torch.log_softmax(z, dim=-1), cases, name="log_softmax",
-                          atol=1e-9, rtol=1e-7)
+                   atol=1e-9, rtol=1e-7)
 
 
 def check_cross_entropy(candidate: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
@@ -203,7 +203,7 @@ def check_cross_entropy(candidate: Callable[[torch.Tensor, torch.Tensor], torch.
          (extreme, torch.tensor([1, 2, 0])), {}),
     ]
     check_function(candidate, lambda z, t: F.cross_entropy(z, t), cases, name="cross_entropy",
-                          atol=1e-9, rtol=1e-7)
+                   atol=1e-9, rtol=1e-7)
 
 
 # --------------------------------------------------------------------------------------------------------

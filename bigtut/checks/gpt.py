@@ -50,7 +50,7 @@ def check_causal_self_attention(candidate: Callable) -> None:
         x = torch.randn(B, L, d, generator=gen, dtype=torch.float64)
         cases.append((f"x of shape {(B, L, d)}, n_head={h}", (x, *_random_weights(d, gen), h), {}))
     check_function(candidate, _reference_causal_self_attention, cases, name="causal_self_attention",
-                          atol=1e-8)
+                   atol=1e-8)
 
 
 def check_top_p_filter(candidate: Callable) -> None:

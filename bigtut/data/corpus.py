@@ -41,7 +41,8 @@ def train_val_split(items: Sequence[T], val_fraction: float = 0.1) -> tuple[Sequ
     n_val = round(len(items) * val_fraction)
     if n_val == 0 or n_val == len(items):
         raise ValueError(
-            f"val_fraction={val_fraction} of {len(items)} items leaves an empty part; use more items or another fraction"
+            f"val_fraction={val_fraction} of {len(items)} items leaves an empty part; "
+            "use more items or another fraction"
         )
     return items[: len(items) - n_val], items[len(items) - n_val :]
 
