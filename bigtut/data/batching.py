@@ -16,7 +16,7 @@ import torch
 __all__ = ["encode_texts", "minibatches", "random_lm_batch", "sequential_lm_batches"]
 
 
-class Encoder(Protocol):
+class TextEncoder(Protocol):
     """What the batching helpers need from a tokenizer."""
 
     def encode(self, text: str) -> list[int]: ...
@@ -91,7 +91,7 @@ def sequential_lm_batches(
 
 def encode_texts(
     texts: Sequence[str],
-    tokenizer: Encoder,
+    tokenizer: TextEncoder,
     max_len: int,
     pad_id: int,
     prefix: Sequence[int] = (),
