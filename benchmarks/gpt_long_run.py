@@ -7,7 +7,7 @@ one line: the bits per character on the whole validation split, computed by
 ``bigtut.evaluation.bits_per_character`` exactly as the notebook's ``run.val_bpc``.
 
     OMP_NUM_THREADS=1 python benchmarks/gpt_long_run.py --steps 5000   # about 5 minutes on a 2-core CPU
-    OMP_NUM_THREADS=1 python benchmarks/gpt_long_run.py --steps 900    # the notebook's run (stored output: 2.184 bits/char)
+    OMP_NUM_THREADS=1 python benchmarks/gpt_long_run.py --steps 900  # notebook 04's run: 2.184 bits/char stored
     python benchmarks/gpt_long_run.py --steps 20                        # smoke test
 
 Results are deterministic given the step count and the device (CPU and CUDA differ in the last digits).
