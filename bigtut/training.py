@@ -30,7 +30,8 @@ from torch import nn
 from bigtut.runtime import eval_mode, get_device
 from bigtut.validation import check_positive_int
 
-__all__ = ["History", "evaluate", "fit", "load_checkpoint", "lr_lambda", "move_to", "progress_bar", "save_checkpoint"]
+__all__ = ["History", "checkpoint_metadata", "evaluate", "fit", "load_checkpoint", "lr_lambda", "move_to",
+           "progress_bar", "save_checkpoint"]
 
 LossFn = Callable[[nn.Module, Any], torch.Tensor]
 
@@ -196,9 +197,15 @@ def load_checkpoint(model: nn.Module, path: str | Path) -> dict:
 
     safetensors holds only tensors, so loading a file can never run code (unlike unpickling).
     """
-    from safetensors import safe_open
     from safetensors.torch import load_model
 
     load_model(model, str(path), strict=True)  # raises if names or shapes differ
+    return checkpoint_metadata(path)
+
+
+def checkpoint_metadata(path: str | Path) -> dict:
+    """The JSON metadata a :func:`save_checkpoint` file carries (e.g. the config to build its model from)."""
+    from safetensors import safe_open
+
     with safe_open(str(path), framework="pt") as f:
         return json.loads((f.metadata() or {}).get("bigtut", "{}"))

@@ -260,3 +260,19 @@ def test_dates_recipe_is_deterministic_smoke():
     assert runs[0].history.train_loss == runs[1].history.train_loss and runs[0].history.val_step == [3]
     assert not runs[0].model.training and runs[0].model.config.pad_id == runs[0].tokenizer.token_to_id("<pad>")
     _same_weights(runs[0].model, runs[1].model)
+
+
+def test_gpt_models_are_cached_and_reload_equal(tmp_path):
+    from bigtut.recipes import load_or_train_gpt
+
+    first = load_or_train_gpt(pretrain_steps=3, finetune_steps=2, cache_dir=tmp_path, progress=False, device="cpu")
+    loaded = load_or_train_gpt(pretrain_steps=3, finetune_steps=2, cache_dir=tmp_path, progress=False, device="cpu")
+    assert len(list(tmp_path.iterdir())) == 1
+    _same_weights(first.language_model, loaded.language_model)
+    _same_weights(first.classifier, loaded.classifier)
+    assert not loaded.classifier.training and loaded.test_accuracy == first.test_accuracy
+    assert loaded.histories["pretrain"].train_loss == first.histories["pretrain"].train_loss
+    assert loaded.tokenizer.encode("def f():") == first.tokenizer.encode("def f():")
+    ids = torch.tensor([first.tokenizer.encode("Return the value.")])
+    torch.testing.assert_close(loaded.classifier(ids), first.classifier(ids))
+    assert first.language_model.tok_emb.weight.data_ptr() != first.classifier.gpt.tok_emb.weight.data_ptr()

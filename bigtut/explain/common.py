@@ -72,7 +72,7 @@ def select_target(outputs: torch.Tensor | np.ndarray, target: int | Any | None, 
     if (index < 0).any() or (index >= classes).any():
         raise ValueError(f"target must lie in [0, {classes}), got {index.tolist()}")
     rows = np.arange(n)
-    index = np.broadcast_to(index, (n,))
+    index = np.broadcast_to(index, (n,)).copy()  # writable, as torch.as_tensor wants
     if is_tensor:
         return values[torch.as_tensor(rows, device=values.device), torch.as_tensor(index, device=values.device)]
     return values[rows, index]

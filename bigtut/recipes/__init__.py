@@ -5,7 +5,7 @@ together.
 module                      recipe
 ==========================  =====================================================================
 ``recipes.dates``           the date-normalising Transformer (03)
-``recipes.gpt``             character GPT pretraining; GPT docstring classifier (04)
+``recipes.gpt``             character GPT pretraining; GPT docstring classifier, cached (04; used by 06–10)
 ``recipes.bert``            BERT pretraining (MLM + NSP) and docstring classifier, cached (05; used by 06–10)
 ``recipes.cache``           the ``runs/`` cache, keyed by every source file of the package
 ==========================  =====================================================================
@@ -25,15 +25,25 @@ from bigtut.recipes.dates import DatesRun, dates_config, train_dates_transformer
 from bigtut.recipes.gpt import (
     GPTClassifierRun,
     PretrainRun,
+    TrainedGPT,
     lm_loss,
+    load_or_train_gpt,
     pretrain_char_gpt,
     python_docs_char_tokenizer,
     train_gpt_docstring_classifier,
 )
 
 __all__ = [
-    "BertRecipe", "DatesRun", "GPTClassifierRun", "PretrainRun", "TrainedBert", "build_bert_tokenizer",
-    "cache_folder", "cache_key", "dates_config", "default_cache_dir", "finetune_bert", "lm_loss", "load_or_build",
-    "pretrain_bert", "pretrain_char_gpt", "pretraining_batches", "python_docs_char_tokenizer", "source_fingerprint",
+    "BertRecipe", "DatesRun", "GPTClassifierRun", "PretrainRun", "TrainedBert", "TrainedGPT",
+    "build_bert_tokenizer", "build_explanation_models", "cache_folder", "cache_key", "dates_config",
+    "default_cache_dir", "finetune_bert", "lm_loss", "load_or_build", "load_or_train_gpt", "pretrain_bert",
+    "pretrain_char_gpt", "pretraining_batches", "python_docs_char_tokenizer", "source_fingerprint",
     "train_bert_docstring_classifier", "train_dates_transformer", "train_gpt_docstring_classifier",
 ]
+
+
+def build_explanation_models(device=None, progress: bool = True) -> None:
+    """Load or train (and cache) the models chapters 06–10 explain: chapter 04's GPT and classifier and
+    chapter 05's BERT classifier. ``python -m bigtut.recipes`` runs it; ``make test`` does before the notebooks."""
+    load_or_train_gpt(device=device, progress=progress)
+    train_bert_docstring_classifier(device=device, progress=progress)

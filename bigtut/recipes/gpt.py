@@ -5,7 +5,8 @@ randomly initialised one) to tell which standard-library family a docstring come
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -20,12 +21,13 @@ from bigtut.data import (
 )
 from bigtut.evaluation import accuracy, bits_per_character
 from bigtut.gpt import GPT, GPTClassifier, GPTConfig
+from bigtut.recipes.cache import load_or_build
 from bigtut.runtime import get_device, seed_everything
-from bigtut.tokenizers import CharTokenizer
-from bigtut.training import fit
+from bigtut.tokenizers import CharTokenizer, load_tokenizer
+from bigtut.training import History, checkpoint_metadata, fit, load_checkpoint, save_checkpoint
 
-__all__ = ["GPTClassifierRun", "PretrainRun", "lm_loss", "pretrain_char_gpt", "python_docs_char_tokenizer",
-           "train_gpt_docstring_classifier"]
+__all__ = ["GPTClassifierRun", "PretrainRun", "TrainedGPT", "lm_loss", "load_or_train_gpt", "pretrain_char_gpt",
+           "python_docs_char_tokenizer", "train_gpt_docstring_classifier"]
 
 
 def lm_loss(model: GPT, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
@@ -129,3 +131,66 @@ def train_gpt_docstring_classifier(pretrained: PretrainRun | None = None, *, poo
               "lr": lr, "seed": seed}
     return GPTClassifierRun(model, tokenizer, history, accuracy(model, *data["val"]), accuracy(model, *data["test"]),
                             config)
+
+
+@dataclass
+class TrainedGPT:
+    """What :func:`load_or_train_gpt` returns: chapter 04's two trained models, for chapters 06–10."""
+
+    language_model: GPT  # pretrained on the Python docs, eval mode
+    classifier: GPTClassifier  # its fine-tuned copy with a docstring-family head, eval mode
+    tokenizer: object  # the character tokenizer both use (``<pad>`` pads)
+    val_bpc: float  # the language model's bits per character on the validation split
+    val_accuracy: float  # the classifier's docstring accuracy, validation split
+    test_accuracy: float  # ... and test split
+    settings: dict  # the arguments that rebuild them
+    histories: dict  # "pretrain", "finetune" -> History
+
+
+def load_or_train_gpt(*, pretrain_steps: int = 900, finetune_steps: int = 50, seed: int = 0,
+                      cache_dir: str | Path | None = None, reuse: bool = True, save: bool = True, device=None,
+                      progress: bool = True) -> TrainedGPT:
+    """Chapter 04's GPT and GPT docstring classifier, loaded from the ``runs/`` cache or trained and stored.
+
+    The recipe is notebook 04's: :func:`pretrain_char_gpt` (default config, batch 12, lr 3e-3), then
+    :func:`train_gpt_docstring_classifier` on a copy (batch 32, lr 1e-3, mean pooling). The cache key covers
+    these settings, the package and torch versions and every source file of ``bigtut``
+    (:mod:`bigtut.recipes.cache`); an entry that fails to load is rebuilt with a warning.
+    """
+    device = torch.device(device) if device is not None else get_device()
+    settings = {"pretrain_steps": pretrain_steps, "finetune_steps": finetune_steps, "seed": seed}
+
+    def build() -> TrainedGPT:
+        run = pretrain_char_gpt(steps=pretrain_steps, seed=seed, device=device, progress=progress,
+                                warmup_steps=min(50, pretrain_steps - 1))
+        clf = train_gpt_docstring_classifier(run, steps=finetune_steps, seed=seed, device=device, progress=progress)
+        return TrainedGPT(run.model.eval(), clf.model.eval(), run.tokenizer, run.val_bpc, clf.val_accuracy,
+                          clf.test_accuracy, settings, {"pretrain": run.history, "finetune": clf.history})
+
+    def store(trained: TrainedGPT, folder: Path) -> None:
+        trained.tokenizer.save(folder / "tokenizer.json")
+        meta = {"config": asdict(trained.language_model.config), "val_bpc": trained.val_bpc,
+                "val_accuracy": trained.val_accuracy, "test_accuracy": trained.test_accuracy,
+                "num_classes": trained.classifier.num_classes, "pool": trained.classifier.pool,
+                "histories": {k: asdict(h) for k, h in trained.histories.items()}}
+        save_checkpoint(trained.language_model, folder / "language_model.safetensors")
+        save_checkpoint(trained.classifier, folder / "classifier.safetensors", meta)
+
+    def load(folder: Path) -> TrainedGPT:
+        tokenizer = load_tokenizer(folder / "tokenizer.json")
+        meta = checkpoint_metadata(folder / "classifier.safetensors")
+        config = GPTConfig(**meta["config"])
+        language_model = GPT(config)
+        classifier = GPTClassifier(GPT(config), meta["num_classes"], pool=meta["pool"])
+        load_checkpoint(language_model, folder / "language_model.safetensors")
+        load_checkpoint(classifier, folder / "classifier.safetensors")
+        histories = {name: History(**h) for name, h in meta["histories"].items()}
+        return TrainedGPT(language_model.eval(), classifier.eval(), tokenizer, meta["val_bpc"], meta["val_accuracy"],
+                          meta["test_accuracy"], settings, histories)
+
+    trained = load_or_build("gpt_docstrings", settings, build, store, load, cache_dir=cache_dir, reuse=reuse,
+                            store=save)
+    trained.language_model.to(device)
+    trained.classifier.to(device)
+    return trained
+

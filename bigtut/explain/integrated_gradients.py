@@ -1,0 +1,258 @@
+"""Integrated Gradients (Sundararajan, Taly & Yan, 2017), from scratch, on feature vectors and on tokens.
+
+Shape legend:  B batch   n integration steps   N rows sent to the model   L positions   d d_model
+
+IG attributes ``F(x) - F(x')`` to the features of ``x`` by integrating the gradient along the straight path
+from the baseline ``x'`` to ``x``::
+
+    IG_i(x) = (x_i - x'_i) * ∫_0^1 ∂F/∂x_i (x' + α (x - x')) dα  ≈  (x_i - x'_i) * Σ_k w_k ∂F/∂x_i (x' + α_k (x - x'))
+
+The quadrature rule ``(α_k, w_k)`` comes from :func:`integration_rule`. Completeness says the attributions
+add up to ``F(x) - F(x')``; the returned ``delta`` is what the quadrature misses of it.
+
+Call ``model.eval()`` (or use :func:`bigtut.runtime.eval_mode`) first: the functions here never change the
+model's mode, and dropout would make every path point see a different model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+
+from bigtut.explain.common import check_budget, check_same_shape, select_target
+from bigtut.validation import check_attention_mask, check_token_ids
+
+__all__ = ["METHODS", "IGResult", "TokenIGResult", "integrated_gradients", "integration_rule",
+           "token_integrated_gradients"]
+
+METHODS = ("riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gausslegendre")
+
+
+class IGResult(NamedTuple):
+    """``attributions`` shaped like the inputs, and ``delta`` ``(B,)`` = Σ attributions − (F(x) − F(x'))."""
+
+    attributions: torch.Tensor
+    delta: torch.Tensor
+
+
+class TokenIGResult(NamedTuple):
+    """Per-token ``attributions`` ``(B, L)``, the completeness gap ``delta`` ``(B,)``, and the per-coordinate
+    ``embedding_attributions`` ``(B, L, d)`` whose sum over ``d`` gives ``attributions``."""
+
+    attributions: torch.Tensor
+    delta: torch.Tensor
+    embedding_attributions: torch.Tensor
+
+
+def integration_rule(method: str, n_steps: int, *, captum_compatible: bool = False
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Nodes ``alphas`` ``(n,)`` in ``[0, 1]`` and weights ``(n,)`` (float64) with ∫_0^1 g ≈ Σ_k w_k g(α_k).
+
+    ``"riemann_left"``/``"riemann_right"``/``"riemann_middle"``: ``n`` equal cells of width ``1/n``, sampled at
+    their left end, right end or middle. ``"riemann_trapezoid"``: the trapezoid rule on ``n >= 2`` equally
+    spaced nodes ``0, 1/(n-1), ..., 1``, weights ``[1/2, 1, ..., 1, 1/2] / (n-1)``. ``"gausslegendre"``: the
+    ``n``-node Gauss–Legendre rule mapped from ``[-1, 1]`` to ``[0, 1]`` (exact for polynomials of degree
+    ``2n - 1``). Every one of these weight vectors sums to 1.
+
+    ``captum_compatible=True`` returns captum 0.9's numbers instead: its Riemann nodes come from
+    ``torch.linspace`` in the default dtype (float32), all its weights are rounded to float32, and its
+    trapezoid weights are ``[1/2, 1, ..., 1, 1/2] / n`` — they sum to ``1 - 1/n``, so its trapezoid
+    attributions fall short of completeness by about ``(F(x) - F(x')) / n``.
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown integration method {method!r}; choose one of {', '.join(METHODS)}")
+    n = check_budget("n_steps", n_steps, 2 if method == "riemann_trapezoid" else 1)
+    if method == "gausslegendre":
+        nodes, weights = np.polynomial.legendre.leggauss(n)  # (n,), (n,) on [-1, 1]
+        alphas, weights = 0.5 * (1 + nodes), 0.5 * weights  # (n,), (n,) mapped to [0, 1]
+    elif captum_compatible:  # the same expressions as captum's approximation_methods.riemann_builders
+        start, stop = {"riemann_left": (0, 1 - 1 / n), "riemann_right": (1 / n, 1),
+                       "riemann_middle": (1 / (2 * n), 1 - 1 / (2 * n)), "riemann_trapezoid": (0, 1)}[method]
+        alphas = torch.linspace(start, stop, n).tolist()  # n floats computed in the default dtype
+        weights = [1 / n] * n
+        if method == "riemann_trapezoid":
+            weights[0] /= 2
+            weights[-1] /= 2
+    else:
+        k = np.arange(n, dtype=np.float64)  # (n,)
+        offset = {"riemann_left": 0.0, "riemann_middle": 0.5, "riemann_right": 1.0, "riemann_trapezoid": 0.0}[method]
+        alphas, weights = (k + offset) / n, np.full(n, 1 / n)  # (n,), (n,)
+        if method == "riemann_trapezoid":
+            alphas, weights = k / (n - 1), np.full(n, 1 / (n - 1))  # (n,), (n,)
+            weights[[0, -1]] /= 2
+    alphas = torch.as_tensor(np.asarray(alphas, dtype=np.float64))  # (n,)
+    weights = torch.as_tensor(np.asarray(weights, dtype=np.float64))  # (n,)
+    if captum_compatible:
+        weights = weights.float().double()  # (n,): captum multiplies the gradients by float32 weights
+    return alphas, weights
+
+
+def integrated_gradients(forward: Callable, inputs: torch.Tensor, baselines: torch.Tensor | float | None = None,
+                         target: int | Sequence[int] | torch.Tensor | None = None, n_steps: int = 50,
+                         method: str = "gausslegendre", internal_batch_size: int | None = None,
+                         probabilities: bool = False, captum_compatible: bool = False,
+                         forward_kwargs: dict[str, torch.Tensor] | None = None) -> IGResult:
+    """Integrated Gradients of ``forward`` at ``inputs`` ``(B, ...)``, with every path point in batched calls.
+
+    Args:
+        forward: model or function, float tensor ``(N, ...)`` -> ``(N,)`` or ``(N, C)`` logits (a tuple
+            output contributes its first element).
+        inputs: ``(B, ...)`` floating-point tensor.
+        baselines: ``x'``: a tensor shaped like ``inputs``, a number, or None (zeros).
+        target: class explained for ``(N, C)`` outputs: an int, or one int per example.
+        n_steps, method: the quadrature, see :func:`integration_rule`.
+        internal_batch_size: at most this many path rows go through ``forward`` at once (same result).
+        probabilities: explain the softmax probability of ``target`` instead of its logit.
+        captum_compatible: use captum's rule (float32 nodes and weights, and its trapezoid weights summing to
+            ``1 - 1/n``), to reproduce ``captum.attr.IntegratedGradients`` to rounding error.
+        forward_kwargs: per-example tensors ``(B, ...)`` (an attention mask, say), repeated along the path and
+            handed to ``forward`` as keyword arguments with each row.
+
+    Returns:
+        :class:`IGResult` ``(attributions (B, ...), delta (B,))``. Only gradients with respect to the path
+        points are taken: the parameters' ``.grad`` stay untouched, and so does the model's train/eval mode.
+    """
+    if not isinstance(inputs, torch.Tensor) or not inputs.is_floating_point() or inputs.dim() == 0:
+        raise ValueError(f"inputs must be a floating-point tensor (B, ...), got "
+                         f"{getattr(inputs, 'dtype', type(inputs).__name__)} {tuple(np.shape(inputs))}")
+    inputs = inputs.detach()
+    if baselines is None or isinstance(baselines, (int, float)):
+        baselines = torch.full_like(inputs, float(baselines or 0))  # (B, ...)
+    check_same_shape(inputs, baselines)
+    baselines = torch.as_tensor(baselines).detach().to(inputs)  # (B, ...)
+    alphas, weights = integration_rule(method, n_steps, captum_compatible=captum_compatible)  # (n,), (n,)
+    B, n, features = inputs.shape[0], len(alphas), inputs.shape[1:]
+    targets = None  # (B,) when each example has its own target
+    if target is not None and not isinstance(target, (int, np.integer)):
+        targets = torch.as_tensor(target, device=inputs.device)
+        if targets.dim() != 1 or len(targets) != B:
+            raise ValueError(f"target must be an int or {B} ints (one per example), got shape {tuple(targets.shape)}")
+    per_example = dict(forward_kwargs or {})  # name -> (B, ...) tensor
+    for key, value in per_example.items():
+        if not isinstance(value, torch.Tensor) or value.shape[:1] != (B,):
+            raise ValueError(f"forward_kwargs[{key!r}] must be a tensor with one row per example ({B}), got "
+                             f"{tuple(np.shape(value))}")
+
+    def explained(rows: torch.Tensor, example: torch.Tensor) -> torch.Tensor:
+        """The explained output ``(N,)`` of ``rows`` ``(N, ...)``, row ``i`` belonging to ``example[i]``."""
+        extra = {key: value[example] for key, value in per_example.items()}  # each (N, ...)
+        out = forward(rows, **extra)
+        out = out[0] if isinstance(out, tuple) else out
+        return select_target(out, target if targets is None else targets[example], probabilities)  # (N,)
+
+    chunk = B * n if internal_batch_size is None else check_budget("internal_batch_size", internal_batch_size)
+    examples = torch.arange(B, device=inputs.device)  # (B,)
+    with torch.no_grad():  # the endpoints: F(x) and F(x'), checks target and NaNs before the path
+        ends = [torch.cat([explained(x[i:i + chunk], examples[i:i + chunk]) for i in range(0, B, chunk)])
+                for x in (inputs, baselines)]  # 2 x (B,)
+
+    alpha = alphas.to(inputs).view(1, n, *[1] * len(features))  # (1, n, 1...)
+    path = baselines[:, None] + alpha * (inputs - baselines)[:, None]  # (B, n, ...)
+    path = path.reshape(B * n, *features)  # (B*n, ...): example-major rows
+    row_example = examples.repeat_interleave(n)  # (B*n,)
+    grads = []
+    for i in range(0, B * n, chunk):
+        rows = path[i:i + chunk].detach().requires_grad_(True)  # (N, ...) a leaf: gradients stop here
+        with torch.enable_grad():
+            out = explained(rows, row_example[i:i + chunk])  # (N,)
+            grads.append(torch.autograd.grad(out.sum(), rows)[0])  # (N, ...): each row's gradient, rows being
+            # independent (no batch statistics: eval mode)
+    grads = torch.cat(grads).view(B, n, *features)  # (B, n, ...)
+    weight = weights.to(inputs).view(1, n, *[1] * len(features))  # (1, n, 1...)
+    average_grad = (grads * weight).sum(1)  # (B, ...): Σ_k w_k ∇F(x' + α_k (x - x'))
+    attributions = (average_grad * (inputs - baselines)).detach()  # (B, ...)
+    delta = attributions.reshape(B, -1).sum(1) - (ends[0] - ends[1])  # (B,)
+    return IGResult(attributions, delta.detach())
+
+
+def token_integrated_gradients(model: torch.nn.Module, input_ids: torch.Tensor,
+                               attention_mask: torch.Tensor | None = None,
+                               target: int | Sequence[int] | torch.Tensor | None = None,
+                               baseline: str | torch.Tensor = "pad", *, pad_id: int | None = None,
+                               mask_id: int | None = None, keep_ids: Sequence[int] = (), n_steps: int = 50,
+                               method: str = "gausslegendre", internal_batch_size: int | None = None,
+                               probabilities: bool = False, token_type_ids: torch.Tensor | None = None,
+                               position: int | Sequence[int] | torch.Tensor | None = None,
+                               captum_compatible: bool = False) -> TokenIGResult:
+    """Integrated Gradients of a token model along its token embeddings, summed to one score per token.
+
+    ``model`` honours the classifier contract (``model(attention_mask=..., inputs_embeds=...)`` -> ``(B, C)``,
+    ``model.get_input_embeddings()``), or is a language model returning ``(B, L, V)`` logits (first element of
+    a tuple output, as :class:`bigtut.gpt.GPT`): then the explained number is the logit of token ``target`` at
+    ``position`` (an int or one per row; default: each row's last real token).
+
+    The path runs from the baseline's token embeddings to the input's; position and segment embeddings and
+    the attention mask stay fixed. ``baseline``: ``"pad"`` (every token replaced by ``pad_id``, by default
+    ``model.config.pad_id``), ``"mask"`` (by ``mask_id``), ``"zero"`` (zero embeddings), or a ``(B, L)`` tensor
+    of baseline ids. With the three named baselines the tokens whose id is in ``keep_ids`` ([CLS], [SEP], ...)
+    keep their embedding; padded positions (``attention_mask`` 0) always do, so their attribution is 0.
+
+    Returns :class:`TokenIGResult` ``(attributions (B, L), delta (B,), embedding_attributions (B, L, d))``.
+    Other arguments as :func:`integrated_gradients`.
+    """
+    embedding = model.get_input_embeddings()
+    check_token_ids(input_ids, embedding.num_embeddings)
+    B, L = input_ids.shape
+    if token_type_ids is not None:
+        check_same_shape(token_type_ids, input_ids, "token_type_ids", "input_ids")
+    real = check_attention_mask(attention_mask, B, L)  # (B, L) bool or None
+    real = torch.ones(B, L, dtype=torch.bool, device=input_ids.device) if real is None else real
+    keep = ~real  # (B, L): positions whose embedding the baseline keeps
+    if isinstance(baseline, str):
+        if baseline not in ("pad", "mask", "zero"):
+            raise ValueError(f"baseline must be 'pad', 'mask', 'zero' or a (B, L) tensor of ids, got {baseline!r}")
+        keep = keep | torch.isin(input_ids, torch.as_tensor(list(keep_ids), dtype=input_ids.dtype,
+                                                             device=input_ids.device))  # (B, L)
+        if baseline == "pad" and pad_id is None:
+            pad_id = getattr(getattr(model, "config", None), "pad_id", None)
+        fill = {"pad": pad_id, "mask": mask_id, "zero": 0}[baseline]  # "zero" replaces the embeddings below
+        if fill is None:
+            raise ValueError(f"baseline={baseline!r} needs {baseline}_id= (the id of the [{baseline.upper()}] token)")
+        if isinstance(fill, bool) or not isinstance(fill, (int, np.integer)) \
+                or not 0 <= fill < embedding.num_embeddings:
+            raise ValueError(f"{baseline}_id must be a token id in [0, {embedding.num_embeddings}), got {fill!r}")
+        baseline_ids = torch.full_like(input_ids, int(fill))  # (B, L)
+    else:
+        check_same_shape(baseline, input_ids, "baseline", "input_ids")
+        baseline_ids = check_token_ids(baseline, embedding.num_embeddings, "baseline")
+    baseline_ids = torch.where(keep, input_ids, baseline_ids)  # (B, L)
+    with torch.no_grad():
+        x, x_base = embedding(input_ids), embedding(baseline_ids)  # (B, L, d), (B, L, d)
+    if isinstance(baseline, str) and baseline == "zero":
+        x_base = torch.where(keep[..., None], x, torch.zeros_like(x))  # (B, L, d)
+
+    if position is None:
+        positions = torch.arange(L, device=input_ids.device).expand(B, L)  # (B, L)
+        positions = positions.masked_fill(~real, -1).max(-1).values  # (B,): last real position
+    else:
+        positions = torch.as_tensor(position, device=input_ids.device)
+        if positions.dtype.is_floating_point or positions.dim() > 1 or positions.numel() not in (1, B) \
+                or bool(((positions < -L) | (positions >= L)).any()):
+            raise ValueError(f"position must be an int or {B} ints in [-{L}, {L}), got {position!r}")
+        positions = positions.expand(B) % L  # (B,)
+    if not bool(real[torch.arange(B), positions].all()):
+        raise ValueError("position must point at a real token (attention_mask 1), and every row needs one")
+
+    explicit_position = position is not None
+    fixed = {name: value for name, value in (("attention_mask", attention_mask), ("token_type_ids", token_type_ids))
+             if value is not None}
+
+    def forward(embeds: torch.Tensor, position: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        """Logits ``(N, C)`` (a classifier) or ``(N, V)`` at ``position`` (a language model) of ``embeds``."""
+        out = model(inputs_embeds=embeds, **kwargs)
+        logits = out[0] if isinstance(out, tuple) else out  # (N, C) or (N, L, V)
+        if logits.dim() == 3:
+            logits = logits[torch.arange(len(logits), device=logits.device), position]  # (N, V)
+        elif explicit_position:
+            raise ValueError(f"position= only applies to models returning (B, L, V) logits, got "
+                             f"{tuple(logits.shape)}")
+        return logits
+
+    attributions, delta = integrated_gradients(
+        forward, x, x_base, target=target, n_steps=n_steps, method=method,
+        internal_batch_size=internal_batch_size, probabilities=probabilities,
+        captum_compatible=captum_compatible, forward_kwargs={"position": positions, **fixed})
+    return TokenIGResult(attributions.sum(-1), delta, attributions)  # (B, L), (B,), (B, L, d)
