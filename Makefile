@@ -1,6 +1,7 @@
 # bigtut — the two commands a reader needs:
 #   make lab    set everything up (first time only) and open the course in JupyterLab
-#   make test   set everything up (first time only), lint, run the unit tests and execute every notebook
+#   make test   set everything up (first time only), lint, run the unit tests, build the explained models
+#               (first time only) and execute every notebook
 # and for authors:
 #   make outputs   re-execute every notebook in place, storing fresh outputs
 #   make student   write the student edition (solutions replaced by stubs) to student/
@@ -14,7 +15,7 @@ NB_WORKERS ?= 2
 export OMP_NUM_THREADS ?= 1
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: lab test lint unit notebooks outputs student lock clean setup
+.PHONY: lab test lint unit models notebooks outputs student lock clean setup
 
 setup: $(STAMP)
 
@@ -37,14 +38,19 @@ lint: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests -q -n $(NB_WORKERS); rc=$$?; [ $$rc -eq 5 ] && rc=0; exit $$rc
 
+# The models chapters 06-10 explain (chapter 04's GPT, chapter 05's BERT), trained once into runs/ (a few
+# minutes) and loaded from there afterwards; the cache key covers every source file of bigtut.
+models: $(STAMP)
+	BIGTUT_PROGRESS=text $(BIN)/python -m bigtut.recipes
+
 notebooks: $(STAMP)
 	$(BIN)/python -m pytest notebooks -q --nbval-lax --nbval-current-env \
 		--nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout=600 \
 		-n $(NB_WORKERS) --dist loadscope; rc=$$?; [ $$rc -eq 5 ] && rc=0; exit $$rc
 
-test: lint unit notebooks
+test: lint unit models notebooks
 
-outputs: $(STAMP)
+outputs: models
 	BIGTUT_PROGRESS=text $(BIN)/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=600 \
 		--ExecutePreprocessor.kernel_name=python3 notebooks/*.ipynb
 

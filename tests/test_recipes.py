@@ -172,11 +172,13 @@ def test_write_atomically_leaves_nothing_half_written(tmp_path):
         write_atomically(target, crashes)
     assert list(tmp_path.iterdir()) == []
     target.mkdir()
-    (target / "weights.safetensors").write_text("broken")
+    (target / "weights.safetensors").write_text("theirs")
     with pytest.raises(RuntimeError, match="disk full"):
-        write_atomically(target, crashes)
-    assert (target / "weights.safetensors").read_text() == "broken"  # a failed rebuild keeps the old entry
+        write_atomically(target, crashes, replace=True)
+    assert (target / "weights.safetensors").read_text() == "theirs"  # a failed rebuild keeps the old entry
     assert write_atomically(target, ours) == target
+    assert (target / "weights.safetensors").read_text() == "theirs"  # a complete entry is kept: readers never
+    assert write_atomically(target, ours, replace=True) == target  # see it vanish, unless it is being rebuilt
     assert (target / "weights.safetensors").read_text() == "ours"
     assert list(tmp_path.iterdir()) == [target]
 

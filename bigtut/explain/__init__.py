@@ -1,5 +1,44 @@
 """Explanation methods (chapters 06–09), each written from scratch and proven equal to the library
-practitioners use: LIME (lime), SHAP (shap) and Integrated Gradients (captum).
+practitioners use, one file per method:
 
-Convention: attributions explain the model's **logit** for ``target`` unless ``probabilities=True``.
+==================================  =========================================================================
+module                              what it holds (notebook)
+==================================  =========================================================================
+``explain.lime``                    weighted local surrogates: tabular, text (tokens), images (06) — = lime
+``explain.shap``                    Shapley values: exact, KernelSHAP, permutation, tokens (07) — = shap
+``explain.integrated_gradients``    path integrals of gradients, every integration rule, tokens (08) — = captum
+``explain.render``                  token attributions as coloured HTML, pixel attributions beside the image
+``explain.common``                  what they share: the explained output (logit of ``target``), input checks
+==================================  =========================================================================
+
+Convention: attributions explain the model's **logit** for ``target`` unless ``probabilities=True``; every
+method that samples takes ``seed``; results are small NamedTuples whose first field has the input's shape.
+Token-level methods work on ``input_ids`` + ``attention_mask`` through the classifier contract (they never
+re-tokenise text).
 """
+
+from bigtut.explain.integrated_gradients import (
+    METHODS,
+    IGResult,
+    TokenIGResult,
+    integrated_gradients,
+    integration_rule,
+    token_integrated_gradients,
+)
+from bigtut.explain.lime import (
+    LimeExplanation,
+    digit_segments,
+    fit_surrogate,
+    lime_from_neighbourhood,
+    lime_image,
+    lime_kernel,
+    lime_tabular,
+    lime_text,
+)
+from bigtut.explain.render import plot_image_attributions, token_attributions_html
+
+__all__ = [
+    "METHODS", "IGResult", "LimeExplanation", "TokenIGResult", "digit_segments", "fit_surrogate",
+    "integrated_gradients", "integration_rule", "lime_from_neighbourhood", "lime_image", "lime_kernel",
+    "lime_tabular", "lime_text", "plot_image_attributions", "token_attributions_html", "token_integrated_gradients",
+]

@@ -131,9 +131,9 @@ def _kernel_game(game: Game, m: int, n_samples: int | None, seed: int) -> tuple[
         return _exact_game(game, m)
     cap = 2**m - 2  # every coalition but ∅ and N
     n_samples = min(2 * m + 2048, cap) if n_samples is None else check_budget("n_samples", n_samples)
-    if n_samples < min(m + 1, cap):
+    if n_samples < 2 * m - 2:  # a coalition and its complement constrain one direction: m - 1 pairs for m - 1 unknowns
         raise ValueError(f"n_samples={n_samples} is too small to fit {m} Shapley values; need at least "
-                         f"{min(m + 1, cap)} coalitions")
+                         f"2M - 2 = {2 * m - 2} coalitions")
     masks, weights = _kernel_design(m, min(n_samples, cap), np.random.default_rng(seed))  # (K, m), (K,)
     empty, full = game(np.stack([np.zeros(m, bool), np.ones(m, bool)]))
     v = game(masks)  # (K,)

@@ -70,11 +70,12 @@ def cache_folder(name: str, fields: dict[str, Any], cache_dir: str | Path | None
     return Path(cache_dir or default_cache_dir()) / f"{name}_{cache_key(name, fields)}"
 
 
-def write_atomically(folder: Path, write: Callable[[Path], None]) -> Path:
+def write_atomically(folder: Path, write: Callable[[Path], None], replace: bool = False) -> Path:
     """Call ``write(tmp)`` on a fresh temporary folder beside ``folder``, then rename it to ``folder``.
 
-    Readers see a complete folder or none. A ``folder`` already there (a broken entry being rebuilt) is
-    moved aside first and deleted afterwards.
+    Readers see a complete folder or none. A ``folder`` already there is kept (another process finished the
+    same entry first, or a rebuild produced the same weights) unless ``replace`` — a broken entry being
+    rebuilt — in which case it is moved aside and deleted.
     """
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
@@ -82,6 +83,8 @@ def write_atomically(folder: Path, write: Callable[[Path], None]) -> Path:
     try:
         write(tmp)
         if folder.exists():
+            if not replace:
+                return folder
             old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old-", dir=folder.parent))
             os.replace(folder, old / "entry")
         os.rename(tmp, folder)  # atomic on one file system
@@ -100,11 +103,12 @@ def load_or_build(name: str, fields: dict[str, Any], build: Callable[[], T], sav
     An entry that raises while loading (a truncated file, missing or renamed weights) is reported with a
     ``RuntimeWarning`` and rebuilt.
     """
-    folder = cache_folder(name, fields, cache_dir)
+    folder, broken = cache_folder(name, fields, cache_dir), False
     if reuse and folder.exists():
         try:
             return load(folder)
         except Exception as err:  # noqa: BLE001 - any failure means the entry cannot be trusted
+            broken = True
             warnings.warn(f"cached {name} at {folder} could not be loaded ({type(err).__name__}: {err}); "
                           "rebuilding it", RuntimeWarning, stacklevel=2)
     result = build()
@@ -113,5 +117,5 @@ def load_or_build(name: str, fields: dict[str, Any], build: Callable[[], T], sav
             (tmp / "recipe.json").write_text(json.dumps({"recipe": name, "fields": fields}, indent=1, default=str))
             save(result, tmp)
 
-        write_atomically(folder, write)
+        write_atomically(folder, write, replace=broken)
     return result
