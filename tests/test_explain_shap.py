@@ -14,7 +14,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bigtut.bert import BertConfig, BertForSequenceClassification
-from bigtut.explain.shap import coalition_weight, exact_shapley, kernel_shap, permutation_shap, token_shap
+from bigtut.explain.shap import (
+    _kernel_design,
+    coalition_weight,
+    exact_shapley,
+    kernel_shap,
+    permutation_shap,
+    token_shap,
+)
 from bigtut.gpt import GPT, GPTClassifier, GPTConfig
 
 CLS, SEP, MASK = 1, 2, 3
@@ -97,6 +104,30 @@ def test_kernel_equals_shap_kernel_explainer_when_enumerated(m):
     np.testing.assert_array_equal(kernel_shap(f, x, background, target=1, seed=5).values, result.values)
     if m >= 6:
         assert result.values[1] == 0
+
+
+def test_kernel_design_enumerates_what_the_budget_covers_as_shap_does():
+    m, n_samples = 9, 400  # enough for the coalitions of sizes 1, 8 and 2, 7; sizes 3..6 are sampled
+    f, x, background = problem(m, n_background=3)
+    explainer = shap.KernelExplainer(lambda X: f(X)[:, 0], background)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        explainer.shap_values(x, nsamples=n_samples, l1_reg=False, silent=True)
+    masks, weights = _kernel_design(m, n_samples, np.random.default_rng(0))
+
+    def enumerated(masks, weights):  # the coalitions of sizes 1, 2, m-2, m-1 sorted, with their weights
+        masks = masks.astype(bool)
+        chosen = np.isin(np.minimum(masks.sum(1), m - masks.sum(1)), [1, 2])
+        order = np.lexsort(masks[chosen].T)
+        return masks[chosen][order], weights[chosen][order]
+
+    (ours, our_weights), (theirs, their_weights) = enumerated(masks, weights), enumerated(
+        explainer.maskMatrix, explainer.kernelWeights)
+    np.testing.assert_array_equal(ours, theirs)
+    assert len(ours) == 2 * (9 + 36)
+    np.testing.assert_allclose(our_weights, their_weights, rtol=1e-12, atol=0)
+    assert masks.shape == (n_samples, m) and len(np.unique(masks, axis=0)) == n_samples
+    assert weights.sum() == pytest.approx(1.0) and explainer.kernelWeights.sum() == pytest.approx(1.0)
 
 
 def test_kernel_sampling_converges_and_is_seeded():

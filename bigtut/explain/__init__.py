@@ -36,9 +36,18 @@ from bigtut.explain.lime import (
     lime_text,
 )
 from bigtut.explain.render import plot_image_attributions, token_attributions_html
+from bigtut.explain.shap import (
+    ShapleyValues,
+    coalition_weight,
+    exact_shapley,
+    kernel_shap,
+    permutation_shap,
+    token_shap,
+)
 
 __all__ = [
-    "METHODS", "IGResult", "LimeExplanation", "TokenIGResult", "digit_segments", "fit_surrogate",
-    "integrated_gradients", "integration_rule", "lime_from_neighbourhood", "lime_image", "lime_kernel",
-    "lime_tabular", "lime_text", "plot_image_attributions", "token_attributions_html", "token_integrated_gradients",
+    "METHODS", "IGResult", "LimeExplanation", "ShapleyValues", "TokenIGResult", "coalition_weight",
+    "digit_segments", "exact_shapley", "fit_surrogate", "integrated_gradients", "integration_rule", "kernel_shap",
+    "lime_from_neighbourhood", "lime_image", "lime_kernel", "lime_tabular", "lime_text", "permutation_shap",
+    "plot_image_attributions", "token_attributions_html", "token_integrated_gradients", "token_shap",
 ]

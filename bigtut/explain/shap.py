@@ -78,13 +78,14 @@ def _exact_game(game: Game, m: int) -> tuple[np.ndarray, float, int]:
 
 
 def _kernel_design(m: int, n_samples: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """KernelSHAP's coalitions ``(K, m)`` and regression weights ``(K,)``, drawn as shap's KernelExplainer does.
+    """KernelSHAP's coalitions ``(K, m)`` and regression weights ``(K,)`` for a budget of ``n_samples``.
 
     The Shapley kernel gives all coalitions of size ``s`` together the mass ``(m-1) / (s (m-s))``; sizes ``s`` and
     ``m-s`` are handled as a pair. Going from the smallest size up, a size pair whose share of the remaining
-    budget covers all its coalitions is enumerated, each coalition weighted by its exact kernel weight. The rest
-    of the budget samples sizes by kernel mass, adds a random coalition *and its complement* (antithetic), counts
-    repeats, and scales those counts to the kernel mass left over. ``n_samples >= 2**m - 2`` enumerates all.
+    budget covers all its coalitions is enumerated, each coalition weighted by its exact kernel weight: the
+    coalitions and weights of shap's KernelExplainer (``n_samples >= 2**m - 2`` enumerates them all). The rest of
+    the budget draws a size pair by kernel mass, a random coalition of that size *and its complement*
+    (antithetic), counts repeats, and scales the counts to the kernel mass left over.
     """
     n_sizes, n_paired = math.ceil((m - 1) / 2), (m - 1) // 2  # a middle size (m even) is its own complement
     mass = np.array([(m - 1) / (s * (m - s)) for s in range(1, n_sizes + 1)])  # (n_sizes,)
@@ -127,10 +128,11 @@ def _kernel_design(m: int, n_samples: int, rng: np.random.Generator) -> tuple[np
 
 def _kernel_game(game: Game, m: int, n_samples: int | None, seed: int) -> tuple[np.ndarray, float, int]:
     """``(φ (m,), v(∅), coalitions evaluated)`` by KernelSHAP: weighted least squares with Σφ = v(N) - v(∅)."""
+    n_samples = None if n_samples is None else check_budget("n_samples", n_samples)
     if m <= 1:  # one player takes everything: nothing to fit
         return _exact_game(game, m)
     cap = 2**m - 2  # every coalition but ∅ and N
-    n_samples = min(2 * m + 2048, cap) if n_samples is None else check_budget("n_samples", n_samples)
+    n_samples = min(2 * m + 2048, cap) if n_samples is None else n_samples
     if n_samples < 2 * m - 2:  # a coalition and its complement constrain one direction: m - 1 pairs for m - 1 unknowns
         raise ValueError(f"n_samples={n_samples} is too small to fit {m} Shapley values; need at least "
                          f"2M - 2 = {2 * m - 2} coalitions")
@@ -278,16 +280,16 @@ def token_shap(model: torch.nn.Module, input_ids, attention_mask=None, target: i
         raise ValueError(f"exact_up_to must be <= {MAX_EXACT_PLAYERS}, got {exact_up_to}")
     ids = torch.as_tensor(input_ids)
     ids = ids[0] if ids.dim() == 2 and len(ids) == 1 else ids
-    if ids.dim() != 1 or ids.dtype in (torch.float16, torch.float32, torch.float64) or len(ids) == 0:
+    if ids.dim() != 1 or ids.is_floating_point() or len(ids) == 0:
         raise ValueError(f"input_ids must be one text of integer ids, (1, L) or (L,); got {tuple(ids.shape)}")
     n_tokens = len(ids)
-    real = torch.ones(n_tokens, dtype=torch.bool, device=ids.device)
-    if attention_mask is not None:
-        real = torch.as_tensor(attention_mask, device=ids.device).reshape(-1) != 0
-        if len(real) != n_tokens:
-            raise ValueError(f"attention_mask has {len(real)} entries for {n_tokens} tokens")
+    real = (torch.ones(n_tokens, dtype=torch.bool, device=ids.device) if attention_mask is None
+            else torch.as_tensor(attention_mask, device=ids.device).reshape(-1) != 0)  # (L,) True at real tokens
+    if len(real) != n_tokens:
+        raise ValueError(f"attention_mask has {len(real)} entries for {n_tokens} tokens")
     with torch.no_grad():  # one call on the text itself tells a classifier (K, C) from a language model (K, L, V)
-        is_lm = _logits(model(ids[None], attention_mask=real[None].long())).dim() == 3
+        probe = model(ids[None], attention_mask=real[None].long())
+    is_lm = getattr(probe, "logits", probe).dim() == 3  # a GPT returns a GPTOutput(logits, loss)
     if position is not None and not is_lm:
         raise ValueError("position is only for language models, whose logits are (B, L, V)")
     players = real & ~torch.isin(ids, torch.as_tensor(list(keep_ids), dtype=ids.dtype, device=ids.device))
@@ -323,7 +325,8 @@ def token_shap(model: torch.nn.Module, input_ids, attention_mask=None, target: i
             if absent != "mask":
                 batch[~seen] = fill  # never attended
             with torch.no_grad():
-                logits = _logits(model(batch, attention_mask=seen.long()))  # (k, C) or (k, L, V)
+                out_k = model(batch, attention_mask=seen.long())
+            logits = getattr(out_k, "logits", out_k)  # (k, C) or (k, L, V)
             if is_lm:
                 logits = logits[torch.arange(len(chunk), device=logits.device), read.to(logits.device)]  # (k, V)
             out.append(select_target(as_numpy(logits), target, probabilities))  # (k,)
@@ -334,8 +337,3 @@ def token_shap(model: torch.nn.Module, input_ids, attention_mask=None, target: i
     values = np.zeros(n_tokens)
     values[index.cpu().numpy()] = phi
     return ShapleyValues(values, base, n_coalitions + 1)
-
-
-def _logits(output) -> torch.Tensor:
-    """The logits of a model's output: the tensor itself, or the ``logits`` field of a GPT's ``GPTOutput``."""
-    return output.logits if hasattr(output, "logits") else output
