@@ -170,6 +170,10 @@ def test_lime_text_on_bert_shapes_zeros_determinism(removal):
         assert abs(out.value - model(IDS[None], MASK[None])[0, 2].item()) < 1e-12
     np.testing.assert_array_equal(out.coefficients, run(0).coefficients)
     assert np.abs(out.coefficients - run(1).coefficients).max() > 1e-9
+    batched = lime_text(model, IDS[None], MASK[None], target=2, n_samples=300, seed=0, removal=removal,
+                        keep_ids=(1, 2))
+    assert batched.coefficients.shape == (1, 10)  # the input's shape
+    np.testing.assert_array_equal(batched.coefficients[0], out.coefficients)
 
 
 @pytest.mark.parametrize("removal", ["pad", "delete"])
@@ -265,3 +269,12 @@ def test_bad_inputs_raise(table):
         lime_image(lambda b: b.sum((1, 2)), np.ones((8, 8)), segments=np.zeros((4, 4), dtype=int))
     with pytest.raises(ValueError, match="n_samples"):
         lime_image(lambda b: b.sum((1, 2)), np.ones((8, 8)), n_samples=10)
+
+
+def test_positional_order_is_the_documented_one(table):
+    """``lime_tabular(f, x, training_data, n_samples, kernel_width, seed, sample_around, discretize)``."""
+    train, x, f = table
+    positional = lime_tabular(f, x, train, 300, 2.0, 4, "instance", False, 1)
+    keywords = lime_tabular(f, x, train, n_samples=300, kernel_width=2.0, seed=4, sample_around="instance",
+                            discretize=False, target=1)
+    np.testing.assert_array_equal(positional.coefficients, keywords.coefficients)

@@ -224,8 +224,11 @@ TEXT, REAL = [CLS, 5, 9, 12, 7, 30, SEP, 0, 0], [1, 1, 1, 1, 1, 1, 1, 0, 0]
 def test_token_shap_absence_modes(bert, absent):
     result = token_shap(bert, torch.tensor([TEXT]), torch.tensor([REAL]), target=2, absent=absent, mask_id=MASK,
                         keep_ids=(CLS, SEP))
-    assert result.values.shape == (9,) and np.all(result.values[[0, 6, 7, 8]] == 0)  # kept and padding
-    assert np.abs(result.values).max() > 1e-3
+    assert result.values.shape == (1, 9)  # the input's shape
+    values = result.values[0]
+    assert np.all(values[[0, 6, 7, 8]] == 0) and np.abs(values).max() > 1e-3  # kept and padding get 0
+    assert token_shap(bert, torch.tensor(TEXT), torch.tensor(REAL), target=2, absent=absent, mask_id=MASK,
+                      keep_ids=(CLS, SEP)).values.shape == (9,)
     # every player present is the text itself (efficiency), every player absent is the mode's empty text
     assert result.values.sum() + result.base_value == pytest.approx(float(logit(bert, TEXT, REAL)), abs=1e-10)
     empty = {"mask": (TEXT[:1] + [MASK] * 5 + TEXT[6:], REAL), "pad": (TEXT, [1, 0, 0, 0, 0, 0, 1, 0, 0]),
@@ -298,3 +301,12 @@ BAD_INPUTS = {
 def test_bad_input(bert, case):
     with pytest.raises(ValueError):
         BAD_INPUTS[case](bert)
+
+
+def test_positional_order_is_the_documented_one():
+    """``kernel_shap(f, x, background, n_samples, seed)`` and ``permutation_shap(f, x, background, n, seed)``."""
+    f, x, background = problem(6, seed=2)
+    np.testing.assert_array_equal(kernel_shap(f, x, background, 40, 7, 0).values,
+                                  kernel_shap(f, x, background, n_samples=40, seed=7, target=0).values)
+    np.testing.assert_array_equal(permutation_shap(f, x, background, 3, 5, 1).values,
+                                  permutation_shap(f, x, background, n_permutations=3, seed=5, target=1).values)

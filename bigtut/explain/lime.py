@@ -125,9 +125,9 @@ def lime_from_neighbourhood(f: Callable, neighbourhood_features, neighbourhood_i
     return LimeExplanation(*_explain(values, Z, d, kernel_width, alpha), n_samples=len(Z))
 
 
-def lime_tabular(f: Callable, x, training_data, target: int | None = None, n_samples: int = 5000,
-                 kernel_width: float | None = None, seed: int = 0, sample_around: str = "mean",
-                 discretize: bool | str = False, feature_selection: str = "none", probabilities: bool = False,
+def lime_tabular(f: Callable, x, training_data, n_samples: int = 5000, kernel_width: float | None = None,
+                 seed: int = 0, sample_around: str = "mean", discretize: bool | str = False,
+                 target: int | None = None, feature_selection: str = "none", probabilities: bool = False,
                  alpha: float = 1.0) -> LimeExplanation:
     """LIME for one table row ``x (M,)`` and a model ``f(X (N, M) float64) -> (N,) | (N, C)``.
 
@@ -240,6 +240,7 @@ def lime_text(model: torch.nn.Module, input_ids, attention_mask=None, target: in
     if removal not in ("pad", "delete"):
         raise ValueError(f"removal must be 'pad' or 'delete', got {removal!r}")
     ids_np = torch.as_tensor(input_ids).cpu().numpy().astype(np.int64)  # (L,) or (1, L)
+    input_shape = ids_np.shape
     real = np.ones(ids_np.shape, bool) if attention_mask is None else torch.as_tensor(attention_mask).cpu().numpy() != 0
     if real.shape != ids_np.shape or not (ids_np.ndim == 1 or ids_np.ndim == 2 and len(ids_np) == 1):
         raise ValueError(f"need input_ids (L,) or (1, L) and a mask of the same shape, got {ids_np.shape} and "
@@ -293,6 +294,7 @@ def lime_text(model: torch.nn.Module, input_ids, attention_mask=None, target: in
     beta, *rest = _explain(np.concatenate(values), Z, 100 * _cosine_to_ones(Z), kernel_width, alpha)
     coefficients = np.zeros(L)
     coefficients[positions] = beta
+    coefficients = coefficients.reshape(input_shape)  # (L,) or (1, L): the input's shape
     return LimeExplanation(coefficients, *rest, n_samples=n_samples)
 
 

@@ -203,8 +203,8 @@ def exact_shapley(f: Callable, x, background, target: int | None = None, probabi
     return ShapleyValues(phi, base, n_coalitions * len(background))
 
 
-def kernel_shap(f: Callable, x, background, n_samples: int | None = None, target: int | None = None,
-                seed: int = 0, probabilities: bool = False, batch_size: int = 4096) -> ShapleyValues:
+def kernel_shap(f: Callable, x, background, n_samples: int | None = None, seed: int = 0, target: int | None = None,
+                probabilities: bool = False, batch_size: int = 4096) -> ShapleyValues:
     """KernelSHAP: Shapley values as the weighted linear regression ``v(S) ≈ v(∅) + Σ_{i∈S} φ_i`` over
     coalitions ``S`` weighted by the Shapley kernel, with efficiency ``Σφ = f(x) - v(∅)`` imposed exactly.
 
@@ -223,8 +223,8 @@ def kernel_shap(f: Callable, x, background, n_samples: int | None = None, target
     return ShapleyValues(values, base, n_coalitions * len(background))
 
 
-def permutation_shap(f: Callable, x, background, n_permutations: int = 10, target: int | None = None,
-                     seed: int = 0, probabilities: bool = False, batch_size: int = 4096) -> ShapleyValues:
+def permutation_shap(f: Callable, x, background, n_permutations: int = 10, seed: int = 0,
+                     target: int | None = None, probabilities: bool = False, batch_size: int = 4096) -> ShapleyValues:
     """Shapley values as the mean marginal contribution of each feature along random orders of the features.
 
     Each of the ``n_permutations`` random orders is used together with its reverse (antithetic sampling,
@@ -252,7 +252,7 @@ def token_shap(model: torch.nn.Module, input_ids, attention_mask=None, target: i
                absent: str = "mask", mask_id: int | None = None, pad_id: int | None = None,
                keep_ids: Sequence[int] = (), n_samples: int | None = None, seed: int = 0, exact_up_to: int = 10,
                probabilities: bool = False, position: int | None = None, batch_size: int = 256) -> ShapleyValues:
-    """Shapley values of the tokens of one text ``input_ids`` ``(1, L)`` or ``(L,)``.
+    """Shapley values of the tokens of one text ``input_ids`` ``(1, L)`` or ``(L,)`` (values in the same shape).
 
     ``model(ids (K, L), attention_mask=(K, L))`` is a classifier (logits ``(K, C)``) or a language model
     (``(K, L, V)``; then ``target`` is a token id and the logit is read at ``position``, default the last real
@@ -336,4 +336,4 @@ def token_shap(model: torch.nn.Module, input_ids, attention_mask=None, target: i
     phi, base, n_coalitions = _exact_game(game, m) if m <= exact_up_to else _kernel_game(game, m, n_samples, seed)
     values = np.zeros(n_tokens)
     values[index.cpu().numpy()] = phi
-    return ShapleyValues(values, base, n_coalitions + 1)
+    return ShapleyValues(values.reshape(tuple(np.shape(input_ids))), base, n_coalitions + 1)  # input's shape
