@@ -38,8 +38,9 @@ lint: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests -q -n $(NB_WORKERS); rc=$$?; [ $$rc -eq 5 ] && rc=0; exit $$rc
 
-# The models chapters 06-10 explain (chapter 04's GPT, chapter 05's BERT), trained once into runs/ (a few
-# minutes) and loaded from there afterwards; the cache key covers every source file of bigtut.
+# The models chapters 06-10 explain (chapter 04's GPT, chapter 05's BERT, chapter 09's planted-evidence BERT),
+# trained once into runs/ (a few minutes) and loaded from there afterwards; the cache key covers every source
+# file of bigtut.
 models: $(STAMP)
 	BIGTUT_PROGRESS=text $(BIN)/python -m bigtut.recipes
 

@@ -11,6 +11,8 @@ what                           for                                              
 ``random_lm_batch``,           batches for language modelling and classification       batching
 ``encode_texts``
 ``breast_cancer``, ``digits``  scikit-learn's bundled tabular/image sets               tabular
+``planted_splits``,            sentences whose causes are known: negation, xor, a      planted
+``encode_planted``             shortcut (09, evaluating explanations)
 =============================  ======================================================  ==========
 """
 
@@ -18,6 +20,16 @@ from bigtut.data.batching import encode_texts, minibatches, random_lm_batch, seq
 from bigtut.data.corpus import python_docs_corpus, python_docs_topics, train_val_split
 from bigtut.data.dates import DatePair, date_pairs, date_splits, date_tokenizer, encode_date_pairs
 from bigtut.data.docstrings import LABELS, Docstring, docstring_dataset, docstring_splits
+from bigtut.data.planted import (
+    PLANTED_VOCAB,
+    PlantedExample,
+    WordTokenizer,
+    encode_planted,
+    planted_evidence,
+    planted_label,
+    planted_splits,
+    planted_tokenizer,
+)
 from bigtut.data.sentences import NSPPair, NSPSampler, docs_sentences, encode_pairs, sample_nsp_pairs
 from bigtut.data.tabular import TabularSplit, breast_cancer, digits
 
@@ -27,4 +39,6 @@ __all__ = [
     "encode_texts", "minibatches", "random_lm_batch", "sequential_lm_batches",
     "NSPPair", "NSPSampler", "docs_sentences", "encode_pairs", "sample_nsp_pairs",
     "DatePair", "date_pairs", "date_splits", "date_tokenizer", "encode_date_pairs",
+    "PLANTED_VOCAB", "PlantedExample", "WordTokenizer", "encode_planted", "planted_evidence", "planted_label",
+    "planted_splits", "planted_tokenizer",
 ]

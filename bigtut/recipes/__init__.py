@@ -7,6 +7,7 @@ module                      recipe
 ``recipes.dates``           the date-normalising Transformer (03)
 ``recipes.gpt``             character GPT pretraining; GPT docstring classifier, cached (04; used by 06–10)
 ``recipes.bert``            BERT pretraining (MLM + NSP) and docstring classifier, cached (05; used by 06–10)
+``recipes.planted``         BERT on the planted-evidence task, cached (09)
 ``recipes.cache``           the ``runs/`` cache, keyed by every source file of the package
 ==========================  =====================================================================
 """
@@ -32,6 +33,13 @@ from bigtut.recipes.gpt import (
     python_docs_char_tokenizer,
     train_gpt_docstring_classifier,
 )
+from bigtut.recipes.planted import (
+    PLANTED_MODEL,
+    TrainedPlanted,
+    planted_config,
+    shortcut_breakdown,
+    train_planted_classifier,
+)
 
 __all__ = [
     "BertRecipe", "DatesRun", "GPTClassifierRun", "PretrainRun", "TrainedBert", "TrainedGPT",
@@ -39,11 +47,14 @@ __all__ = [
     "default_cache_dir", "finetune_bert", "lm_loss", "load_or_build", "load_or_train_gpt", "pretrain_bert",
     "pretrain_char_gpt", "pretraining_batches", "python_docs_char_tokenizer", "source_fingerprint",
     "train_bert_docstring_classifier", "train_dates_transformer", "train_gpt_docstring_classifier",
+    "PLANTED_MODEL", "TrainedPlanted", "planted_config", "shortcut_breakdown", "train_planted_classifier",
 ]
 
 
 def build_explanation_models(device=None, progress: bool = True) -> None:
-    """Load or train (and cache) the models chapters 06–10 explain: chapter 04's GPT and classifier and
-    chapter 05's BERT classifier. ``python -m bigtut.recipes`` runs it; ``make test`` does before the notebooks."""
+    """Load or train (and cache) the models chapters 06–10 explain: chapter 04's GPT and classifier, chapter 05's
+    BERT classifier and chapter 09's planted-evidence classifier. ``python -m bigtut.recipes`` runs it; ``make test``
+    does before the notebooks."""
     load_or_train_gpt(device=device, progress=progress)
     train_bert_docstring_classifier(device=device, progress=progress)
+    train_planted_classifier(device=device, progress=progress)
