@@ -5,7 +5,8 @@ function or class with the course's reference on fresh random inputs and either 
 with ``PASS`` or raises ``AssertionError`` saying which input was used, what was expected and what came back.
 
 The protocol lives in :mod:`bigtut.checks.core`; each chapter's checkers live in a module named after its topic:
-``bigtut.checks.basics`` (00–01), ``.attention`` (02), ``.transformer`` (03), ``.gpt`` (04), ``.bert`` (05).
+``bigtut.checks.basics`` (00–01), ``.attention`` (02), ``.transformer`` (03), ``.gpt`` (04), ``.bert`` (05),
+``.explain`` (06–08), ``.evaluation`` (09).
 """
 
 from bigtut.checks.core import (
