@@ -20,6 +20,7 @@ module                      idea (notebook)
 ``bigtut.bert``             BERT, its heads and inputs, weight exchange with Hugging Face (05)
 ``bigtut.recipes``          how the course's trained models are built, cached under ``runs/`` (03–05)
 ``bigtut.explain``          LIME, SHAP, Integrated Gradients, and pictures of their answers (06–08)
+``bigtut.compress``         int8 quantisation, pruning, distillation, and their measurements (10)
 ==========================  ===========================================================
 
 Submodules are imported on first use (``bigtut.data.python_docs_corpus()`` works after ``import bigtut``),
@@ -33,7 +34,7 @@ from bigtut.runtime import describe_environment, eval_mode, get_device, seed_eve
 __version__ = "0.1.0"
 __all__ = ["describe_environment", "eval_mode", "get_device", "seed_everything", "__version__"]
 
-_SUBMODULES = {"attention", "bert", "checks", "data", "evaluation", "exercises", "explain", "gpt", "plots",
+_SUBMODULES = {"attention", "bert", "checks", "compress", "data", "evaluation", "exercises", "explain", "gpt", "plots",
                "positional", "recipes", "runtime", "tokenizers", "training", "transformer", "validation"}
 
 

@@ -168,9 +168,9 @@ class MultiHeadAttention(nn.Module):
         return x.view(B, L, self.num_heads, self.d_head).transpose(1, 2)  # (B, h, L, d_head)
 
     def merge_heads(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, h, L, d_head)`` -> ``(B, L, d_model)``."""
+        """``(B, h, L, d_head)`` -> ``(B, L, h * d_head)``: ``d_model`` wide, unless heads were pruned away."""
         B, _, L, _ = x.shape
-        return x.transpose(1, 2).reshape(B, L, self.d_model)  # (B, L, d_model)
+        return x.transpose(1, 2).reshape(B, L, self.num_heads * self.d_head)  # (B, L, h * d_head)
 
     def forward(
         self,
