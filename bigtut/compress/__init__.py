@@ -25,7 +25,7 @@ from bigtut.compress.measure import (
     size_on_disk,
 )
 from bigtut.compress.prune import (
-    WeightMask,
+    MaskedLinear,
     check_sparsity,
     count_heads,
     head_scores,
@@ -39,7 +39,7 @@ from bigtut.compress.prune import (
 from bigtut.compress.quantize import Int8Linear, QuantizedTensor, dequantize, quantize_model, quantize_symmetric
 
 __all__ = [
-    "Int8Linear", "Latency", "QuantizedTensor", "WeightMask", "accuracy", "bits_per_character", "check_sparsity",
+    "Int8Linear", "Latency", "MaskedLinear", "QuantizedTensor", "accuracy", "bits_per_character", "check_sparsity",
     "count_heads", "cpu_latency", "dequantize", "distill", "distillation_loss", "head_scores", "linear_layers",
     "magnitude_masks", "make_pruning_permanent", "make_student", "parameter_bytes", "prune_ffn_neurons",
     "prune_heads", "prune_magnitude", "quantize_model", "quantize_symmetric", "size_on_disk", "soft_target_loss",

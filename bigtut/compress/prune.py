@@ -4,8 +4,8 @@
   becomes 0 — ranked over all chosen layers at once (``scope="global"``) or within each layer
   (``"layer"``). The count is exact: ``round(sparsity * n)`` weights out of ``n`` (the rule of
   ``torch.nn.utils.prune``, which a test proves equal). The zeros are kept by a mask applied on every
-  forward (``torch.nn.utils.parametrize``), so they survive fine-tuning; :func:`make_pruning_permanent`
-  folds the mask into the weight. The matrix keeps its dense shape: no smaller file, no faster matmul.
+  forward (:class:`MaskedLinear`), so they survive fine-tuning; :func:`make_pruning_permanent` folds the
+  mask into the weight. The matrix keeps its dense shape: no smaller file, no faster matmul.
 * **Structured** (:func:`prune_heads`, :func:`prune_ffn_neurons`): whole attention heads or feed-forward
   neurons are removed, so the matrices shrink for real — smaller and faster, at a larger cost in quality.
 """
@@ -16,15 +16,15 @@ import copy
 from collections.abc import Iterable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils import parametrize
 
 from bigtut.attention import MultiHeadAttention
-from bigtut.compress.common import linear_layers
+from bigtut.compress.common import linear_layers, replace_module
 from bigtut.gpt.model import MLP
 from bigtut.transformer.layers import EncoderLayer
 
-__all__ = ["WeightMask", "check_sparsity", "count_heads", "head_scores", "magnitude_masks",
+__all__ = ["MaskedLinear", "check_sparsity", "count_heads", "head_scores", "magnitude_masks",
            "make_pruning_permanent", "prune_ffn_neurons", "prune_heads", "prune_magnitude", "sparsity"]
 
 
@@ -35,19 +35,30 @@ def check_sparsity(value: float, name: str = "sparsity") -> float:
     return float(value)
 
 
-class WeightMask(nn.Module):
-    """A parametrization: the layer sees ``weight * mask``; the 0/1 ``mask`` is a buffer saved with the model."""
+class MaskedLinear(nn.Linear):
+    """An ``nn.Linear`` whose weight is multiplied by a fixed 0/1 ``mask`` on every forward pass.
 
-    def __init__(self, mask: torch.Tensor):
-        super().__init__()
-        self.register_buffer("mask", mask)
+    The pruned weights are stored as zeros and get zero gradient, so fine-tuning cannot revive them; the mask
+    is a buffer, saved with the model. ``x`` ``(..., K)`` -> ``(..., O)``.
+    """
 
-    def forward(self, weight: torch.Tensor) -> torch.Tensor:
-        return weight * self.mask
+    def __init__(self, linear: nn.Linear, mask: torch.Tensor):
+        super().__init__(linear.in_features, linear.out_features, bias=linear.bias is not None,
+                         device=linear.weight.device, dtype=linear.weight.dtype)
+        self.register_buffer("mask", mask.to(linear.weight.dtype))  # (O, K) 0/1
+        with torch.no_grad():
+            self.weight.copy_(linear.weight * self.mask)
+            if linear.bias is not None:
+                self.bias.copy_(linear.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight * self.mask, self.bias)
 
 
 def _effective_weight(layer: nn.Linear) -> torch.Tensor:
-    return layer.weight.detach()  # with a WeightMask already applied, this is weight * mask
+    """The weight the layer multiplies by: ``weight * mask`` for a :class:`MaskedLinear`."""
+    weight = layer.weight.detach()
+    return weight * layer.mask if isinstance(layer, MaskedLinear) else weight
 
 
 def magnitude_masks(weights: dict[str, torch.Tensor], sparsity: float, scope: str = "global"
@@ -92,9 +103,12 @@ def prune_magnitude(model: nn.Module, sparsity: float, *, scope: str = "global",
     targets = {name: pruned.get_submodule(name) for name in chosen}
     masks = magnitude_masks({name: _effective_weight(m) for name, m in targets.items()}, sparsity, scope)
     for name, layer in targets.items():
-        if parametrize.is_parametrized(layer, "weight"):  # fold the old mask in, then mask again
-            parametrize.remove_parametrizations(layer, "weight", leave_parametrized=True)
-        parametrize.register_parametrization(layer, "weight", WeightMask(masks[name]))
+        if isinstance(layer, MaskedLinear):  # pruned before: its zeros are among the smallest, so they stay
+            layer.mask.copy_(masks[name])
+            with torch.no_grad():
+                layer.weight.mul_(layer.mask)
+        else:
+            replace_module(pruned, name, MaskedLinear(layer, masks[name]))
     return pruned
 
 
@@ -106,10 +120,20 @@ def sparsity(model: nn.Module, layers: Iterable[str] | None = None) -> float:
 
 
 def make_pruning_permanent(model: nn.Module) -> nn.Module:
-    """Fold every :class:`WeightMask` into its weight, in place (a plain model with zeros); returns ``model``."""
-    for module in model.modules():
-        if parametrize.is_parametrized(module, "weight"):
-            parametrize.remove_parametrizations(module, "weight", leave_parametrized=True)
+    """Replace every :class:`MaskedLinear` by a plain ``nn.Linear`` holding ``weight * mask``, in place (a
+    plain model with zeros); returns ``model``."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    masked = [name for name, m in model.named_modules() if isinstance(m, MaskedLinear)]
+    for name in masked:
+        layer = model.get_submodule(name)
+        plain = nn.Linear(layer.in_features, layer.out_features, bias=layer.bias is not None,
+                          device=layer.weight.device, dtype=layer.weight.dtype)
+        with torch.no_grad():
+            plain.weight.copy_(_effective_weight(layer))
+            if layer.bias is not None:
+                plain.bias.copy_(layer.bias)
+        replace_module(model, name, plain)
     return model
 
 
@@ -138,7 +162,9 @@ def _shrink_linear(layer: nn.Linear, rows: torch.Tensor | None = None, cols: tor
 
 
 def _unmasked(model: nn.Module) -> nn.Module:
-    if any(parametrize.is_parametrized(m) for m in model.modules()):
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if any(isinstance(m, MaskedLinear) for m in model.modules()):
         raise ValueError("structured pruning needs a model without pruning masks: call make_pruning_permanent first")
     return model
 
@@ -168,7 +194,8 @@ def prune_heads(model: nn.Module, fraction: float) -> nn.Module:
     for attn in attentions:
         keep = _keep_count(attn.num_heads, fraction, "heads")
         heads = torch.sort(torch.topk(head_scores(attn), keep).indices).values  # (h',) kept heads, in order
-        dims = (heads[:, None] * attn.d_head + torch.arange(attn.d_head)).reshape(-1)  # (h' * d_head,)
+        offsets = torch.arange(attn.d_head, device=heads.device)  # (d_head,) on the model's device
+        dims = (heads[:, None] * attn.d_head + offsets).reshape(-1)  # (h' * d_head,)
         attn.q_proj, attn.k_proj, attn.v_proj = (_shrink_linear(p, rows=dims)
                                                  for p in (attn.q_proj, attn.k_proj, attn.v_proj))
         attn.out_proj = _shrink_linear(attn.out_proj, cols=dims)

@@ -66,9 +66,15 @@ def dequantize(q: QuantizedTensor) -> torch.Tensor:
 def int8_matmul(x: QuantizedTensor, w: QuantizedTensor) -> torch.Tensor:
     """``dequantize(x) @ dequantize(w).T`` computed the integer way: ``(N, K) x (O, K) -> (N, O)``.
 
-    The int8 products are summed in int32 (exact: no rounding until the one rescale at the end).
+    The int8 products are summed in int32 (exact: no rounding until the one rescale at the end). Off the
+    CPU (where ``torch._int_mm`` has shape limits) the same integer sums are formed in floating point, exact
+    while ``K * 128**2 < 2**24`` in float32 (``K`` up to 1024), in float64 beyond.
     """
-    accumulated = torch._int_mm(x.values, w.values.t().contiguous())  # (N, O) int32, exact
+    if x.values.device.type == "cpu":
+        accumulated = torch._int_mm(x.values, w.values.t())  # (N, O) int32, exact (a transposed view, no copy)
+    else:
+        exact = torch.float32 if x.values.shape[-1] <= 1024 else torch.float64
+        accumulated = x.values.to(exact) @ w.values.to(exact).t()  # (N, O): integer values, exact
     return accumulated.to(x.scale.dtype) * x.scale * w.scale.reshape(1, -1).to(x.scale.dtype)  # (N, O)
 
 
@@ -95,7 +101,9 @@ class Int8Linear(nn.Module):
         """Quantise a float ``nn.Linear`` (its weight per output channel; the bias stays float)."""
         if not isinstance(linear, nn.Linear):
             raise TypeError(f"from_linear needs an nn.Linear, got {type(linear).__name__}")
-        return cls(quantize_symmetric(linear.weight.detach()), linear.bias)
+        weight = linear.weight.detach()  # (O, K); a pruned layer's mask is folded in
+        mask = getattr(linear, "mask", None)
+        return cls(quantize_symmetric(weight if mask is None else weight * mask), linear.bias)
 
     def dequantized_weight(self) -> torch.Tensor:
         """The float weight ``(O, K)`` the int8 values stand for."""
