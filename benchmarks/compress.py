@@ -17,7 +17,7 @@ the BERT classifiers the shape of a distilled student (one layer of two, half th
 Every number comes from ``bigtut.compress.cpu_latency`` (forward calls under ``no_grad`` with the thread count
 set). All variants of all families are timed in rounds, the order rotating from round to round, so drifting
 load on a shared machine hits them alike; a variant's time is the median over rounds of ``cpu_latency``'s
-median, its IQR the median over rounds of the spread (q3 - q1) of single calls. Ratio = original time /
+median, its IQR the interquartile range of those round medians. Ratio = original time /
 variant time (> 1: faster). Sizes are safetensors files (``size_on_disk``).
 
 A second section times one Linear layer at growing widths (float32 vs our ``Int8Linear`` vs torchao), since int8
@@ -35,7 +35,6 @@ import copy
 import io
 import logging
 import os
-import statistics
 import warnings
 
 import torch
@@ -45,7 +44,7 @@ import bigtut
 from bigtut.bert import BertConfig, BertForSequenceClassification
 from bigtut.compress import (
     Int8Linear,
-    cpu_latency,
+    compare_latency,
     linear_layers,
     make_pruning_permanent,
     make_student,
@@ -155,18 +154,12 @@ def families() -> dict[str, tuple[dict[str, nn.Module], tuple, dict]]:
 
 
 def interleaved(jobs: dict, rounds: int, repeats: int, threads: int) -> dict[object, tuple[float, float]]:
-    """``key -> (model, args, kwargs)`` timed in ``rounds`` rounds of ``cpu_latency`` calls, the order rotating.
+    """``key -> (model, args, kwargs)`` timed side by side by :func:`bigtut.compress.compare_latency`.
 
-    Returns ``key -> (median ms, IQR ms)``: the median over rounds of the per-round median and of q3 - q1.
+    Returns ``key -> (median ms, IQR ms)``: the median of the round medians and their interquartile range.
     """
-    keys, found = list(jobs), {key: [] for key in jobs}
-    for r in range(rounds):
-        shift = r * len(keys) // rounds  # each round starts at a different place in the list
-        for key in keys[shift:] + keys[:shift]:
-            model, args, kwargs = jobs[key]
-            found[key].append(cpu_latency(model, *args, repeats=repeats, warmup=2, threads=threads, **kwargs))
-    return {key: (statistics.median(t.median_ms for t in runs), statistics.median(t.q3_ms - t.q1_ms for t in runs))
-            for key, runs in found.items()}
+    found = compare_latency(jobs, rounds=rounds, repeats=repeats, warmup=2, threads=threads)
+    return {key: (t.median_ms, t.q3_ms - t.q1_ms) for key, t in found.items()}
 
 
 def model_tables(fams: dict, threads: int, rounds: int, repeats: int) -> None:

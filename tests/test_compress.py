@@ -500,6 +500,32 @@ def test_cpu_latency_states_and_restores_threads():
     assert torch.get_num_threads() == before
 
 
+
+def test_compare_latency_times_every_model_in_every_round(monkeypatch):
+    """Each model is timed once per round, each round starting at a different model; medians over rounds."""
+    import bigtut.compress.measure as measure
+
+    calls = []
+
+    def fake_cpu_latency(model, *args, repeats, warmup, threads):
+        calls.append(model.tag)
+        ms = float(model.tag * 10 + len(calls) % 3)  # differs from round to round
+        return Latency(ms, ms, ms, threads, repeats)
+
+    models = {}
+    for tag in range(3):
+        m = tiny_mlp()
+        m.tag = tag
+        models[f"model {tag}"] = (m, (torch.randn(2, 10),))
+    monkeypatch.setattr(measure, "cpu_latency", fake_cpu_latency)
+    found = measure.compare_latency(models, rounds=3, repeats=4, threads=1)
+    assert calls == [0, 1, 2, 1, 2, 0, 2, 0, 1]  # rotating start
+    assert set(found) == set(models) and all(t.repeats == 12 and t.threads == 1 for t in found.values())
+    for tag in range(3):
+        per_round = [tag * 10 + (i + 1) % 3 for i, c in enumerate(calls) if c == tag]
+        assert found[f"model {tag}"].median_ms == sorted(per_round)[1]
+        assert found[f"model {tag}"].q1_ms <= found[f"model {tag}"].median_ms <= found[f"model {tag}"].q3_ms
+
 # ------------------------------------------------------------------------------------------ bad inputs
 _LOGITS, _LABELS = torch.zeros(2, 3), torch.tensor([0, 1])
 BAD_CALLS = {  # id: (error, call)

@@ -20,6 +20,7 @@ from bigtut.compress.measure import (
     Latency,
     accuracy,
     bits_per_character,
+    compare_latency,
     cpu_latency,
     parameter_bytes,
     size_on_disk,
@@ -40,8 +41,8 @@ from bigtut.compress.quantize import Int8Linear, QuantizedTensor, dequantize, qu
 
 __all__ = [
     "Int8Linear", "Latency", "MaskedLinear", "QuantizedTensor", "accuracy", "bits_per_character", "check_sparsity",
-    "count_heads", "cpu_latency", "dequantize", "distill", "distillation_loss", "head_scores", "linear_layers",
-    "magnitude_masks", "make_pruning_permanent", "make_student", "parameter_bytes", "prune_ffn_neurons",
-    "prune_heads", "prune_magnitude", "quantize_model", "quantize_symmetric", "size_on_disk", "soft_target_loss",
-    "sparsity", "tied_to_embedding",
+    "compare_latency", "count_heads", "cpu_latency", "dequantize", "distill", "distillation_loss", "head_scores",
+    "linear_layers", "magnitude_masks", "make_pruning_permanent", "make_student", "parameter_bytes",
+    "prune_ffn_neurons", "prune_heads", "prune_magnitude", "quantize_model", "quantize_symmetric", "size_on_disk",
+    "soft_target_loss", "sparsity", "tied_to_embedding",
 ]

@@ -3,6 +3,8 @@
 * :func:`size_on_disk` — bytes of the model's safetensors file (pruning masks folded in first, so a pruned
   model is stored as the dense matrices it runs with);
 * :func:`cpu_latency` — the median wall time of repeated forward calls, with the thread count stated;
+  :func:`compare_latency` times several models side by side, in rounds whose order rotates, so that a
+  machine's drifting load hits them all alike;
 * the task metrics are those of :mod:`bigtut.evaluation` (re-exported here): :func:`accuracy` for
   classifiers, :func:`bits_per_character` for the character GPT.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 import copy
 import tempfile
 import time
+from collections.abc import Hashable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -23,7 +26,8 @@ from bigtut.compress.prune import make_pruning_permanent
 from bigtut.evaluation import accuracy, bits_per_character
 from bigtut.validation import check_positive_int
 
-__all__ = ["Latency", "accuracy", "bits_per_character", "cpu_latency", "parameter_bytes", "size_on_disk"]
+__all__ = ["Latency", "accuracy", "bits_per_character", "compare_latency", "cpu_latency", "parameter_bytes",
+           "size_on_disk"]
 
 
 def size_on_disk(model: nn.Module) -> int:
@@ -83,3 +87,26 @@ def cpu_latency(model: nn.Module, *args, repeats: int = 20, warmup: int = 3, thr
     return Latency(float(median), float(q1), float(q3), threads, repeats)
 
 
+
+
+def compare_latency(jobs: dict[Hashable, tuple], *, rounds: int = 5, repeats: int = 5, warmup: int = 2,
+                    threads: int = 1) -> dict[Hashable, Latency]:
+    """Time several models side by side: ``jobs`` maps a name to ``(model, args)`` or ``(model, args, kwargs)``.
+
+    Each of ``rounds`` rounds runs :func:`cpu_latency` (``repeats`` calls) on every model, starting each round
+    at a different model. Returns name -> :class:`Latency` whose median is the median of the round medians and
+    whose quartiles are those of the round medians (the spread from round to round).
+    """
+    check_positive_int("rounds", rounds)
+    names, found = list(jobs), {name: [] for name in jobs}
+    for r in range(rounds):
+        shift = r * len(names) // rounds  # each round starts at a different place in the list
+        for name in names[shift:] + names[:shift]:
+            model, args, *kwargs = jobs[name]
+            found[name].append(cpu_latency(model, *args, repeats=repeats, warmup=warmup, threads=threads,
+                                           **(kwargs[0] if kwargs else {})).median_ms)
+    result = {}
+    for name, medians in found.items():
+        q1, median, q3 = np.percentile(medians, [25, 50, 75])
+        result[name] = Latency(float(median), float(q1), float(q3), threads, rounds * repeats)
+    return result
