@@ -28,10 +28,17 @@ so ``import bigtut`` stays fast.
 """
 
 import importlib
+import logging
 
 from bigtut.runtime import describe_environment, eval_mode, get_device, seed_everything
 
 __version__ = "0.1.0"
+
+# torchao (the int8 reference of chapter 10, which transformers also imports when it is installed) logs on import
+# one warning per optional GPU kernel library a CPU-only machine cannot load, and torch one deprecation notice for
+# it: noise in every notebook that touches either library, so those two loggers report errors only.
+for _noisy in ("torchao", "torch.utils._pytree"):
+    logging.getLogger(_noisy).setLevel(logging.ERROR)
 __all__ = ["describe_environment", "eval_mode", "get_device", "seed_everything", "__version__"]
 
 _SUBMODULES = {"attention", "bert", "checks", "compress", "data", "evaluation", "exercises", "explain", "gpt", "plots",

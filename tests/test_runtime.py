@@ -123,3 +123,15 @@ def test_validation_helpers_name_the_argument():
     with pytest.raises(ValueError, match="0/1"):
         check_attention_mask(torch.full((1, 2), 0.5), 1, 2)
     assert check_attention_mask(torch.tensor([[1, 0]]), 1, 2).tolist() == [[True, False]]
+
+
+def test_importing_bigtut_then_torchao_writes_nothing_to_stderr():
+    """torchao (and transformers, which imports it) log noise on import on a CPU-only machine; bigtut quiets it,
+    because nbval fails a checked cell that writes anything to stderr."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", "import bigtut, torchao.quantization"], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
