@@ -35,6 +35,7 @@ from bigtut.compress import (
     size_on_disk,
     soft_target_loss,
     sparsity,
+    sparsity_sweep,
 )
 from bigtut.gpt import GPT, GPTClassifier, GPTConfig
 from bigtut.gpt.model import MLP
@@ -616,3 +617,20 @@ def test_gpt_tied_output_layer_is_skipped_unless_named():
     ids, _ = batch()
     with torch.no_grad():
         assert torch.isfinite(head_only(ids).logits).all() and torch.isfinite(pruned(ids).logits).all()
+
+
+def test_sparsity_sweep_prunes_each_level_from_the_original():
+    model = tiny_mlp()
+    seen = []
+
+    def metric(m):
+        seen.append(sparsity(m))
+        return 1.0 - sparsity(m)
+
+    result = sparsity_sweep(model, [0.0, 0.5, 0.9], metric, scope="layer")
+    assert list(result) == [0.0, 0.5, 0.9]
+    assert result[0.5] == pytest.approx(0.5, abs=0.01) and result[0.9] == pytest.approx(0.1, abs=0.01)
+    assert seen == pytest.approx([0.0, 0.5, 0.9], abs=0.01)
+    assert sparsity(model) == 0.0  # the original is untouched
+    with pytest.raises(ValueError):
+        sparsity_sweep(model, [0.5, 1.0], metric)

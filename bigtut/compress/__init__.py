@@ -36,6 +36,7 @@ from bigtut.compress.prune import (
     prune_heads,
     prune_magnitude,
     sparsity,
+    sparsity_sweep,
 )
 from bigtut.compress.quantize import Int8Linear, QuantizedTensor, dequantize, quantize_model, quantize_symmetric
 
@@ -44,5 +45,5 @@ __all__ = [
     "compare_latency", "count_heads", "cpu_latency", "dequantize", "distill", "distillation_loss", "head_scores",
     "linear_layers", "magnitude_masks", "make_pruning_permanent", "make_student", "parameter_bytes",
     "prune_ffn_neurons", "prune_heads", "prune_magnitude", "quantize_model", "quantize_symmetric", "size_on_disk",
-    "soft_target_loss", "sparsity", "tied_to_embedding",
+    "soft_target_loss", "sparsity", "sparsity_sweep", "tied_to_embedding",
 ]

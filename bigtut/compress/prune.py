@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 import torch.nn.functional as F
@@ -25,7 +25,8 @@ from bigtut.gpt.model import MLP
 from bigtut.transformer.layers import EncoderLayer
 
 __all__ = ["MaskedLinear", "check_sparsity", "count_heads", "head_scores", "magnitude_masks",
-           "make_pruning_permanent", "prune_ffn_neurons", "prune_heads", "prune_magnitude", "sparsity"]
+           "make_pruning_permanent", "prune_ffn_neurons", "prune_heads", "prune_magnitude", "sparsity",
+           "sparsity_sweep"]
 
 
 def check_sparsity(value: float, name: str = "sparsity") -> float:
@@ -117,6 +118,16 @@ def sparsity(model: nn.Module, layers: Iterable[str] | None = None) -> float:
     weights = [_effective_weight(m) for m in linear_layers(model, layers).values()]
     total = sum(w.numel() for w in weights)
     return sum((w == 0).sum().item() for w in weights) / total
+
+
+def sparsity_sweep(model: nn.Module, sparsities: Iterable[float], metric: Callable[[nn.Module], float], *,
+                   scope: str = "global", layers: Iterable[str] | None = None) -> dict[float, float]:
+    """``{sparsity: metric(pruned copy)}`` for each sparsity, each pruned from ``model`` by :func:`prune_magnitude`.
+
+    ``metric`` scores a model (e.g. test accuracy, or bits per character); the original is untouched.
+    """
+    layers = None if layers is None else list(layers)
+    return {float(s): float(metric(prune_magnitude(model, s, scope=scope, layers=layers))) for s in sparsities}
 
 
 def make_pruning_permanent(model: nn.Module) -> nn.Module:
