@@ -14,10 +14,12 @@ The loop is deliberately plain — the same five lines every chapter uses::
 
 from __future__ import annotations
 
+import io
 import itertools
 import json
 import math
 import os
+import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -26,6 +28,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from tqdm.std import tqdm as tqdm_std
 
 from bigtut.runtime import eval_mode, get_device
 from bigtut.validation import check_positive_int
@@ -46,26 +49,78 @@ class History:
     val_loss: list[float] = field(default_factory=list)
     seconds: float = 0.0
 
-    def smoothed_train_loss(self, window: int = 50) -> list[float]:
-        """Running mean of the training loss over the last ``window`` steps (for readable curves)."""
-        out, total = [], 0.0
-        for i, value in enumerate(self.train_loss):
-            total += value - (self.train_loss[i - window] if i >= window else 0.0)
-            out.append(total / min(i + 1, window))
+    def smoothed_train_loss(self, window: int = 50, centred: bool = False) -> list[float]:
+        """The training loss averaged over ``window`` steps (for readable curves).
+
+        ``centred=False``: the mean of the last ``window`` steps (what a running display can know) — it trails
+        the raw loss by about half a window. ``centred=True``: the mean over a window centred on each step,
+        shrunk symmetrically near both ends, so a falling loss is not drawn later than it happened (an even
+        ``window`` becomes the odd ``window - 1``, so that it has a centre).
+        """
+        check_positive_int("window", window)
+        values = self.train_loss
+        if not centred:
+            out, total = [], 0.0
+            for i, value in enumerate(values):
+                total += value - (values[i - window] if i >= window else 0.0)
+                out.append(total / min(i + 1, window))
+            return out
+        prefix = [0.0]
+        for value in values:
+            prefix.append(prefix[-1] + value)
+        n, half = len(values), (window - 1) // 2
+        out = []
+        for i in range(n):
+            h = min(half, i, n - 1 - i)  # symmetric, so the window stays centred at the ends
+            out.append((prefix[i + h + 1] - prefix[i - h]) / (2 * h + 1))
         return out
 
 
-def progress_bar(iterable: Iterable, **kwargs):
+def progress_bar(iterable: Iterable | None = None, **kwargs):
     """A tqdm progress bar: a widget in JupyterLab, plain text in a terminal.
 
-    ``BIGTUT_PROGRESS=text`` forces the text bar; ``make outputs`` sets it, because a stored widget shows only
-    its first frame ("0%") to someone browsing the notebook, while a stored text bar shows the finished run.
+    ``BIGTUT_PROGRESS=text`` (``make outputs`` sets it) writes nothing while the loop runs and exactly one
+    finished line to stderr when it ends — ``desc: 100%|██████| n/total [elapsed<00:00, rate, postfix]`` — with
+    no carriage returns. A stored notebook then shows each finished loop once, instead of a widget's first
+    frame ("0%") or a stream of ``\r``-separated frames.
     """
     if os.environ.get("BIGTUT_PROGRESS", "").lower() == "text":
-        from tqdm.std import tqdm
-    else:
-        from tqdm.auto import tqdm
+        return _FinalLineBar(iterable, **kwargs)
+    from tqdm.auto import tqdm
+
     return tqdm(iterable, **kwargs)
+
+
+class _Discard(io.TextIOBase):
+    """A text stream that forgets what it is given (the frames of a bar still running)."""
+
+    encoding = "utf-8"  # so tqdm draws the same unicode bar it would draw on the real stream
+
+    def write(self, text: str) -> int:
+        return len(text)
+
+
+class _FinalLineBar(tqdm_std):
+    """tqdm that draws nothing while running, then writes its final line once, ending in a newline.
+
+    The frames tqdm draws go to a throw-away buffer; :meth:`close` (called by tqdm when the loop ends) writes
+    the finished bar to the real file. ``leave=False`` keeps its meaning: no line at all.
+    """
+
+    def __init__(self, *args, **kwargs):
+        self._final_file = kwargs.pop("file", None) or sys.stderr
+        kwargs["file"] = _Discard()
+        super().__init__(*args, **kwargs)
+
+    def close(self):
+        if self.disable:
+            return
+        line = str(self)  # the bar as it stands: n/total, elapsed, rate, last postfix
+        keep = self.leave
+        super().close()
+        if keep:
+            self._final_file.write(line.rstrip() + "\n")
+            self._final_file.flush()
 
 
 def move_to(batch: Any, device: torch.device) -> Any:

@@ -267,3 +267,170 @@ def test_mha_shapes_exposes_a_missing_import_on_the_usual_example():
 
     with pytest.raises(CheckFailure, match=r"the usual example.*raised NameError"):
         check_mha_shapes(UsesAnUnimportedModule, seed=0)
+
+
+# ------------------------------------------- scaled dot-product attention: each plausible mistake is named
+def sdpa_divided_by_d_k(q, k, v, mask=None):
+    return sdpa(q / math.sqrt(q.shape[-1]), k, v, mask)
+
+
+def sdpa_mask_after_softmax(q, k, v, mask=None):
+    weights = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1]), dim=-1)
+    if mask is not None:
+        weights = weights * mask
+    return weights @ v, weights
+
+
+def sdpa_softmax_over_queries(q, k, v, mask=None):
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    weights = torch.softmax(scores, dim=-2).nan_to_num(0.0)
+    return weights @ v, weights
+
+
+@pytest.mark.parametrize("wrong, message", [
+    (sdpa_unscaled, "Hint: the scores were not divided by √d_k"),
+    (sdpa_divided_by_d_k, "Hint: the scores were divided by d_k, not by its square root"),
+    (sdpa_mask_after_softmax, "Hint: the mask was applied after the softmax"),
+    (sdpa_inverted_mask, "Hint: the mask is inverted"),
+    (sdpa_nan_rows, "Hint: nan weights"),
+    (sdpa_softmax_over_queries, r"Hint: the softmax ran over the queries \(dim=-2\)"),
+], ids=lambda x: getattr(x, "__name__", ""))
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_sdpa_checker_names_the_mistake(wrong, message, seed):
+    with pytest.raises(CheckFailure, match=message):
+        check_scaled_dot_product_attention(wrong, seed=seed)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_sdpa_checker_passes_the_reference_for_every_seed(seed, capsys):
+    check_scaled_dot_product_attention(scaled_dot_product_attention, seed=seed)
+    check_scaled_dot_product_attention(sdpa, seed=seed)
+    assert capsys.readouterr().out.count("PASS") == 2
+
+
+def test_causal_mask_missing_diagonal_is_its_own_mistake():
+    def no_diagonal(L):
+        return torch.ones(L, L, dtype=torch.bool).tril(-1)
+
+    with pytest.raises(CheckFailure, match="The diagonal is missing") as failure:
+        check_causal_mask(no_diagonal, seed=0)
+    assert "opposite" not in str(failure.value)  # at L = 1 it looks like an inverted mask; it is not one
+    with pytest.raises(CheckFailure, match="exact opposite"):
+        check_causal_mask(lambda L: torch.ones(L, L, dtype=torch.bool).triu(1), seed=0)  # True = blocked
+
+
+# ------------------------------------------------------------- exercise: a sliding-window causal mask
+def window_mask(L, w):
+    i, j = torch.arange(L)[:, None], torch.arange(L)[None, :]
+    return (j <= i) & (i - j < w)
+
+
+def window_mask_loop(L, w):
+    out = torch.zeros(L, L, dtype=torch.bool)
+    for i in range(L):
+        out[i, max(0, i - w + 1): i + 1] = True
+    return out
+
+
+def window_mask_tril(L, w):
+    ones = torch.ones(L, L, dtype=torch.bool)
+    return ones.tril() & ones.triu(-(w - 1))
+
+
+WINDOW_MISTAKES = [
+    (stub, "not implemented"),
+    (lambda L, w: ~window_mask(L, w), "inverted"),
+    (lambda L, w: window_mask(L, w + 1), "one too many"),
+    (lambda L, w: window_mask(L, w - 1), "sees only"),
+    (lambda L, w: window_mask(L, w) & ~torch.eye(L, dtype=torch.bool), "diagonal is missing"),
+    (lambda L, w: (torch.arange(L)[:, None] - torch.arange(L)[None, :]).abs() < w, "band around the diagonal"),
+    (lambda L, w: window_mask(L, w).T, "transposed"),
+    (lambda L, w: causal_mask(L), "window is ignored"),
+    (lambda L, w: window_mask(L, w).float(), "bool tensor"),
+    (lambda L, w: window_mask(L, w)[None], "shape"),
+]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_sliding_window_mask_passes_correct_code(seed, capsys):
+    from bigtut.checks.attention import check_sliding_window_mask
+
+    for correct in (window_mask, window_mask_loop, window_mask_tril):
+        check_sliding_window_mask(correct, seed=seed)
+    assert capsys.readouterr().out.count("PASS sliding_window_mask") == 3
+
+
+@pytest.mark.parametrize("wrong, message", WINDOW_MISTAKES, ids=[m for _, m in WINDOW_MISTAKES])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_sliding_window_mask_names_each_mistake(wrong, message, seed):
+    from bigtut.checks.attention import check_sliding_window_mask
+
+    with pytest.raises(CheckFailure, match=message):
+        check_sliding_window_mask(wrong, seed=seed)
+
+
+def test_sliding_window_mask_equals_causal_when_the_window_covers_everything():
+    from bigtut.checks.attention import sliding_window_mask
+
+    assert torch.equal(sliding_window_mask(7, 7), causal_mask(7)) and torch.equal(sliding_window_mask(7, 99),
+                                                                                    causal_mask(7))
+    assert torch.equal(sliding_window_mask(7, 1), torch.eye(7, dtype=torch.bool))
+
+
+# ------------------------------------------------------------- exercise: what each head adds to the output
+def contributions(heads, out_proj):
+    B, h, L, d_head = heads.shape
+    W = out_proj.weight  # (d_model, d_model) = (out, in)
+    return torch.stack([heads[:, i] @ W[:, i * d_head:(i + 1) * d_head].T for i in range(h)], dim=1)
+
+
+def contributions_interleaved(heads, out_proj):  # the transposed merge: head i in columns i, i+h, ...
+    h = heads.shape[1]
+    return torch.stack([heads[:, i] @ out_proj.weight[:, i::h].T for i in range(h)], dim=1)
+
+
+def contributions_rows(heads, out_proj):
+    d_head = heads.shape[-1]
+    return torch.stack([heads[:, i] @ out_proj.weight[i * d_head:(i + 1) * d_head] for i in range(heads.shape[1])], 1)
+
+
+HEAD_MISTAKES = [
+    (stub, "not implemented"),
+    (contributions_interleaved, "every h-th column"),
+    (contributions_rows, "rows of out_proj.weight"),
+    (lambda heads, p: contributions(heads, p) + p.bias, "added to every head"),
+    (lambda heads, p: contributions(heads, p) + p.bias / heads.shape[1], "shared out"),
+    (lambda heads, p: contributions(heads, p).sum(1), "wrong shape"),
+    (lambda heads, p: p(heads.transpose(1, 2).reshape(heads.shape[0], heads.shape[2], -1)), "wrong shape"),
+]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_head_contributions_passes_correct_code(seed, capsys):
+    from bigtut.checks.attention import check_head_contributions
+
+    check_head_contributions(contributions, seed=seed)
+    assert capsys.readouterr().out.startswith("PASS head_contributions")
+
+
+@pytest.mark.parametrize("wrong, message", HEAD_MISTAKES, ids=[m for _, m in HEAD_MISTAKES])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_head_contributions_names_each_mistake(wrong, message, seed):
+    from bigtut.checks.attention import check_head_contributions
+
+    with pytest.raises(CheckFailure, match=message):
+        check_head_contributions(wrong, seed=seed)
+
+
+def test_head_contributions_add_up_to_bigtut_attention():
+    """The reference is about the real layer: the shares of MultiHeadAttention's heads sum to its output."""
+    from bigtut.checks.attention import _head_contributions
+
+    mha = MultiHeadAttention(12, 3).double().eval()
+    x = torch.randn(2, 5, 12, dtype=torch.float64)
+    q, k, v = (p(x).view(2, 5, 3, 4).transpose(1, 2) for p in (mha.q_proj, mha.k_proj, mha.v_proj))
+    heads, _ = scaled_dot_product_attention(q, k, v)  # (2, 3, 5, 4)
+    total = _head_contributions(heads, mha.out_proj).sum(1) + mha.out_proj.bias
+    assert torch.allclose(total, mha(x, x, x)[0], atol=1e-12)

@@ -77,3 +77,63 @@ def test_checkpoint_round_trip_with_metadata(tmp_path):
 def test_smoothed_loss():
     h = History(step=[1, 2, 3], train_loss=[3.0, 1.0, 2.0])
     assert h.smoothed_train_loss(2) == [3.0, 2.0, 1.5]
+
+
+def test_centred_smoothing_has_no_lag_and_trailing_keeps_its_meaning():
+    h = History(step=list(range(1, 201)), train_loss=[1.0] * 100 + [0.0] * 100)  # a drop between step 100 and 101
+    centred, trailing = h.smoothed_train_loss(21, centred=True), h.smoothed_train_loss(21)
+    assert centred[:90] == [1.0] * 90 and centred[110:] == [0.0] * 90
+    assert centred[99] == pytest.approx(11 / 21) and centred[100] == pytest.approx(10 / 21)  # symmetric about it
+    assert trailing[110] == pytest.approx(10 / 21)  # the trailing mean crosses half-way 10 steps late
+    ramp = History(train_loss=[float(i) for i in range(50)])
+    assert ramp.smoothed_train_loss(9, centred=True) == pytest.approx(ramp.train_loss)  # ends too: no bias
+    with pytest.raises(ValueError, match="window"):
+        h.smoothed_train_loss(0)
+
+
+def _run_loops(monkeypatch, capfd, mode):
+    from bigtut.training import progress_bar
+
+    monkeypatch.setenv("BIGTUT_PROGRESS", mode)
+    bar = progress_bar(range(300), desc="loop", mininterval=0)
+    for i in bar:
+        bar.set_postfix({"loss": f"{i / 100:.3f}"}, refresh=False)
+    for _ in progress_bar(range(5), desc="hidden", disable=True):
+        pass
+    history = fit(nn.Linear(3, 1), _regression_task()[1], _regression_task()[0], steps=25, device="cpu",
+                  desc="fit", lr=0.01)
+    return capfd.readouterr(), history
+
+
+def test_text_progress_writes_one_finished_line_per_loop(monkeypatch, capfd):
+    captured, _ = _run_loops(monkeypatch, capfd, "text")
+    assert captured.out == ""
+    lines = captured.err.split("\n")
+    assert "\r" not in captured.err and lines[-1] == "" and len(lines) == 3, captured.err
+    assert lines[0].startswith("loop: 100%|") and "300/300" in lines[0] and "it/s, loss=2.990]" in lines[0]
+    assert lines[1].startswith("fit: 100%|") and "25/25" in lines[1] and "loss=" in lines[1]
+
+
+def test_text_progress_of_an_interrupted_loop_shows_where_it_stopped(monkeypatch, capfd):
+    from bigtut.training import progress_bar
+
+    monkeypatch.setenv("BIGTUT_PROGRESS", "text")
+    for i in progress_bar(range(100), desc="early", mininterval=0):
+        if i == 9:
+            break
+    # leaving the loop drops the bar; tqdm closes it (9 iterations finished)
+    import gc
+
+    gc.collect()
+    err = capfd.readouterr().err
+    assert err.count("\n") == 1 and "9/100" in err and "\r" not in err
+
+
+def test_without_the_variable_the_bar_is_tqdm_auto(monkeypatch):
+    from tqdm.auto import tqdm
+
+    from bigtut.training import progress_bar
+
+    monkeypatch.delenv("BIGTUT_PROGRESS", raising=False)
+    bar = progress_bar(range(3), disable=True)
+    assert type(bar) is tqdm
