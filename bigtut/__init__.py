@@ -12,6 +12,7 @@ module                      idea (notebook)
 ``bigtut.training``         the training loop, checkpoints in safetensors (01–05)
 ``bigtut.evaluation``       bits per character, classifier accuracy (04–05)
 ``bigtut.plots``            curves and heatmaps shared by the notebooks
+``bigtut.diagrams``         pictures of the architectures: Transformer, multi-head, GPT block, BERT inputs
 ``bigtut.checks``           exercise checkers (every notebook)
 ``bigtut.attention``        scaled dot-product and multi-head attention (02)
 ``bigtut.positional``       sinusoidal, learned and rotary position encodings (02)
@@ -41,8 +42,9 @@ for _noisy in ("torchao", "torch.utils._pytree"):
     logging.getLogger(_noisy).setLevel(logging.ERROR)
 __all__ = ["describe_environment", "eval_mode", "get_device", "seed_everything", "__version__"]
 
-_SUBMODULES = {"attention", "bert", "checks", "compress", "data", "evaluation", "exercises", "explain", "gpt", "plots",
-               "positional", "recipes", "runtime", "tokenizers", "training", "transformer", "validation"}
+_SUBMODULES = {"attention", "bert", "checks", "compress", "data", "diagrams", "evaluation", "exercises", "explain",
+               "gpt", "plots", "positional", "recipes", "runtime", "tokenizers", "training", "transformer",
+               "validation"}
 
 
 def __getattr__(name: str):
