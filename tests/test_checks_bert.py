@@ -110,3 +110,167 @@ def _global_random(documents, rng):
 def test_nsp_checker_catches(candidate):
     with pytest.raises(CheckFailure):
         check_nsp_pair(candidate, seed=4)
+
+
+# --------------------------------------------------------------------------- BERT's embeddings (notebook 05)
+import torch.nn.functional as F  # noqa: E402
+
+from bigtut.checks.bert import check_bert_embeddings, check_pretraining_loss  # noqa: E402
+
+
+def embed(parts, input_ids, token_type_ids):
+    positions = torch.arange(input_ids.shape[1])  # (L,)
+    x = parts.token(input_ids) + parts.position(positions) + parts.segment(token_type_ids)  # (B, L, d)
+    return parts.norm(x)
+
+
+def embed_by_weights(parts, input_ids, token_type_ids):  # the same with indexing and F.layer_norm
+    L = input_ids.shape[1]
+    x = parts.token.weight[input_ids] + parts.position.weight[:L] + parts.segment.weight[token_type_ids]
+    return F.layer_norm(x, x.shape[-1:], parts.norm.weight, parts.norm.bias, parts.norm.eps)
+
+
+def embed_without_segment(parts, input_ids, token_type_ids):
+    return parts.norm(parts.token(input_ids) + parts.position(torch.arange(input_ids.shape[1])))
+
+
+def embed_without_position(parts, input_ids, token_type_ids):
+    return parts.norm(parts.token(input_ids) + parts.segment(token_type_ids))
+
+
+def embed_norm_first(parts, input_ids, token_type_ids):  # LayerNorm before the sum
+    return parts.norm(parts.token(input_ids)) + parts.position(torch.arange(input_ids.shape[1])) + \
+        parts.segment(token_type_ids)
+
+
+def embed_norm_each(parts, input_ids, token_type_ids):
+    return (parts.norm(parts.token(input_ids)) + parts.norm(parts.position(torch.arange(input_ids.shape[1])))
+            + parts.norm(parts.segment(token_type_ids)))
+
+
+def embed_without_norm(parts, input_ids, token_type_ids):
+    return parts.token(input_ids) + parts.position(torch.arange(input_ids.shape[1])) + parts.segment(token_type_ids)
+
+
+def embed_positions_from_one(parts, input_ids, token_type_ids):
+    positions = torch.arange(1, input_ids.shape[1] + 1)
+    return parts.norm(parts.token(input_ids) + parts.position(positions) + parts.segment(token_type_ids))
+
+
+def embed_all_positions(parts, input_ids, token_type_ids):  # every position embedding, not the first L
+    return parts.norm(parts.token(input_ids) + parts.position.weight.sum(0) + parts.segment(token_type_ids))
+
+
+def embed_segment_as_token(parts, input_ids, token_type_ids):  # segment ids looked up in the token table
+    return parts.norm(parts.token(input_ids) + parts.position(torch.arange(input_ids.shape[1]))
+                      + parts.token(token_type_ids))
+
+
+# ---------------------------------------------------------------- the tied MLM head and the MLM + NSP loss
+def loss(hidden, pooled, head, mlm_labels, nsp_labels):
+    h = head.norm(F.gelu(head.dense(hidden)))  # (B, L, d)
+    logits = h @ head.token_embedding.weight.T + head.bias  # (B, L, V)
+    selected = mlm_labels != -100
+    return F.cross_entropy(logits[selected], mlm_labels[selected]) + F.cross_entropy(head.nsp(pooled), nsp_labels)
+
+
+def loss_ignore_index(hidden, pooled, head, mlm_labels, nsp_labels):  # right too: cross_entropy skips -100
+    logits = head.norm(F.gelu(head.dense(hidden))) @ head.token_embedding.weight.T + head.bias
+    return F.cross_entropy(logits.flatten(0, 1), mlm_labels.flatten()) + F.cross_entropy(head.nsp(pooled), nsp_labels)
+
+
+def _wrong_loss(untied=False, copied=False, no_bias=False, no_transform=False, tanh=False, all_positions=False,
+                per_row=False, no_nsp=False, halved=False, nsp_sum=False, mlm_sum=False, minus_100_as_0=False):
+    def candidate(hidden, pooled, head, mlm_labels, nsp_labels):
+        E = head.token_embedding.weight
+        if untied:
+            E = torch.nn.Linear(E.shape[1], E.shape[0], dtype=E.dtype).weight
+        if copied:
+            E = E.detach().clone()
+        h = hidden if no_transform else head.norm(F.gelu(head.dense(hidden), approximate="tanh" if tanh else "none"))
+        logits = h @ E.T + (0 if no_bias else head.bias)  # (B, L, V)
+        per_position = F.cross_entropy(logits.flatten(0, 1), mlm_labels.clamp_min(0).flatten() if minus_100_as_0
+                                       else mlm_labels.flatten(), reduction="none").view(mlm_labels.shape)
+        selected = (mlm_labels != -100) | minus_100_as_0
+        if all_positions:
+            mlm = per_position.mean()
+        elif per_row:
+            mlm = torch.stack([r[s].mean() for r, s in zip(per_position, selected) if s.any()]).mean()
+        elif mlm_sum:
+            mlm = per_position[selected].sum()
+        else:
+            mlm = per_position[selected].mean()
+        nsp = F.cross_entropy(head.nsp(pooled), nsp_labels, reduction="sum" if nsp_sum else "mean")
+        if no_nsp:
+            return mlm
+        return (mlm + nsp) / 2 if halved else mlm + nsp
+
+    return candidate
+
+
+def loss_in_place(hidden, pooled, head, mlm_labels, nsp_labels):  # overwrites the caller's labels
+    mlm_labels[mlm_labels == -100] = -100
+    mlm_labels += 0
+    mlm_labels.clamp_(min=-100)
+    nsp_labels.fill_(0)
+    return loss(hidden, pooled, head, mlm_labels, nsp_labels)
+
+
+def loss_no_grad(hidden, pooled, head, mlm_labels, nsp_labels):
+    with torch.no_grad():
+        return loss(hidden, pooled, head, mlm_labels, nsp_labels)
+
+
+def loss_as_float(hidden, pooled, head, mlm_labels, nsp_labels):
+    return loss(hidden, pooled, head, mlm_labels, nsp_labels).item()
+
+
+def stub(*args):
+    raise NotImplementedError
+
+
+RIGHT = [(check_bert_embeddings, embed), (check_bert_embeddings, embed_by_weights), (check_pretraining_loss, loss),
+         (check_pretraining_loss, loss_ignore_index)]
+
+
+@pytest.mark.parametrize("checker, solution", RIGHT, ids=[s.__name__ for _, s in RIGHT])
+def test_core_checkers_pass_the_right_answer(checker, solution, capsys):
+    for seed in (0, 1, 2):
+        checker(solution, seed=seed)
+    assert capsys.readouterr().out.count("PASS") == 3
+
+
+WRONG_LOSSES = ["untied", "copied", "no_bias", "no_transform", "tanh", "all_positions", "per_row", "no_nsp",
+                "halved", "nsp_sum", "mlm_sum", "minus_100_as_0"]
+WRONG = ([(check_bert_embeddings, f) for f in (embed_without_segment, embed_without_position, embed_norm_first,
+                                               embed_norm_each, embed_without_norm, embed_positions_from_one,
+                                               embed_all_positions, embed_segment_as_token, stub)]
+         + [(check_pretraining_loss, _wrong_loss(**{m: True})) for m in WRONG_LOSSES]
+         + [(check_pretraining_loss, f) for f in (loss_in_place, loss_no_grad, loss_as_float, stub)])
+WRONG_IDS = ([f"embeddings-{f.__name__}" for c, f in WRONG if c is check_bert_embeddings]
+             + [f"loss-{m}" for m in WRONG_LOSSES]
+             + ["loss-in_place", "loss-no_grad", "loss-as_float", "loss-stub"])
+
+
+@pytest.mark.parametrize("checker, wrong", WRONG, ids=WRONG_IDS)
+def test_core_checkers_catch_wrong_answers(checker, wrong):
+    for seed in (0, 1, 2):
+        with pytest.raises(CheckFailure):
+            checker(wrong, seed=seed)
+
+
+@pytest.mark.parametrize("checker, wrong, message", [
+    (check_bert_embeddings, embed_without_segment, "segment embedding is missing"),
+    (check_bert_embeddings, embed_norm_first, "LayerNorm comes before the sum"),
+    (check_pretraining_loss, _wrong_loss(copied=True), "not a copy"),
+    (check_pretraining_loss, _wrong_loss(all_positions=True), "all B\\*L positions"),
+    (check_pretraining_loss, _wrong_loss(no_nsp=True), "NSP loss is missing"),
+    (check_pretraining_loss, _wrong_loss(halved=True), "averaged"),
+    (check_pretraining_loss, stub, "not implemented"),
+])
+def test_core_checkers_name_the_mistake_and_the_seed(checker, wrong, message):
+    with pytest.raises(CheckFailure, match=message):
+        checker(wrong, seed=7)
+    if wrong is not stub:
+        with pytest.raises(CheckFailure, match="seed=7"):
+            checker(wrong, seed=7)

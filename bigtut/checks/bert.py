@@ -1,13 +1,21 @@
 """Checkers for notebook 05 (BERT).
 
-=======================  ==============================================================================
-checker                  what the candidate must do
-=======================  ==============================================================================
-``check_mask_tokens``    ``mask_tokens(ids, vocab, mask_prob, generator)``: BERT's 80/10/10 corruption
-``check_nsp_pair``       ``sample_pair(documents, rng)``: one next-sentence-prediction pair
-=======================  ==============================================================================
+=============================  ========================================================================
+checker                        what the candidate must do
+=============================  ========================================================================
+``check_bert_embeddings``      ``embed(parts, input_ids, token_type_ids)``: token + position + segment
+                               embeddings, then LayerNorm
+``check_pretraining_loss``     ``pretraining_loss(hidden, pooled, head, mlm_labels, nsp_labels)``: the
+                               tied MLM head and the MLM + NSP loss
+``check_mask_tokens``          ``mask_tokens(ids, vocab, mask_prob, generator)``: BERT's 80/10/10 corruption
+``check_nsp_pair``             ``sample_pair(documents, rng)``: one next-sentence-prediction pair
+=============================  ========================================================================
 
-Both tasks are random, so the checkers do not compare with the reference value by value: they test the
+The first two compare with :class:`bigtut.bert.BertEmbeddings` and :func:`bigtut.bert.pretraining_loss` in
+float64 on random models whose every parameter is random (LayerNorm and biases too, so no term can hide
+behind an initial zero), and name the usual mistake when the answer matches one. The pretraining-loss
+checker also compares gradients, so a decoder that copies the embedding matrix (untied) fails even when its
+value is right. The last two tasks are random, so those checkers do not compare value by value: they test the
 rules every correct answer obeys (specials untouched, labels where and only where a token was selected, a
 true next sentence really follows, ...) and the statistics on large samples, with tolerances of about five
 standard deviations, so a correct answer fails with negligible probability. Inputs come from a private
@@ -18,18 +26,215 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from types import SimpleNamespace
 
 import torch
+import torch.nn.functional as F
 
-from bigtut.bert import IGNORE_INDEX, BertVocab
-from bigtut.checks.core import CheckFailure, _call, checker_generator, passed
+from bigtut.bert import IGNORE_INDEX, BertConfig, BertEmbeddings, BertForPreTraining, BertVocab
+from bigtut.checks.core import CheckFailure, _call, _describe, assert_close, checker_generator, guarded, passed
 
-__all__ = ["check_mask_tokens", "check_nsp_pair"]
+__all__ = ["check_bert_embeddings", "check_mask_tokens", "check_nsp_pair", "check_pretraining_loss"]
 
 
 def _fail_unless(condition, message: str, seed: int) -> None:
     if not bool(condition):
         raise CheckFailure(f"{message} (checker seed={seed})")
+
+
+def _randomize_(module: torch.nn.Module, gen: torch.Generator) -> None:
+    """Every parameter random (LayerNorm scales and biases too), so that no term can hide behind a 0 or a 1."""
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen, dtype=p.dtype) * 0.5)
+
+
+def _randint(gen: torch.Generator, low: int, high: int) -> int:
+    return int(torch.randint(low, high + 1, (1,), generator=gen))
+
+
+def _first_match(got, variants: dict, atol: float = 1e-8, rtol: float = 1e-6) -> str | None:
+    """The name of the first variant (a known mistake) that ``got`` equals, else None."""
+    if not isinstance(got, torch.Tensor):
+        return None
+    got = got.detach().to("cpu", torch.float64)
+    for mistake, value in variants.items():
+        value = value.detach().to(torch.float64)
+        if got.shape == value.shape and torch.allclose(got, value, atol=atol, rtol=rtol):
+            return mistake
+    return None
+
+
+def check_bert_embeddings(candidate: Callable, seed: int | None = None) -> None:
+    """``candidate(parts, input_ids, token_type_ids) -> (B, L, d)``: BERT's input embeddings.
+
+    ``parts`` holds the four sub-modules of a :class:`bigtut.bert.BertEmbeddings` — ``parts.token``,
+    ``parts.position``, ``parts.segment`` (``nn.Embedding``) and ``parts.norm`` (``nn.LayerNorm``);
+    ``input_ids`` and ``token_type_ids`` are ``(B, L)``. The answer must equal
+    ``LayerNorm(E_token[x_i] + E_position[i] + E_segment[s_i])`` (dropout is off), compared with the module
+    itself in float64 on random models (every parameter random), sequences shorter than ``max_len`` and of
+    length 1, two and three segment types. A known mistake (a missing term, the LayerNorm in the wrong
+    place) is named.
+    """
+    gen, seed = checker_generator(seed)
+    name = "bert_embeddings"
+    if not callable(candidate):
+        raise CheckFailure(f"{name}: expected a function, got {_describe(candidate)}")
+    count = 0
+    for type_vocab in (2, 3):
+        config = BertConfig(vocab_size=_randint(gen, 20, 60), max_len=_randint(gen, 10, 16),
+                            type_vocab_size=type_vocab, d_model=4 * _randint(gen, 2, 4), num_layers=1, num_heads=1,
+                            d_ff=8, dropout=0.0)
+        emb = BertEmbeddings(config).double().eval()
+        _randomize_(emb, gen)
+        parts = SimpleNamespace(token=emb.token, position=emb.position, segment=emb.segment, norm=emb.norm)
+        for batch, length in ((3, config.max_len), (2, config.max_len // 2), (1, 1)):
+            ids = torch.randint(config.vocab_size, (batch, length), generator=gen)  # (B, L)
+            segments = torch.randint(type_vocab, (batch, length), generator=gen)  # (B, L)
+            segments[0, 0] = 0  # [CLS] is in segment 0
+            what = (f"input_ids {tuple(ids.shape)}, token_type_ids with {type_vocab} segment types, "
+                    f"d_model={config.d_model}, max_len={config.max_len} (checker seed={seed})")
+            with torch.no_grad():
+                tok = emb.token(ids)  # (B, L, d)
+                pos = emb.position(torch.arange(length))[None]  # (1, L, d)
+                seg = emb.segment(segments)  # (B, L, d)
+                expected = emb(tok, segments)  # (B, L, d): the bigtut module
+                got = guarded(name, f"called with {what}", candidate, parts, ids.clone(), segments.clone())
+            if _first_match(got, {"right": expected}, atol=1e-10, rtol=1e-9):
+                count += 1
+                continue
+            mistake = _first_match(got, {
+                "the segment embedding is missing": emb.norm(tok + pos),
+                "the position embedding is missing": emb.norm(tok + seg),
+                "only the token embedding is used": emb.norm(tok),
+                "the LayerNorm comes before the sum (LN(token) + position + segment)": emb.norm(tok) + pos + seg,
+                "each embedding is normalised before the sum": emb.norm(tok) + emb.norm(pos) + emb.norm(seg),
+                "the LayerNorm is missing": tok + pos + seg,
+            })
+            if mistake is not None:
+                raise CheckFailure(f"{name}: {mistake} for {what}; BERT sums the token, position and segment "
+                                   f"embeddings, then applies the LayerNorm once")
+            assert_close(got, expected, what=name, inputs=what, atol=1e-10, rtol=1e-9)
+    passed(name, f"LayerNorm(token + position + segment) matches bigtut's BertEmbeddings on {count} random "
+                 f"cases")
+
+
+def _loss_case(gen: torch.Generator, masked_per_row: list[int]):
+    """A random pretraining head and inputs: rows with the given numbers of masked positions."""
+    heads = _randint(gen, 1, 2)
+    config = BertConfig(vocab_size=_randint(gen, 30, 60), max_len=16, d_model=4 * heads * _randint(gen, 1, 2),
+                        num_layers=1, num_heads=heads, d_ff=8, dropout=0.0)
+    model = BertForPreTraining(config).double().eval()
+    _randomize_(model, gen)
+    B, L, d = len(masked_per_row), _randint(gen, max(masked_per_row) + 2, 12), config.d_model
+    hidden = 2 * torch.randn(B, L, d, generator=gen, dtype=torch.float64)  # (B, L, d)
+    pooled = torch.tanh(torch.randn(B, d, generator=gen, dtype=torch.float64))  # (B, d)
+    labels = torch.full((B, L), IGNORE_INDEX)  # (B, L)
+    for row, n in enumerate(masked_per_row):
+        where = torch.randperm(L - 1, generator=gen)[:n] + 1  # never position 0 ([CLS])
+        labels[row, where] = torch.randint(config.vocab_size, (n,), generator=gen)
+    nsp_labels = torch.arange(B) % 2  # (B,): both labels
+    nsp_labels = nsp_labels[torch.randperm(B, generator=gen)]
+    head = SimpleNamespace(dense=model.mlm_dense, norm=model.mlm_norm, bias=model.mlm_bias,
+                           token_embedding=model.bert.embeddings.token, nsp=model.nsp)
+    return model, head, hidden, pooled, labels, nsp_labels
+
+
+def _loss_variants(model, hidden, pooled, labels, nsp_labels) -> tuple[torch.Tensor, dict]:
+    """The right loss and the usual wrong ones (values only)."""
+    E, b = model.bert.embeddings.token.weight, model.mlm_bias  # (V, d), (V,)
+    selected = labels != IGNORE_INDEX  # (B, L)
+    B, L = labels.shape
+    logits = model.mlm_head(hidden)  # (B, L, V): bigtut's tied head
+    per_position = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), reduction="none").view(B, L)  # 0 off S
+    mlm = per_position[selected].mean()
+    nsp_each = F.cross_entropy(model.nsp(pooled), nsp_labels, reduction="none")  # (B,)
+    nsp = nsp_each.mean()
+    counts = selected.sum(1)  # (B,)
+    rows = counts > 0
+    transformed = model.mlm_norm(F.gelu(model.mlm_dense(hidden)))  # (B, L, d)
+    tanh_gelu = model.mlm_norm(F.gelu(model.mlm_dense(hidden), approximate="tanh")) @ E.T + b  # (B, L, V)
+
+    def mlm_of(other_logits):
+        return F.cross_entropy(other_logits[selected], labels[selected])
+
+    variants = {
+        "the NSP loss is missing (the answer is the MLM loss alone)": mlm,
+        "the MLM loss is missing (the answer is the NSP loss alone)": nsp,
+        "the two losses are averaged, (MLM + NSP) / 2, instead of added": (mlm + nsp) / 2,
+        "the NSP loss is summed over the batch instead of averaged": mlm + nsp_each.sum(),
+        "the MLM loss is summed over the masked positions instead of averaged": per_position.sum() + nsp,
+        "the MLM loss is averaged over all B*L positions (unmasked ones counted as 0) instead of over the masked "
+        "ones": per_position.sum() / (B * L) + nsp,
+        "the MLM loss is averaged per sequence, then over the sequences (every masked token must count the same)":
+            (per_position.sum(1)[rows] / counts[rows]).mean() + nsp,
+        "positions labelled -100 are scored as token 0 (the loss must skip them)":
+            F.cross_entropy(logits.flatten(0, 1), labels.clamp_min(0).flatten()) + nsp,
+        "the decoder bias is missing": mlm_of(transformed @ E.T) + nsp,
+        "the head's transform (dense -> GELU -> LayerNorm) is skipped": mlm_of(hidden @ E.T + b) + nsp,
+        "GELU is the tanh approximation; BERT's head uses the exact (erf) GELU": mlm_of(tanh_gelu) + nsp,
+    }
+    return mlm + nsp, variants
+
+
+def check_pretraining_loss(candidate: Callable, seed: int | None = None) -> None:
+    """``candidate(hidden, pooled, head, mlm_labels, nsp_labels) -> loss`` (a scalar tensor): BERT's tied MLM
+    head and its pretraining loss, ``L_MLM + L_NSP``.
+
+    ``hidden`` ``(B, L, d)`` and ``pooled`` ``(B, d)`` are the encoder's outputs; ``head`` holds
+    ``head.dense`` (``nn.Linear(d, d)``), ``head.norm`` (``nn.LayerNorm(d)``), ``head.bias`` (``(V,)``),
+    ``head.token_embedding`` (the encoder's ``nn.Embedding(V, d)``) and ``head.nsp`` (``nn.Linear(d, 2)``).
+    The MLM logits are ``LN(GELU(dense(h))) @ E.T + bias`` with ``E = head.token_embedding.weight``;
+    ``L_MLM`` is the mean cross-entropy over the positions whose label is not -100, ``L_NSP`` the mean
+    cross-entropy of ``head.nsp(pooled)``. Checked in float64 against :meth:`BertForPreTraining.mlm_head` and
+    ``nsp`` on random heads, rows with different numbers of masked positions (one row with none): the value,
+    and the gradients of every head parameter — a decoder that uses a copy of ``E`` (an untied head) gets no
+    gradient into ``E`` and fails. Known mistakes are named.
+    """
+    gen, seed = checker_generator(seed)
+    name = "pretraining_loss"
+    if not callable(candidate):
+        raise CheckFailure(f"{name}: expected a function, got {_describe(candidate)}")
+    for masked_per_row in ([1, 3, 6, 2], [4, 0, 2]):
+        model, head, hidden, pooled, labels, nsp_labels = _loss_case(gen, masked_per_row)
+        what = (f"hidden {tuple(hidden.shape)}, vocabulary {model.config.vocab_size}, masked positions per row "
+                f"{masked_per_row} (checker seed={seed})")
+        given_labels, given_nsp = labels.clone(), nsp_labels.clone()
+        model.zero_grad(set_to_none=True)
+        got = guarded(name, f"called with {what}", candidate, hidden, pooled, head, given_labels, given_nsp)
+        if not (torch.equal(given_labels, labels) and torch.equal(given_nsp, nsp_labels)):
+            raise CheckFailure(f"{name}: changed the label tensors in place; work on copies ({what})")
+        if not isinstance(got, torch.Tensor) or got.numel() != 1:
+            raise CheckFailure(f"{name}: expected the loss as a scalar tensor, got {_describe(got)} for {what}")
+        expected, variants = _loss_variants(model, hidden, pooled, labels, nsp_labels)
+        if not _first_match(got.reshape(()), {"right": expected}, atol=1e-10, rtol=1e-9):
+            mistake = _first_match(got.reshape(()), variants, atol=1e-10, rtol=1e-9)
+            if mistake is not None:
+                raise CheckFailure(f"{name}: {mistake}, for {what}. The loss is the mean cross-entropy over the "
+                                   f"masked positions plus the mean NSP cross-entropy")
+            try:
+                assert_close(got.reshape(()), expected, what=name, inputs=what, atol=1e-10, rtol=1e-9)
+            except CheckFailure as err:
+                raise CheckFailure(f"{err}\n  Hint: the decoder must be head.token_embedding.weight transposed (tied, "
+                                   f"no new matrix), plus head.bias, after dense -> GELU -> LayerNorm") from None
+        if not got.requires_grad:
+            raise CheckFailure(f"{name}: the loss carries no gradient (was it computed under torch.no_grad() or "
+                               f"detached?) for {what}")
+        guarded(name, "backward() of the returned loss", got.reshape(()).backward)
+        grads = {n: (p.grad.clone() if p.grad is not None else torch.zeros_like(p))
+                 for n, p in model.named_parameters()}
+        model.zero_grad(set_to_none=True)
+        expected.backward()
+        for n, p in model.named_parameters():
+            if p.grad is None:
+                continue
+            if n == "bert.embeddings.token.weight" and not torch.allclose(grads[n], p.grad, atol=1e-8, rtol=1e-6):
+                raise CheckFailure(f"{name}: the gradient of the token-embedding matrix E is wrong for {what}: the "
+                                   f"decoder must use E itself (head.token_embedding.weight, transposed), not a copy "
+                                   f"or another matrix — that is what tying means")
+            assert_close(grads[n], p.grad, what=f"{name} (gradient of {n})", inputs=what, atol=1e-8, rtol=1e-6)
+    passed(name, "tied MLM head (E transposed + bias), mean over masked positions + mean NSP loss: values and "
+                 "gradients match bigtut on 2 random cases")
 
 
 def _mask_case(gen: torch.Generator, vocab: BertVocab, rows: int, cols: int) -> torch.Tensor:

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from bigtut.bert import (
+    IGNORE_INDEX,
     SPECIAL_TOKENS,
     Bert,
     BertConfig,
@@ -36,8 +37,9 @@ from bigtut.runtime import get_device, seed_everything
 from bigtut.tokenizers import BPETokenizer, load_tokenizer
 from bigtut.training import History, fit, load_checkpoint, save_checkpoint
 
-__all__ = ["BertRecipe", "TrainedBert", "build_bert_tokenizer", "finetune_bert", "pretrain_bert",
-           "pretraining_batches", "train_bert_docstring_classifier"]
+__all__ = ["LONG_PRETRAIN", "LONG_PRETRAIN_DIR", "BertRecipe", "PretrainedBert", "TrainedBert", "build_bert_tokenizer",
+           "finetune_bert", "first_pretraining_losses", "load_pretrained_bert", "pretrain_bert", "pretrain_bert_long",
+           "pretraining_batches", "save_pretrained_bert", "train_bert_docstring_classifier", "write_long_pretraining"]
 
 
 @dataclass(frozen=True)
@@ -101,44 +103,85 @@ def pretraining_batches(documents, tokenizer, recipe: BertRecipe, seed: int, bat
 
 
 def pretrain_bert(model: BertForPreTraining, tokenizer, recipe: BertRecipe, *, progress: bool = True,
-             device=None) -> dict:
+                  device=None) -> dict:
     """MLM + NSP pretraining on sentence pairs of the training documents (:func:`docs_sentences`).
 
     Returns:
         ``{"total", "mlm", "nsp"}`` -> :class:`bigtut.training.History`, validated on held-out documents.
     """
+    return _pretrain(model, tokenizer, recipe, progress=progress, device=device)[0]
+
+
+class _EnoughSteps(Exception):
+    """Raised by the batch source to stop pretraining after the first steps (see :func:`first_pretraining_losses`)."""
+
+
+def _pretrain(model, tokenizer, recipe: BertRecipe, *, progress=True, device=None, eval_every=None, stop_after=None):
+    """:func:`pretrain_bert`, plus the validation MLM/NSP accuracies at every evaluation, and an early stop.
+
+    Returns ``(histories, scores)`` — ``scores`` maps ``"step"``, ``"mlm_accuracy"`` (on the masked positions)
+    and ``"nsp_accuracy"`` to lists; or, with ``stop_after=n``, the list of the first ``n`` training losses
+    (MLM + NSP) of the very same run (same schedule, same batches).
+    """
     docs = {split: docs_sentences(split, docstrings=recipe.pretrain_on_docstrings) for split in ("train", "val")}
     train_batches = pretraining_batches(docs["train"], tokenizer, recipe, seed=recipe.seed)
     val_source = pretraining_batches(docs["val"], tokenizer, recipe, seed=recipe.seed + 1, batch_size=64)
     val_batches = [val_source() for _ in range(2)]  # a fixed validation set
-    logs = {True: [], False: []}  # (mlm, nsp) per call, in training / in evaluation
+    logs = {True: [], False: []}  # (mlm, nsp, total) per call, in training / in evaluation
+    hits = []  # (masked-token hits, masked tokens, NSP hits, pairs) per validation batch
 
     def loss_fn(model, batch):
         mlm, nsp = pretraining_loss(model, batch)
-        logs[model.training].append((mlm.item(), nsp.item()))
+        logs[model.training].append((mlm.item(), nsp.item(), (mlm + nsp).item()))
+        if not model.training:  # validation (no gradients): also count correct guesses
+            ids, segments, mask, labels, nsp_labels = batch
+            mlm_logits, nsp_logits = model(ids, mask, segments)  # (B, L, V), (B, 2)
+            selected = labels != IGNORE_INDEX  # (B, L)
+            hits.append((int((mlm_logits[selected].argmax(-1) == labels[selected]).sum()), int(selected.sum()),
+                         int((nsp_logits.argmax(-1) == nsp_labels).sum()), len(nsp_labels)))
         return mlm + nsp
 
+    def batches():
+        if stop_after is not None and len(logs[True]) >= stop_after:
+            raise _EnoughSteps
+        return train_batches()
+
     steps = recipe.pretrain_steps
-    total = fit(model, loss_fn, train_batches, steps=steps, lr=recipe.pretrain_lr, val_batches=val_batches,
-                eval_every=max(steps // 6, 1), warmup_steps=steps // 10, schedule="cosine", grad_clip=1.0,
-                device=device, desc="pretrain", progress=progress)
+    try:
+        total = fit(model, loss_fn, batches, steps=steps, lr=recipe.pretrain_lr, val_batches=val_batches,
+                    eval_every=eval_every or max(steps // 6, 1), warmup_steps=steps // 10, schedule="cosine",
+                    grad_clip=1.0, device=device, desc="pretrain", progress=progress)
+    except _EnoughSteps:
+        return [t[2] for t in logs[True]]
     histories = {"total": total}
+    n = len(val_batches)
     for i, name in enumerate(("mlm", "nsp")):
-        val, n = [v[i] for v in logs[False]], len(val_batches)
+        val = [v[i] for v in logs[False]]
         histories[name] = History(total.step, [t[i] for t in logs[True]], total.val_step,
                                   [sum(val[j : j + n]) / n for j in range(0, len(val), n)], total.seconds)
-    return histories
+    groups = [hits[j : j + n] for j in range(0, len(hits), n)]  # one group per evaluation
+    scores = {"step": list(total.val_step),
+              "mlm_accuracy": [sum(g[0] for g in group) / sum(g[1] for g in group) for group in groups],
+              "nsp_accuracy": [sum(g[2] for g in group) / sum(g[3] for g in group) for group in groups]}
+    return histories, scores
 
 
-def finetune_bert(encoder: Bert, tokenizer, recipe: BertRecipe, *, progress: bool = True, device=None):
+def finetune_bert(encoder: Bert, tokenizer, recipe: BertRecipe, *, progress: bool = True, device=None,
+                  examples=None, validate: bool = True):
     """Train a docstring-family classifier whose encoder starts from a copy of ``encoder``'s weights.
 
+    Args:
+        examples: the training docstrings (default: the whole training split), e.g. a few per class.
+        validate: measure the loss on the validation split (``eval_every`` = a sixth of the steps).
+
     Returns:
-        ``(classifier, history)``, validated on the docstrings' validation split.
+        ``(classifier, history)``.
     """
     classifier = BertForSequenceClassification(recipe.config(tokenizer, num_labels=len(LABELS)))
     classifier.bert.load_state_dict(encoder.state_dict())
     data, splits = {}, docstring_splits()
+    if examples is not None:
+        splits = {**splits, "train": list(examples)}
     for name in ("train", "val"):  # the test split stays untouched until the final evaluation
         ids, mask = encode_for_classifier([d.text for d in splits[name]], tokenizer, recipe.max_len)  # (N, L) x2
         data[name] = (ids, mask, torch.tensor([d.label for d in splits[name]]))
@@ -156,7 +199,8 @@ def finetune_bert(encoder: Bert, tokenizer, recipe: BertRecipe, *, progress: boo
         return F.cross_entropy(model(ids, attention_mask=mask), labels)
 
     steps = recipe.finetune_steps
-    history = fit(classifier, loss_fn, next_batch, steps=steps, lr=recipe.finetune_lr, val_batches=[data["val"]],
+    history = fit(classifier, loss_fn, next_batch, steps=steps, lr=recipe.finetune_lr,
+                  val_batches=[data["val"]] if validate else None,
                   eval_every=max(steps // 6, 1), warmup_steps=steps // 10, schedule="cosine", device=device,
                   desc="fine-tune", progress=progress)
     return classifier, history
@@ -220,3 +264,77 @@ def train_bert_docstring_classifier(recipe: BertRecipe | None = None, *, cache_d
     run.classifier.to(device)
     run.pretrainer.to(device)
     return run
+
+
+# ------------------------------------------------------------------------------------------------------------
+# A longer pretraining than a notebook can afford, shipped as a committed checkpoint (checkpoints/, a few MB)
+# ------------------------------------------------------------------------------------------------------------
+#: Where the committed checkpoint lives: ``checkpoints/bert_pretrain_long/`` at the root of the source checkout.
+LONG_PRETRAIN_DIR = Path(__file__).resolve().parents[2] / "checkpoints" / "bert_pretrain_long"
+#: The chapter's recipe, pretrained 4 times longer (the notebook's own run stops at 1200 steps).
+LONG_PRETRAIN = BertRecipe(pretrain_steps=4800)
+LONG_EVAL_EVERY = 200  # validation MLM/NSP accuracy every 200 steps: the curve the notebook draws
+
+
+@dataclass
+class PretrainedBert:
+    """What :func:`pretrain_bert_long` builds and :func:`load_pretrained_bert` reads back."""
+
+    model: BertForPreTraining  # eval mode
+    tokenizer: object  # the recipe's BPETokenizer
+    recipe: BertRecipe
+    metadata: dict  # "first_losses", "scores" (step, mlm_accuracy, nsp_accuracy), "histories", "seconds", ...
+
+
+def pretrain_bert_long(recipe: BertRecipe = LONG_PRETRAIN, *, eval_every: int = LONG_EVAL_EVERY,
+                       progress: bool = True, device="cpu") -> PretrainedBert:
+    """Pretrain the chapter's BERT (MLM + NSP) for ``recipe.pretrain_steps`` steps, recording the validation
+    MLM and NSP accuracies every ``eval_every`` steps and the first 20 training losses (what the checkpoint
+    test replays). Deterministic for a given recipe, device and torch build."""
+    tokenizer = build_bert_tokenizer(recipe)
+    seed_everything(recipe.seed)
+    model = BertForPreTraining(recipe.config(tokenizer))
+    histories, scores = _pretrain(model, tokenizer, recipe, progress=progress, device=device, eval_every=eval_every)
+    metadata = {"recipe": asdict(recipe), "eval_every": eval_every, "first_losses": histories["total"].train_loss[:20],
+                "scores": scores, "histories": {k: asdict(h) for k, h in histories.items()},
+                "seconds": round(histories["total"].seconds, 1), "torch": torch.__version__, "device": str(device)}
+    return PretrainedBert(model.eval(), tokenizer, recipe, metadata)
+
+
+def first_pretraining_losses(recipe: BertRecipe = LONG_PRETRAIN, n: int = 20, device="cpu") -> list[float]:
+    """The first ``n`` training losses (MLM + NSP) of :func:`pretrain_bert_long`'s run — same tokenizer, seed,
+    batches and learning-rate schedule — without running the rest (a few seconds)."""
+    tokenizer = build_bert_tokenizer(recipe)
+    seed_everything(recipe.seed)
+    model = BertForPreTraining(recipe.config(tokenizer))
+    return _pretrain(model, tokenizer, recipe, progress=False, device=device, stop_after=n)
+
+
+def save_pretrained_bert(run: PretrainedBert, folder: str | Path = LONG_PRETRAIN_DIR) -> Path:
+    """Write ``model.safetensors`` (weights + metadata), ``config.json`` and ``tokenizer.json`` atomically."""
+    from bigtut.recipes.cache import write_atomically
+
+    def write(tmp: Path) -> None:
+        run.tokenizer.save(tmp / "tokenizer.json")
+        (tmp / "config.json").write_text(json.dumps(asdict(run.model.config), indent=1) + "\n")
+        save_checkpoint(run.model, tmp / "model.safetensors", run.metadata)
+
+    return write_atomically(Path(folder), write, replace=True)
+
+
+def load_pretrained_bert(folder: str | Path = LONG_PRETRAIN_DIR, device=None) -> PretrainedBert:
+    """Read a checkpoint written by :func:`save_pretrained_bert` (safetensors: loading never runs code)."""
+    folder = Path(folder)
+    if not (folder / "model.safetensors").exists():
+        raise FileNotFoundError(f"no pretrained BERT at {folder}; regenerate it with "
+                                f"`python -c 'from bigtut.recipes.bert import write_long_pretraining as w; w()'`")
+    tokenizer = load_tokenizer(folder / "tokenizer.json")
+    model = BertForPreTraining(BertConfig(**json.loads((folder / "config.json").read_text())))
+    metadata = load_checkpoint(model, folder / "model.safetensors")
+    recipe = BertRecipe(**metadata["recipe"])
+    return PretrainedBert(model.to(device or get_device()).eval(), tokenizer, recipe, metadata)
+
+
+def write_long_pretraining(folder: str | Path = LONG_PRETRAIN_DIR, progress: bool = True) -> Path:
+    """Regenerate the committed checkpoint: :func:`pretrain_bert_long` on the CPU, then save it (about 5 min)."""
+    return save_pretrained_bert(pretrain_bert_long(progress=progress, device="cpu"), folder)

@@ -1,10 +1,15 @@
 """The chapter-04 recipes: pretrain a character-level GPT on Python's documentation, then fine-tune it (or a
-randomly initialised one) to tell which standard-library family a docstring comes from.
+randomly initialised one) to tell which standard-library family a docstring comes from; and the committed
+5 000-step checkpoint of the same pretraining (``checkpoints/gpt_char_5000/``), with the recipe that rebuilds it
+(``python -m bigtut.recipes.checkpoints gpt``) and its loader.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -26,8 +31,9 @@ from bigtut.runtime import get_device, seed_everything
 from bigtut.tokenizers import CharTokenizer, load_tokenizer
 from bigtut.training import History, checkpoint_metadata, fit, load_checkpoint, save_checkpoint
 
-__all__ = ["GPTClassifierRun", "PretrainRun", "TrainedGPT", "lm_loss", "load_or_train_gpt", "pretrain_char_gpt",
-           "python_docs_char_tokenizer", "train_gpt_docstring_classifier"]
+__all__ = ["GPT_CHECKPOINT_DIR", "GPTCheckpoint", "GPTClassifierRun", "PretrainRun", "TrainedGPT",
+           "build_gpt_checkpoint", "corpus_fingerprint", "lm_loss", "load_gpt_checkpoint", "load_or_train_gpt",
+           "long_run_settings", "pretrain_char_gpt", "python_docs_char_tokenizer", "train_gpt_docstring_classifier"]
 
 
 def lm_loss(model: GPT, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
@@ -194,3 +200,100 @@ def load_or_train_gpt(*, pretrain_steps: int = 900, finetune_steps: int = 50, se
     trained.classifier.to(device)
     return trained
 
+
+
+# ------------------------------------------------------------------------------ the committed 5 000-step checkpoint
+
+GPT_CHECKPOINT_DIR = Path(__file__).resolve().parents[2] / "checkpoints" / "gpt_char_5000"
+"""Where the repository keeps the 5 000-step character GPT (``model.safetensors``, ``config.json``,
+``tokenizer.json``, ``history.json``)."""
+
+VAL_SLICE_CHARS = 4096  # the checkpoint also stores its bits per character on the first 4 096 validation characters
+
+
+def long_run_settings(steps: int = 5000, seed: int = 0) -> dict:
+    """The keyword arguments of :func:`pretrain_char_gpt` for a run of ``steps`` steps with notebook 04's recipe:
+    batch 12, learning rate 3e-3, 50 warm-up steps (shortened only for smoke runs of 50 steps or fewer), seed 0.
+
+    With at least 51 steps the warm-up is the notebook's, and the learning rate of step ``s < 50`` is
+    ``3e-3 * (s + 1) / 50`` whatever the total: every such run makes the same first 50 steps.
+    """
+    warmup = 50 if steps > 50 else steps // 2
+    return {"steps": steps, "batch_size": 12, "lr": 3e-3, "warmup_steps": warmup, "seed": seed, "eval_every": 100}
+
+
+def corpus_fingerprint() -> str:
+    """SHA-256 (first 16 hex digits) of the training and validation text: the Python documentation differs
+    between Python versions, and a checkpoint's stored numbers hold only for the text it was built from."""
+    digest = hashlib.sha256()
+    for split in ("train", "val"):
+        digest.update(python_docs_corpus(split).encode())
+        digest.update(b"\0")
+    return digest.hexdigest()[:16]
+
+
+@dataclass
+class GPTCheckpoint:
+    """What :func:`load_gpt_checkpoint` returns."""
+
+    model: GPT  # eval mode
+    tokenizer: object  # the character tokenizer it was trained with
+    meta: dict  # config.json: config, settings, first_losses, val_bpc, val_slice_bpc, corpus, versions, seconds
+    history: object  # bigtut.training.History of the whole run
+
+
+def build_gpt_checkpoint(folder: str | Path = GPT_CHECKPOINT_DIR, *, steps: int = 5000, seed: int = 0, device=None,
+                         progress: bool = True, first_losses: int = 20) -> GPTCheckpoint:
+    """Train notebook 04's character GPT for ``steps`` steps (:func:`pretrain_char_gpt` with
+    :func:`long_run_settings`) and write it to ``folder``:
+
+    * ``model.safetensors`` — the weights (safetensors: loading never runs code), the metadata inside too;
+    * ``config.json`` — the :class:`~bigtut.gpt.GPTConfig`, the recipe's settings, the first ``first_losses``
+      training losses, bits per character on the whole validation split and on its first 4 096 characters,
+      the corpus fingerprint, torch version, device and threads;
+    * ``tokenizer.json`` — the character tokenizer; ``history.json`` — every training and validation loss.
+
+    Deterministic given ``steps``, ``seed``, the device and the Python documentation (the corpus);
+    ``tests/test_checkpoint_gpt.py`` reruns the first steps and compares the losses.
+    """
+    device = torch.device(device) if device is not None else get_device()
+    settings = long_run_settings(steps, seed)
+    tokenizer = python_docs_char_tokenizer()
+    config = GPTConfig(vocab_size=tokenizer.vocab_size)  # the chapter's: 4 layers, 4 heads, width 128, context 64
+    run = pretrain_char_gpt(config, device=device, progress=progress, **settings)
+    model = run.model.eval()
+    meta = {
+        "recipe": "bigtut.recipes.gpt.pretrain_char_gpt", "config": asdict(config), "settings": settings,
+        "first_losses": run.history.train_loss[:first_losses], "val_bpc": run.val_bpc,
+        "val_slice_chars": VAL_SLICE_CHARS,
+        "val_slice_bpc": bits_per_character(model, python_docs_corpus("val")[:VAL_SLICE_CHARS], run.tokenizer),
+        "corpus_sha256": corpus_fingerprint(), "torch": torch.__version__, "device": device.type,
+        "torch_threads": torch.get_num_threads(), "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        "seconds": round(run.history.seconds, 1),
+    }
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(model, folder / "model.safetensors", meta)
+    run.tokenizer.save(folder / "tokenizer.json")
+    (folder / "config.json").write_text(json.dumps(meta, indent=1) + "\n")
+    (folder / "history.json").write_text(json.dumps(asdict(run.history)) + "\n")
+    return GPTCheckpoint(model, run.tokenizer, meta, run.history)
+
+
+def load_gpt_checkpoint(folder: str | Path = GPT_CHECKPOINT_DIR, device=None) -> GPTCheckpoint:
+    """Load a checkpoint written by :func:`build_gpt_checkpoint` (by default the repository's 5 000-step GPT).
+
+    Raises ``FileNotFoundError`` naming the command that rebuilds it when the folder is incomplete.
+    """
+    folder = Path(folder)
+    missing = [n for n in ("model.safetensors", "config.json", "tokenizer.json", "history.json")
+               if not (folder / n).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{folder} lacks {', '.join(missing)}; rebuild it with "
+                                f"`python -m bigtut.recipes.checkpoints gpt --out {folder}`")
+    meta = json.loads((folder / "config.json").read_text())
+    model = GPT(GPTConfig(**meta["config"]))
+    load_checkpoint(model, folder / "model.safetensors")
+    history = History(**json.loads((folder / "history.json").read_text()))
+    device = torch.device(device) if device is not None else get_device()
+    return GPTCheckpoint(model.to(device).eval(), load_tokenizer(folder / "tokenizer.json"), meta, history)
