@@ -7,7 +7,7 @@ tests of 50 steps or fewer, the warm-up), and prints one line: the bits per char
 split, computed by ``bigtut.evaluation.bits_per_character`` exactly as the notebook's ``run.val_bpc``.
 
     OMP_NUM_THREADS=1 python benchmarks/gpt_long_run.py --steps 5000   # 15 minutes on a busy 2-core CPU
-    OMP_NUM_THREADS=1 python benchmarks/gpt_long_run.py --steps 900    # notebook 04's run: 2.184 bits/char stored
+    OMP_NUM_THREADS=1 python benchmarks/gpt_long_run.py --steps 900    # notebook 04's run: 2.187 bits/char
     python benchmarks/gpt_long_run.py --steps 20                       # smoke test
     OMP_NUM_THREADS=1 python benchmarks/gpt_long_run.py --out checkpoints/gpt_char_5000   # also write the checkpoint
 

@@ -278,3 +278,17 @@ def test_gpt_models_are_cached_and_reload_equal(tmp_path):
     ids = torch.tensor([first.tokenizer.encode("Return the value.")])
     torch.testing.assert_close(loaded.classifier(ids), first.classifier(ids))
     assert first.language_model.tok_emb.weight.data_ptr() != first.classifier.gpt.tok_emb.weight.data_ptr()
+
+
+def test_gpt_from_scratch_baseline_is_cached_and_equals_the_uncached_recipe(tmp_path):
+    from bigtut.recipes import load_or_train_gpt_from_scratch, train_gpt_docstring_classifier
+
+    first = load_or_train_gpt_from_scratch(steps=2, cache_dir=tmp_path, progress=False, device="cpu")
+    loaded = load_or_train_gpt_from_scratch(steps=2, cache_dir=tmp_path, progress=False, device="cpu")
+    direct = train_gpt_docstring_classifier(None, steps=2, progress=False, device="cpu")
+    assert len(list(tmp_path.iterdir())) == 1
+    _same_weights(first.model, loaded.model)
+    _same_weights(direct.model, loaded.model)
+    assert loaded.history.train_loss == direct.history.train_loss and loaded.config == direct.config
+    assert (loaded.val_accuracy, loaded.test_accuracy) == (direct.val_accuracy, direct.test_accuracy)
+    assert not loaded.model.training and not loaded.config["pretrained"]

@@ -29,6 +29,7 @@ from bigtut.recipes.gpt import (
     TrainedGPT,
     lm_loss,
     load_or_train_gpt,
+    load_or_train_gpt_from_scratch,
     pretrain_char_gpt,
     python_docs_char_tokenizer,
     train_gpt_docstring_classifier,
@@ -44,7 +45,8 @@ from bigtut.recipes.planted import (
 __all__ = [
     "BertRecipe", "DatesRun", "GPTClassifierRun", "PretrainRun", "TrainedBert", "TrainedGPT",
     "build_bert_tokenizer", "build_explanation_models", "cache_folder", "cache_key", "dates_config",
-    "default_cache_dir", "finetune_bert", "lm_loss", "load_or_build", "load_or_train_gpt", "pretrain_bert",
+    "default_cache_dir", "finetune_bert", "lm_loss", "load_or_build", "load_or_train_gpt",
+    "load_or_train_gpt_from_scratch", "pretrain_bert",
     "pretrain_char_gpt", "pretraining_batches", "python_docs_char_tokenizer", "source_fingerprint",
     "train_bert_docstring_classifier", "train_dates_transformer", "train_gpt_docstring_classifier",
     "PLANTED_MODEL", "TrainedPlanted", "planted_config", "shortcut_breakdown", "train_planted_classifier",
@@ -53,8 +55,9 @@ __all__ = [
 
 def build_explanation_models(device=None, progress: bool = True) -> None:
     """Load or train (and cache) the models chapters 06–10 explain: chapter 04's GPT and classifier, chapter 05's
-    BERT classifier and chapter 09's planted-evidence classifier. ``python -m bigtut.recipes`` runs it; ``make test``
-    does before the notebooks."""
+    BERT classifier and chapter 09's planted-evidence classifier; and notebook 04's from-scratch baseline.
+    ``python -m bigtut.recipes`` runs it; ``make test`` does before the notebooks."""
     load_or_train_gpt(device=device, progress=progress)
+    load_or_train_gpt_from_scratch(device=device, progress=progress)
     train_bert_docstring_classifier(device=device, progress=progress)
     train_planted_classifier(device=device, progress=progress)

@@ -33,6 +33,7 @@ from bigtut.training import History, checkpoint_metadata, fit, load_checkpoint, 
 
 __all__ = ["GPT_CHECKPOINT_DIR", "GPTCheckpoint", "GPTClassifierRun", "PretrainRun", "TrainedGPT",
            "build_gpt_checkpoint", "corpus_fingerprint", "lm_loss", "load_gpt_checkpoint", "load_or_train_gpt",
+           "load_or_train_gpt_from_scratch",
            "long_run_settings", "pretrain_char_gpt", "python_docs_char_tokenizer", "train_gpt_docstring_classifier"]
 
 
@@ -200,6 +201,39 @@ def load_or_train_gpt(*, pretrain_steps: int = 900, finetune_steps: int = 50, se
     trained.classifier.to(device)
     return trained
 
+
+
+def load_or_train_gpt_from_scratch(*, steps: int = 50, seed: int = 0, cache_dir: str | Path | None = None,
+                                   reuse: bool = True, save: bool = True, device=None,
+                                   progress: bool = True) -> GPTClassifierRun:
+    """Notebook 04's from-scratch baseline — ``train_gpt_docstring_classifier(None, steps=steps, seed=seed)``, a
+    random GPT body fine-tuned with the same recipe as the pretrained one — loaded from the ``runs/`` cache or
+    trained and stored. ``make models`` builds it, so the notebook spends its time budget on the pretrained model.
+    """
+    device = torch.device(device) if device is not None else get_device()
+    settings = {"steps": steps, "seed": seed}
+
+    def build() -> GPTClassifierRun:
+        return train_gpt_docstring_classifier(None, steps=steps, seed=seed, device=device, progress=progress)
+
+    def store(run: GPTClassifierRun, folder: Path) -> None:
+        run.tokenizer.save(folder / "tokenizer.json")
+        meta = {"gpt_config": asdict(run.model.gpt.config), "num_classes": run.model.num_classes,
+                "pool": run.model.pool, "val_accuracy": run.val_accuracy, "test_accuracy": run.test_accuracy,
+                "config": run.config, "history": asdict(run.history)}
+        save_checkpoint(run.model, folder / "classifier.safetensors", meta)
+
+    def load(folder: Path) -> GPTClassifierRun:
+        meta = checkpoint_metadata(folder / "classifier.safetensors")
+        model = GPTClassifier(GPT(GPTConfig(**meta["gpt_config"])), meta["num_classes"], pool=meta["pool"])
+        load_checkpoint(model, folder / "classifier.safetensors")
+        return GPTClassifierRun(model.eval(), load_tokenizer(folder / "tokenizer.json"), History(**meta["history"]),
+                                meta["val_accuracy"], meta["test_accuracy"], meta["config"])
+
+    run = load_or_build("gpt_docstrings_from_scratch", settings, build, store, load, cache_dir=cache_dir,
+                        reuse=reuse, store=save)
+    run.model.to(device)
+    return run
 
 
 # ------------------------------------------------------------------------------ the committed 5 000-step checkpoint
