@@ -6,16 +6,24 @@
 #   make outputs   re-execute every notebook in place, storing fresh outputs
 #   make student   write the student edition (solutions replaced by stubs) to student/
 #   make lock      refresh requirements.txt from the current environment
+# and the website (its own .venv-book from requirements-book.txt, so the course's pins stay untouched):
+#   make book        build the course as a static site into _build/html from the chapters and the notebooks'
+#                    stored outputs (nothing is executed); open _build/html/index.html
+#   make book-check  build it, serve it on 127.0.0.1 and test every page in headless Chromium (installs Debian's
+#                    chromium + chromium-driver when missing); screenshots in _build/screenshots/
 
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.bigtut-installed
+BOOK_VENV  := .venv-book
+BOOK_BIN   := $(BOOK_VENV)/bin
+BOOK_STAMP := $(BOOK_VENV)/.bigtut-book-installed
 NB_WORKERS ?= 2
 export OMP_NUM_THREADS ?= 1
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: lab test lint unit models notebooks outputs student lock clean setup
+.PHONY: lab test lint unit models notebooks outputs student lock clean setup book book-check
 
 setup: $(STAMP)
 
@@ -33,7 +41,7 @@ lab: $(STAMP)
 		$$([ "$$(id -u)" = 0 ] && echo --allow-root)
 
 lint: $(STAMP)
-	$(BIN)/ruff check bigtut tests notebooks benchmarks conftest.py
+	$(BIN)/ruff check bigtut tests notebooks benchmarks book conftest.py
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests -q -n $(NB_WORKERS); rc=$$?; [ $$rc -eq 5 ] && rc=0; exit $$rc
@@ -64,5 +72,28 @@ lock: $(STAMP)
 	  $(BIN)/python -m pip freeze --exclude-editable | grep -vi '^bigtut' | sed 's/^torch==\(.*\)+cpu/torch==\1/'; \
 	} > requirements.txt
 
+# The website. Its tools live in .venv-book (pinned in requirements-book.txt), installed once like $(STAMP).
+$(BOOK_STAMP): requirements-book.txt
+	@test -x $(BOOK_BIN)/python || $(PYTHON) -m venv $(BOOK_VENV)
+	$(BOOK_BIN)/python -m pip install --quiet -r requirements-book.txt
+	@touch $(BOOK_STAMP)
+
+book: $(BOOK_STAMP)
+	$(BOOK_BIN)/python book/build.py
+
+# Needs Debian's browser and driver (Python tools cannot download a browser here); as root it installs them.
+book-check: book
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			echo "book-check: installing chromium and chromium-driver with apt-get"; \
+			apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; \
+		else \
+			echo "book-check: run 'sudo apt-get update && sudo apt-get install -y chromium chromium-driver' first" >&2; \
+			exit 1; \
+		fi; \
+	fi
+	$(BOOK_BIN)/python book/check.py --self-test
+	$(BOOK_BIN)/python book/check.py
+
 clean:
-	rm -rf $(VENV) student .pytest_cache .ruff_cache .hypothesis .notebook-times.json
+	rm -rf $(VENV) $(BOOK_VENV) _build student .pytest_cache .ruff_cache .hypothesis .notebook-times.json
