@@ -81,9 +81,12 @@ def test_rank_batches_are_the_one_process_batch_and_shards_match_the_sampler():
 
 # ------------------------------------------------------------------------------------------------- equality
 def test_one_ddp_step_on_two_ranks_equals_one_step_in_one_process(tmp_path):
-    # one process accumulates 4 micro-batches of 2; the two ranks take 4 samples each in one pass
+    # one process takes the whole batch of 8 in one pass, or accumulates 4 micro-batches of 2; the two ranks
+    # take 4 samples each in one pass
+    assert main(gpt_args(tmp_path / "whole", "--steps", "1", "--batch-size", "8")) == 0
     assert main(gpt_args(tmp_path / "one", "--steps", "1", "--batch-size", "8", "--micro-batch-size", "2")) == 0
     finish(torchrun(2, gpt_args(tmp_path / "two", "--steps", "1", "--batch-size", "8")))
+    assert max_weight_difference(tmp_path / "whole", tmp_path / "two") <= 1e-6
     assert max_weight_difference(tmp_path / "one", tmp_path / "two") <= 1e-6
     seed_everything(0)  # the trainer's initial weights
     start = GPT(GPTConfig(**checkpoint_metadata(tmp_path / "one" / "model.safetensors")["config"])).double()
