@@ -10,8 +10,8 @@ selenium never downloads a browser or driver here: the driver path is given) ove
 - every internal link resolves: its file exists in the site and so does its #anchor; previous/next follow the
   course order; every notebook page links its .ipynb for download;
 - the search page finds "attention" on the attention chapter/notebook and "Shapley" on the SHAP ones;
-- the landing page, an attention heatmap and a token-attribution output pass the same image checks when opened
-  from disk (file://);
+- every course page opened from disk (file://, no server): images load, math is typeset, no request leaves the
+  machine and the console stays clean;
 - screenshots of the course map, the attention heatmaps and a coloured token attribution go to _build/screenshots/.
 
 Prints one row per page and exits non-zero, naming every failure, when anything is wrong.
@@ -325,15 +325,20 @@ def screenshots(driver, base: str) -> list[str]:
     return problems
 
 
-def check_from_disk(driver) -> list[PageResult]:
-    """The screenshot pages opened as files: their images must load without a server."""
+def check_from_disk(driver, pages: list[str]) -> list[PageResult]:
+    """Every course page opened as a file, as a reader who double-clicks it would: images load, math is typeset,
+    nothing is requested from outside and the console stays clean, with no server at all."""
     results = []
-    for _, page, _ in SHOTS:
+    for page in pages:
         result = PageResult(f"file://…/{page}")
         result.problems += load(driver, (HTML / page).as_uri())
         images = driver.execute_async_script(IMAGES_JS)
         result.images = f"{images['total'] - len(images['broken'])}/{images['total']}"
         result.problems += [f"image not loaded from disk: {src}" for src in images["broken"]]
+        facts = driver.execute_script(PAGE_FACTS_JS)
+        if facts["math"]:
+            result.math = f"{facts['math'] - len(facts['untypeset'])}/{facts['math']}"
+        result.problems += [f"math not typeset from disk: {text!r}" for text in facts["untypeset"][:3]]
         result.requests, net = network_problems(driver, "file://")
         result.problems += [p for p in net if "leaves" in p] + console_errors(driver)
         results.append(result)
@@ -394,7 +399,7 @@ def main(argv: list[str] | None = None) -> int:
         results = [check_page(driver, base, page, order) for page in pages]
         results += [check_search(driver, base, query, expected) for query, expected in SEARCHES.items()]
         shot_problems = screenshots(driver, base)
-        results += check_from_disk(driver)
+        results += check_from_disk(driver, order)  # every course page again, as files
     finally:
         driver.quit()
         server.shutdown()
