@@ -231,9 +231,9 @@ def course_order() -> list[str]:
     return ["index.html"] + [page.html for page in course_pages(ROOT)]
 
 
-def check_page(driver, base: str, relative: str, order: list[str]) -> PageResult:
-    result = PageResult(relative)
-    url = base + relative
+def load_and_count(driver, url: str, result: PageResult) -> dict:
+    """Open ``url``; record in ``result`` its loaded images and typeset math, and any that are not; return the
+    page's facts (PAGE_FACTS_JS) for the checks that only the served pages get."""
     result.problems += load(driver, url)
     images = driver.execute_async_script(IMAGES_JS)
     result.images = f"{images['total'] - len(images['broken'])}/{images['total']}"
@@ -242,6 +242,13 @@ def check_page(driver, base: str, relative: str, order: list[str]) -> PageResult
     if facts["math"]:
         result.math = f"{facts['math'] - len(facts['untypeset'])}/{facts['math']}"
     result.problems += [f"math not typeset: {text!r}" for text in facts["untypeset"][:3]]
+    return facts
+
+
+def check_page(driver, base: str, relative: str, order: list[str]) -> PageResult:
+    result = PageResult(relative)
+    url = base + relative
+    facts = load_and_count(driver, url, result)
     result.problems += [
         f"MathJax error (or undefined macro, in red) in formula: {text}" for text in facts["mathErrors"]
     ]
@@ -331,14 +338,7 @@ def check_from_disk(driver, pages: list[str]) -> list[PageResult]:
     results = []
     for page in pages:
         result = PageResult(f"file://…/{page}")
-        result.problems += load(driver, (HTML / page).as_uri())
-        images = driver.execute_async_script(IMAGES_JS)
-        result.images = f"{images['total'] - len(images['broken'])}/{images['total']}"
-        result.problems += [f"image not loaded from disk: {src}" for src in images["broken"]]
-        facts = driver.execute_script(PAGE_FACTS_JS)
-        if facts["math"]:
-            result.math = f"{facts['math'] - len(facts['untypeset'])}/{facts['math']}"
-        result.problems += [f"math not typeset from disk: {text!r}" for text in facts["untypeset"][:3]]
+        load_and_count(driver, (HTML / page).as_uri(), result)
         result.requests, net = network_problems(driver, "file://")
         result.problems += [p for p in net if "leaves" in p] + console_errors(driver)
         results.append(result)
