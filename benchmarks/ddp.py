@@ -111,7 +111,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.worker:
         worker(args.steps, args.out)
-        return
+        sys.stdout.flush()
+        os._exit(0)  # skip the interpreter's shutdown: gloo's threads can abort it after a good run (exit code -6)
     if args.quick:
         args.steps, args.rounds = 8, 1
     runs = {config: [] for config in CONFIGS}

@@ -12,8 +12,6 @@ Shape legend:  N  samples in the data set    W  world size (processes)    B  glo
 from __future__ import annotations
 
 import os
-import signal
-import sys
 from dataclasses import dataclass
 
 import torch
@@ -76,26 +74,10 @@ def init_distributed(device: str | None = None) -> DistributedContext:
         if world_size > 1:
             raise ValueError(f"WORLD_SIZE={world_size} but no MASTER_ADDR: start the run with torchrun")
         return DistributedContext(0, 1, 0, chosen, None)
-    _die_with_launcher()
     backend = "nccl" if chosen.type == "cuda" else "gloo"
     if not dist.is_initialized():
         dist.init_process_group(backend, rank=rank, world_size=world_size)
     return DistributedContext(rank, world_size, local_rank, chosen, backend)
-
-
-def _die_with_launcher() -> None:
-    """On Linux, ask the kernel to kill this worker when torchrun dies. torchrun starts each worker in a session
-    of its own, so a ``kill -9`` of torchrun alone would otherwise leave the workers training (and writing
-    checkpoints) while a resumed run starts next to them."""
-    if sys.platform != "linux" or "TORCHELASTIC_RUN_ID" not in os.environ:
-        return
-    import ctypes
-
-    launcher = os.getppid()
-    pr_set_pdeathsig = 1
-    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
-    if os.getppid() != launcher:  # torchrun died before the request took effect
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def all_reduce_mean(value: torch.Tensor, ctx: DistributedContext) -> torch.Tensor:

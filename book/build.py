@@ -270,6 +270,9 @@ def main(argv: list[str] | None = None) -> int:
     if done.returncode != 0:
         print("book: Sphinx reported warnings or errors (above); the site was not built cleanly", file=sys.stderr)
         return done.returncode
+    for page in pages:  # each notebook page's download button offers the repository's notebook, not the staged
+        if page.kind == "notebook":  # copy (whose title and links were rewritten for the site)
+            shutil.copyfile(ROOT / page.path, HTML / "_sources" / page.path)
     print(f"book: site written to {HTML.relative_to(ROOT)}/index.html")
     return 0
 

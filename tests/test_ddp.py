@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import psutil
@@ -117,7 +118,7 @@ def test_a_run_killed_at_a_random_step_resumes_to_the_uninterrupted_weights(tmp_
             launcher = psutil.Process(run.pid)
             workers = launcher.children(recursive=True)
             # torchrun starts each worker in a session of its own; on Linux the workers ask the kernel to kill
-            # them when torchrun dies (bigtut.distributed), so killing torchrun alone must stop the run
+            # them when torchrun dies (bigtut/train/__main__.py), so killing torchrun alone must stop the run
             for process in ([launcher] if sys.platform == "linux" else [*workers, launcher]):
                 process.kill()
             break
@@ -238,3 +239,50 @@ def test_a_finished_run_resumed_with_more_steps_is_refused_but_the_same_command_
     assert main(gpt_args(finished_run, "--steps", "2", "--batch-size", "4")) == 0
     assert snapshot(finished_run) == before
     assert History(**__import__("json").loads((finished_run / "history.json").read_text())).step == [1, 2]
+
+
+def test_a_kill_between_the_train_state_and_the_model_file_is_repaired_by_the_same_command(finished_run):
+    # killed after train_state.safetensors of the last step was written, before model.safetensors / history.json
+    from safetensors.torch import load_file as load
+
+    state = load(finished_run / "train_state.safetensors")
+    (finished_run / "model.safetensors").unlink()
+    (finished_run / "history.json").write_text('{"step": [1], "train_loss": [4.0]}')  # the previous checkpoint's
+    assert main(gpt_args(finished_run, "--steps", "2", "--batch-size", "4")) == 0
+    assert checkpoint_metadata(finished_run / "model.safetensors")["step"] == 2
+    weights = load(finished_run / "model.safetensors")
+    assert weights and all(torch.equal(weights[k], state["model." + k]) for k in weights)
+    assert History(**__import__("json").loads((finished_run / "history.json").read_text())).step == [1, 2]
+
+
+def test_a_folder_holding_another_model_is_not_overwritten(tmp_path, capsys):
+    folder = tmp_path / "theirs"
+    folder.mkdir()
+    (folder / "model.safetensors").write_bytes(b"somebody's weights")
+    (folder / "config.json").write_text("{}")
+    before = snapshot(folder)
+    assert main(gpt_args(folder, "--steps", "2", "--batch-size", "4")) == 2
+    assert "choose another --out" in capsys.readouterr().err
+    assert snapshot(folder) == before
+
+
+def test_an_out_folder_below_a_file_is_refused(tmp_path, capsys):
+    (tmp_path / "afile").write_text("x")
+    assert main(gpt_args(tmp_path / "afile" / "run", "--steps", "2", "--batch-size", "4")) == 2
+    assert "is a file; choose a folder" in capsys.readouterr().err
+
+
+def test_killing_torchrun_while_its_workers_start_leaves_no_worker_behind(tmp_path):
+    run = torchrun(2, gpt_args(tmp_path / "early", "--steps", "400", "--batch-size", "4"))
+    launcher = psutil.Process(run.pid)
+    workers: list = []
+    for _ in range(200):  # until both workers exist: they are starting Python, importing torch, reading data
+        workers = [p for p in launcher.children(recursive=True) if "bigtut.train" in " ".join(p.cmdline())]
+        if len(workers) == 2:
+            break
+        time.sleep(0.02)
+    assert len(workers) == 2, "torchrun started no workers"
+    launcher.kill()
+    run.wait(timeout=30)
+    _, alive = psutil.wait_procs(workers, timeout=15)
+    assert not alive, f"{len(alive)} worker(s) outlived torchrun"

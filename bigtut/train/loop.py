@@ -80,6 +80,22 @@ def _settings(task, args) -> dict:
             "seed": args.seed, "dtype": args.dtype}
 
 
+# Files of a finished model (a notebook's, the committed checkpoints/) that a new run must not overwrite.
+FOREIGN_OUTPUTS = ("model.safetensors", "history.json", "config.json")
+
+
+def _outputs_match(folder: Path, step: int) -> bool:
+    """Whether ``folder`` holds the train state of ``step`` and the model and history written with it."""
+    from bigtut.training import checkpoint_metadata
+
+    try:
+        written = checkpoint_metadata(folder / "model.safetensors").get("step")
+        logged = len(json.loads((folder / "history.json").read_text())["train_loss"])
+        return (folder / STATE_FILE).is_file() and written == step == logged
+    except (OSError, ValueError, KeyError):  # missing, truncated or unreadable: rewrite them
+        return False
+
+
 def _write_outputs(folder: Path, model, settings: dict, step: int, history: History, optimizer, scheduler) -> None:
     """Rank 0's checkpoint: the resumable state first, then the notebook-facing weights and history."""
     from safetensors.torch import save_model
@@ -112,8 +128,15 @@ def train(args, task, ctx: DistributedContext, log=print) -> History:
     stored = read_train_state(Path(args.resume or folder)) if resume else None
     if stored is not None:
         check_resumable(stored[1]["settings"], settings, Path(args.resume or folder))
-    if folder.exists() and not folder.is_dir():
-        raise ValueError(f"--out {folder} is a file; choose a folder")
+    for place in (folder, *folder.parents):
+        if place.exists() and not place.is_dir():
+            raise ValueError(f"--out {folder}: {place} is a file; choose a folder")
+    if stored is None and folder.is_dir():
+        foreign = sorted(p.name for p in folder.iterdir() if p.name in FOREIGN_OUTPUTS)
+        if foreign:
+            raise CheckpointError(f"--out {folder} already holds {', '.join(foreign)} but no {STATE_FILE}: not a "
+                                  "run of this trainer to resume, and a new run would overwrite it; choose another "
+                                  "--out (or delete those files)")
 
     seed_everything(args.seed)  # the same initial weights on every rank (DDP also broadcasts rank 0's)
     model = task.model().to(ctx.device, DTYPES[args.dtype]).train()
@@ -131,7 +154,8 @@ def train(args, task, ctx: DistributedContext, log=print) -> History:
         folder.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(folder)
         task.tokenizer.save(folder / "tokenizer.json")
-    if ctx.is_main and stored is not None and Path(args.resume or folder).resolve() != folder.resolve():
+    if ctx.is_main and stored is not None and not _outputs_match(folder, start_step):
+        # resuming elsewhere, or a kill between the train state and the files written after it
         _write_outputs(folder, model, settings, start_step, history, optimizer, scheduler)
 
     ddp = DistributedDataParallel(model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None) \
