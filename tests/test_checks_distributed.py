@@ -30,6 +30,10 @@ def no_drop_last(n, rank, world_size, seed, epoch):  # uneven shards: ranks woul
     return _perm(n, seed, epoch)[rank::world_size]
 
 
+def seed_per_rank(n, rank, world_size, seed, epoch):  # each rank shuffles on its own: shards overlap
+    return _perm(n, seed + rank, epoch)[rank:n - n % world_size:world_size]
+
+
 def unshuffled(n, rank, world_size, seed, epoch):
     return list(range(n - n % world_size))[rank::world_size]
 
@@ -40,7 +44,8 @@ def test_shard_indices_passes_the_reference(seed, capsys):
     assert capsys.readouterr().out.startswith("PASS shard_indices")
 
 
-@pytest.mark.parametrize("wrong", [stub, contiguous_blocks, seed_without_epoch, no_drop_last, unshuffled, 3])
+@pytest.mark.parametrize("wrong", [stub, contiguous_blocks, seed_without_epoch, no_drop_last, seed_per_rank,
+                                   unshuffled, 3])
 def test_shard_indices_catches(wrong):
     with pytest.raises(CheckFailure):
         check_shard_indices(wrong, seed=0)
@@ -67,6 +72,20 @@ def rank_zero_only(model, x, y, world_size):  # no all-reduce at all
     return [p.grad.clone() for p in model.parameters()]
 
 
+def forgot_zero_grad(model, x, y, world_size):  # each rank's gradient still holds the ranks before it
+    per_rank = x.shape[0] // world_size
+    model.zero_grad()
+    grads = []
+    for rank in range(world_size):
+        model(x[rank * per_rank:(rank + 1) * per_rank], y[rank * per_rank:(rank + 1) * per_rank]).loss.backward()
+        grads.append([p.grad.clone() for p in model.parameters()])
+    return [torch.stack(g).mean(0) for g in zip(*grads)]
+
+
+def divided_by_the_batch(model, x, y, world_size):  # the sum of the ranks' means over B, not over W
+    return [g * world_size / x.shape[0] for g in simulated_ddp_gradients(model, x, y, world_size)]
+
+
 def one_tensor(model, x, y, world_size):
     return simulated_ddp_gradients(model, x, y, world_size)[0]
 
@@ -77,7 +96,8 @@ def test_simulated_ddp_passes_the_reference(seed, capsys):
     assert capsys.readouterr().out.startswith("PASS simulated_ddp_gradients")
 
 
-@pytest.mark.parametrize("wrong", [stub, summed, rank_zero_only, one_tensor, None])
+@pytest.mark.parametrize("wrong", [stub, summed, rank_zero_only, forgot_zero_grad, divided_by_the_batch, one_tensor,
+                                   None])
 def test_simulated_ddp_catches(wrong):
     with pytest.raises(CheckFailure):
         check_simulated_ddp(wrong, seed=0)
