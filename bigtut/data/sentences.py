@@ -103,6 +103,11 @@ class NSPSampler:
     def sample(self, rng: random.Random) -> NSPPair:
         """One pair, drawn with ``rng``."""
         d, i = rng.choice(self.starts)  # a sentence with a successor
+        return self.pair_at(d, i, rng)
+
+    def pair_at(self, d: int, i: int, rng: random.Random) -> NSPPair:
+        """The pair whose ``a`` is sentence ``i`` of document ``d`` (it must have a successor): ``b`` is that
+        successor or, half the time (drawn with ``rng``), a uniform sentence of another document."""
         a = self.documents[d][i]
         if rng.random() < 0.5:
             return NSPPair(a, self.documents[d][i + 1], IS_NEXT)

@@ -93,15 +93,15 @@ class NSPPairs:
 
     def __init__(self, documents: list[list[str]], tokenizer, max_len: int, mask_prob: float):
         from bigtut.bert import BertVocab
+        from bigtut.data.sentences import NSPSampler
 
-        self.documents, self.tokenizer, self.max_len, self.mask_prob = documents, tokenizer, max_len, mask_prob
+        self.sampler = NSPSampler(documents)  # the sentences, and how pretraining pairs are drawn from them
+        self.tokenizer, self.max_len, self.mask_prob = tokenizer, max_len, mask_prob
         self.vocab = BertVocab.from_tokenizer(tokenizer)
-        self.starts = [(d, i) for d, doc in enumerate(documents) for i in range(len(doc) - 1)]
-        self.anywhere = [(d, i) for d, doc in enumerate(documents) for i in range(len(doc))]
         self._encoded: dict[str, list[int]] = {}
 
     def __len__(self) -> int:
-        return len(self.starts)
+        return len(self.sampler.starts)
 
     def encode(self, text: str) -> list[int]:
         if text not in self._encoded:
@@ -109,16 +109,8 @@ class NSPPairs:
         return self._encoded[text]
 
     def pair(self, index: int, rng: random.Random):
-        from bigtut.data.sentences import IS_NEXT, IS_RANDOM, NSPPair
-
-        d, i = self.starts[index]
-        a = self.documents[d][i]
-        if rng.random() < 0.5:
-            return NSPPair(a, self.documents[d][i + 1], IS_NEXT)
-        while True:
-            other, j = rng.choice(self.anywhere)
-            if other != d:
-                return NSPPair(a, self.documents[other][j], IS_RANDOM)
+        """The pair that starts at the ``index``-th sentence with a successor, ``b`` drawn with ``rng``."""
+        return self.sampler.pair_at(*self.sampler.starts[index], rng)
 
     def batch(self, indices: list[int], epoch: int, seed: int):
         """``(masked_ids, token_type_ids, attention_mask, labels, nsp_labels)``: ``(m, L')`` x4 and ``(m,)``."""
