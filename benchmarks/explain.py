@@ -52,7 +52,7 @@ def integrated_gradients_rows(repeats: int) -> list:
                                                              captum_compatible=True).attributions,
             "captum": lambda m=method, t=theirs: t.attribute(x, target=target, n_steps=50, method=m)}, repeats)
         rows.append((f"IG, MLP 64-256-256-10, batch 32, 50 steps, {method}", seconds["bigtut"], seconds["captum"],
-                     float((out["bigtut"] - out["captum"]).abs().max())))
+                     float(np.abs(out["bigtut"] - out["captum"].numpy()).max())))
 
     bigtut.seed_everything(0)
     config = BertConfig(vocab_size=1024, max_len=64, d_model=64, num_layers=2, num_heads=4, d_ff=256,
@@ -69,7 +69,7 @@ def integrated_gradients_rows(repeats: int) -> list:
         "captum": lambda: layer_ig.attribute(ids, baselines=baseline_ids, additional_forward_args=(mask,), target=3,
                                              n_steps=50).sum(-1)}, repeats)
     rows.append(("token IG, BERT 2x64 (course size), 8 texts x 48 tokens, 50 steps", seconds["bigtut"],
-                 seconds["captum"], float((out["bigtut"] - out["captum"]).abs().max())))
+                 seconds["captum"], float(np.abs(out["bigtut"] - out["captum"].numpy()).max())))
     return rows
 
 
@@ -104,8 +104,8 @@ def lime_rows(repeats: int) -> list:
             return theirs(built)
 
         seconds, out = alternate({
-            "bigtut": lambda d=discretize: lime_tabular(predict, test[0], train, target=1, n_samples=5000, seed=0,
-                                                        discretize=d).coefficients,
+            "bigtut": lambda d=discretize: lime_tabular(predict, test[:1], training_data=train, target=1,
+                                                        n_samples=5000, seed=0, discretize=d).attributions[0],
             "lime": theirs, "lime, explainer built in the call": theirs_built_each_time}, repeats)
         for name in ("lime", "lime, explainer built in the call"):
             rows.append((f"LIME tabular, breast cancer (30 features), 5000 samples, discretize={discretize}; vs {name}",
@@ -127,15 +127,17 @@ def shap_rows(repeats: int) -> list:
     background, x = rng.normal(size=(20, 10)), rng.normal(size=10)
     masker = shap.maskers.Independent(background, max_samples=len(background))
     exact = shap.explainers.Exact(lambda rows: f(rows)[:, 1], masker)
-    seconds, out = alternate({"bigtut": lambda: exact_shapley(f, x, background, target=1).values,
-                              "shap": lambda: exact(x[None]).values[0]}, repeats)
+    seconds, out = alternate({
+        "bigtut": lambda: exact_shapley(f, x[None], background=background, target=1).attributions[0],
+        "shap": lambda: exact(x[None]).values[0]}, repeats)
     rows = [("exact Shapley, 10 features, 20 background rows", seconds["bigtut"], seconds["shap"],
              float(np.abs(out["bigtut"] - out["shap"]).max()))]
     kernel = shap.KernelExplainer(lambda rows: f(rows)[:, 1], background)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         seconds, out = alternate({
-            "bigtut": lambda: kernel_shap(f, x, background, n_samples=2**10 - 2, target=1).values,
+            "bigtut": lambda: kernel_shap(f, x[None], background=background, n_samples=2**10 - 2,
+                                              target=1).attributions[0],
             "shap": lambda: kernel.shap_values(x, nsamples=2**10 - 2, l1_reg=False, silent=True)}, repeats)
     rows.append(("KernelSHAP, 10 features, every coalition (1022), 20 background rows", seconds["bigtut"],
                  seconds["shap"], float(np.abs(np.ravel(out["bigtut"]) - np.ravel(out["shap"])).max())))

@@ -2,7 +2,7 @@
 the encoder–decoder Transformer (03), multi-head split and merge (02), the GPT block (04) and BERT's input sum (05).
 
 Each function draws on the ``ax`` it is given (or a new one) and returns it; call ``plt.show()`` after.
-Re-exported by :mod:`bigtut.plots`.
+Import them from here (``from bigtut.diagrams import draw_gpt_block``); :mod:`bigtut.plots` holds the curves.
 """
 
 from __future__ import annotations

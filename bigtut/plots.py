@@ -1,6 +1,6 @@
 """Plotting helpers the notebooks share: training curves, heatmaps (attention weights, confusion matrices),
-the learning-rate schedule and label-smoothed targets; the architecture diagrams of :mod:`bigtut.diagrams`
-are re-exported here.
+the learning-rate schedule and label-smoothed targets. The architecture diagrams live in :mod:`bigtut.diagrams`
+(one import path per name).
 
 Each function draws on the ``ax`` it is given (or a new one) and returns it, so notebooks can compose figures;
 call ``plt.show()`` after. The diagrams are drawn with matplotlib patches and text only (no image files).
@@ -14,9 +14,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from bigtut.diagrams import draw_bert_inputs, draw_gpt_block, draw_multihead, draw_transformer, new_ax
+from bigtut.diagrams import new_ax
 
-__all__ = ["draw_bert_inputs", "draw_gpt_block", "draw_multihead", "draw_transformer", "plot_heatmap",
+__all__ = ["plot_heatmap",
            "plot_history", "plot_label_smoothing", "plot_lr_schedule", "text_color_for"]
 
 

@@ -24,6 +24,7 @@ from bigtut.compress import (
     dequantize,
     distill,
     distillation_loss,
+    linear_layers,
     make_pruning_permanent,
     make_student,
     parameter_bytes,
@@ -190,30 +191,74 @@ def test_int8_linear_gradient_is_that_of_the_dequantised_layer():
 
 
 # --------------------------------------------------------------------------- compressed models stay close
-# Max |logit change| on the test batch, measured for model seed 0 / worst of seeds 0-4; tolerance >= 3x that.
+def ffn_widths(model):
+    """Hidden width of every feed-forward block, in model order."""
+    return [m.linear1.out_features if isinstance(m, EncoderLayer) else m.fc.out_features
+            for m in model.modules() if isinstance(m, (EncoderLayer, MLP))]
+
+
+def all_int8(original, compressed):
+    """Every Linear layer that quantize_model chooses by default is an Int8Linear in the copy."""
+    return all(isinstance(compressed.get_submodule(n), Int8Linear) for n in linear_layers(original))
+
+
+def int8_zeros(model):
+    """(zeros, entries) among the int8 weights of the model."""
+    layers = [m for m in model.modules() if isinstance(m, Int8Linear)]
+    return sum(int((m.weight_int8 == 0).sum()) for m in layers), sum(m.weight_int8.numel() for m in layers)
+
+
+# What shows that each compression really happened: (original, compressed copy) -> bool. An identity
+# "compression" fails every one.
+def pruned_30(original, compressed):
+    return sparsity(original) == 0.0 and sparsity(compressed) == pytest.approx(0.3, abs=1e-3)
+
+
+def fewer_heads(original, compressed):
+    return count_heads(original) == [4, 4] and count_heads(compressed) == [3, 3]
+
+
+def narrower(original, compressed):
+    return ffn_widths(compressed) == [w * 3 // 4 for w in ffn_widths(original)]
+
+
+def pruned_int8(original, compressed):
+    zeros, entries = int8_zeros(compressed)
+    return all_int8(original, compressed) and zeros >= round(0.3 * entries)
+
+
+# Max |logit change| on the test batch, measured for model seed 0 / worst of seeds 0-4 / smallest of seeds 0-4.
+# The tolerance is >= 3x the worst; the floor (a compression must move the logits) <= 1/3 of the smallest.
 # BERT's random-init logits are ~0.045 in size, GPT's ~0.7.
-CLOSE = [  # (model, compression, tolerance)
-    ("bert", lambda m: quantize_model(m), 1e-3),  # 2.0e-4 / 3.8e-4
-    ("gpt", lambda m: quantize_model(m), 1e-2),  # 2.4e-3 / 2.4e-3
-    ("bert", lambda m: prune_magnitude(m, 0.3), 1.5e-2),  # 4.1e-3 / 4.1e-3
-    ("gpt", lambda m: prune_magnitude(m, 0.3), 0.15),  # 3.6e-2 / 3.6e-2
-    ("bert", lambda m: prune_heads(m, 0.25), 1e-3),  # 1.4e-4 / 2.1e-4
-    ("gpt", lambda m: prune_heads(m, 0.25), 0.3),  # 8.6e-2 / 8.6e-2
-    ("bert", lambda m: prune_ffn_neurons(m, 0.25), 1e-3),  # 7.8e-5 / 1.4e-4
-    ("gpt", lambda m: prune_ffn_neurons(m, 0.25), 0.2),  # 5.8e-2 / 6.3e-2
-    ("bert", lambda m: quantize_model(prune_magnitude(m, 0.3)), 1.5e-2),  # 4.0e-3 / 4.0e-3
+CLOSE = [  # (model, compression, tolerance, floor, what shows it happened)
+    ("bert", lambda m: quantize_model(m), 1e-3, 5e-5, all_int8),  # 2.0e-4 / 3.8e-4 / 1.7e-4
+    ("gpt", lambda m: quantize_model(m), 1e-2, 5e-4, all_int8),  # 2.4e-3 / 2.4e-3 / 1.7e-3
+    ("bert", lambda m: prune_magnitude(m, 0.3), 1.5e-2, 5e-4, pruned_30),  # 4.1e-3 / 4.1e-3 / 2.6e-3
+    ("gpt", lambda m: prune_magnitude(m, 0.3), 0.15, 1e-2, pruned_30),  # 3.6e-2 / 3.6e-2 / 3.0e-2
+    ("bert", lambda m: prune_heads(m, 0.25), 1e-3, 1e-5, fewer_heads),  # 1.4e-4 / 2.1e-4 / 5.7e-5
+    ("gpt", lambda m: prune_heads(m, 0.25), 0.3, 1e-2, fewer_heads),  # 8.6e-2 / 8.6e-2 / 3.4e-2
+    ("bert", lambda m: prune_ffn_neurons(m, 0.25), 1e-3, 2e-5, narrower),  # 7.8e-5 / 1.4e-4 / 7.8e-5
+    ("gpt", lambda m: prune_ffn_neurons(m, 0.25), 0.2, 1e-2, narrower),  # 5.8e-2 / 6.3e-2 / 4.6e-2
+    ("bert", lambda m: quantize_model(prune_magnitude(m, 0.3)), 1.5e-2, 5e-4, pruned_int8),  # 4.0e-3 / 4.0e-3 / 2.4e-3
 ]
 
 
-@pytest.mark.parametrize("name, compress, tolerance", CLOSE,
-                         ids=[f"{n}-{i}" for i, (n, _, _) in enumerate(CLOSE)])
-def test_compressed_models_stay_close(name, compress, tolerance):
-    """Quantised and pruned models run and their logits stay within a stated distance of the original's."""
+@pytest.mark.parametrize("name, compress, tolerance, floor, happened", CLOSE,
+                         ids=[f"{n}-{i}" for i, (n, *_) in enumerate(CLOSE)])
+def test_compressed_models_stay_close(name, compress, tolerance, floor, happened):
+    """Quantised and pruned models run and their logits stay within a stated distance of the original's —
+    and move by more than a stated floor, with the compression visible in the copy (int8 layers, zeros,
+    fewer heads, narrower feed-forward blocks), so a "compression" that changes nothing fails."""
     model = MODELS[name]()
     ids, mask = batch(seed=2, B=4)
+    compressed = compress(model)
     with torch.no_grad():
-        before, after = logits_of(model, ids, mask), logits_of(compress(model), ids, mask)
-    assert after.shape == before.shape and (after - before).abs().max().item() < tolerance
+        before, after = logits_of(model, ids, mask), logits_of(compressed, ids, mask)
+    assert after.shape == before.shape
+    change = (after - before).abs().max().item()
+    assert change < tolerance, f"the logits moved by {change:.3g}, more than the tolerance {tolerance:g}"
+    assert change > floor, f"the logits moved by only {change:.3g} <= {floor:g}: did the compression do anything?"
+    assert happened(model, compressed), "the copy shows no sign of the compression"
 
 
 def test_compressions_leave_the_original_untouched():

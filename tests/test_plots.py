@@ -10,10 +10,10 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.colors import to_rgba  # noqa: E402
 
-from bigtut import plots  # noqa: E402
+from bigtut import diagrams, plots  # noqa: E402
 from bigtut.training import History, lr_lambda  # noqa: E402
 
-DIAGRAMS = [plots.draw_transformer, plots.draw_multihead, plots.draw_gpt_block, plots.draw_bert_inputs,
+DIAGRAMS = [diagrams.draw_transformer, diagrams.draw_multihead, diagrams.draw_gpt_block, diagrams.draw_bert_inputs,
             plots.plot_label_smoothing, plots.plot_lr_schedule]
 
 
@@ -38,28 +38,28 @@ def test_each_picture_draws_on_a_new_or_given_axes(draw):
 
 
 def test_diagrams_name_their_parts():
-    joined = " ".join(_texts(plots.draw_transformer()))
+    joined = " ".join(_texts(diagrams.draw_transformer()))
     for part in ("masked multi-head\nself-attention", "cross-attention", "feed-forward", "add & norm",
                  "positional\nencoding", "softmax", "N×", "×N", "K, V"):
         assert part in joined
-    joined = " ".join(_texts(plots.draw_gpt_block()))
+    joined = " ".join(_texts(diagrams.draw_gpt_block()))
     for part in ("LayerNorm 1", "causal", "4d", "GELU", "x = x + attn(LN₁(x))"):
         assert part in joined
-    texts = _texts(plots.draw_bert_inputs())
+    texts = _texts(diagrams.draw_bert_inputs())
     assert [t for t in texts if t.startswith("E_")] == ["E_A"] * 4 + ["E_B"] * 3  # segment B after the first [SEP]
     assert "P_6" in texts and any("LayerNorm" in t for t in texts)
-    assert "E(dog)" in _texts(plots.draw_bert_inputs(tokens=["[CLS]", "dog"]))
+    assert "E(dog)" in _texts(diagrams.draw_bert_inputs(tokens=["[CLS]", "dog"]))
 
 
 def test_multihead_checks_its_sizes_and_abbreviates_many_heads():
-    texts = _texts(plots.draw_multihead(num_heads=2, d_model=6))
+    texts = _texts(diagrams.draw_multihead(num_heads=2, d_model=6))
     assert sum(t.startswith("head ") and "\n" in t for t in texts) == 2
-    texts = _texts(plots.draw_multihead(num_heads=12, d_model=768))
+    texts = _texts(diagrams.draw_multihead(num_heads=12, d_model=768))
     assert "⋮" in texts and any(t.startswith("head 12\n") for t in texts)
     with pytest.raises(ValueError, match="not divisible"):
-        plots.draw_multihead(num_heads=3, d_model=8)
+        diagrams.draw_multihead(num_heads=3, d_model=8)
     with pytest.raises(ValueError, match="num_heads"):
-        plots.draw_multihead(num_heads=0)
+        diagrams.draw_multihead(num_heads=0)
 
 
 def test_lr_curve_is_what_the_scheduler_gives_each_step():

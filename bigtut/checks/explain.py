@@ -142,8 +142,8 @@ def check_riemann_integrated_gradients(candidate: Callable, seed: int | None = N
 
     for n_steps in (1, 7, 40):
         x, baseline = random_float64(gen, 5), random_float64(gen, 5)
-        expected = integrated_gradients(forward, x[None], baseline[None], n_steps=n_steps,
-                                        method="riemann_right").attributions[0]  # (M,)
+        expected = integrated_gradients(forward, x[None], baseline=baseline[None], n_steps=n_steps,
+                                        method="riemann_right").attributions[0]  # (M,) float64 NumPy
         got = _call(candidate, name, (forward, x, baseline, n_steps), {})
         assert_close(got, expected, what=name,
                      inputs=f"a tanh network of 5 inputs, non-zero baseline, n_steps={n_steps} (seed={seed})",

@@ -1,4 +1,4 @@
-"""What the three compressions share: choosing the Linear layers they act on.
+"""What the three compressions share: choosing the Linear layers they act on, and the checks on their input.
 
 Every function of :mod:`bigtut.compress` works on a *copy* of the model (the original is never touched) and
 on its ``nn.Linear`` layers, named as ``model.named_modules()`` names them (``"body.layers.0.linear1"``).
@@ -8,15 +8,76 @@ output layer): that matrix is also the input lookup, so compressing it would sto
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
+from numbers import Real
 
+import torch
 from torch import nn
 
-__all__ = ["linear_layers", "replace_module", "tied_to_embedding"]
+__all__ = ["check_finite_parameters", "check_model", "check_number", "check_tensor", "linear_layers",
+           "non_finite", "replace_module", "tied_to_embedding"]
+
+
+def check_model(model: object, name: str = "model") -> nn.Module:
+    """Return ``model`` if it is an ``nn.Module``; else raise ``TypeError`` naming ``name``."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"{name} must be a torch.nn.Module, got {type(model).__name__}")
+    return model
+
+
+def check_number(name: str, value: object, low: float, high: float, *, low_open: bool = False,
+                 high_open: bool = False, need: str = "") -> float:
+    """Return ``value`` as a float if it is a finite real number in the interval ``low .. high`` (each end
+    closed unless ``*_open``); else raise ``ValueError`` (``need``: what the number is, for the message)."""
+    ok = isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
+    if ok:
+        ok = (low < value if low_open else low <= value) and (value < high if high_open else value <= high)
+    if not ok:
+        interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        bounds = f"{'>' if low_open else '>='} {low:g}" if high == math.inf else f"in {interval}"
+        raise ValueError(f"{name}{need} must be a finite number {bounds}, got {value!r}")
+    return float(value)
+
+
+def non_finite(tensor: torch.Tensor) -> int:
+    """How many entries of ``tensor`` are NaN or inf (0 for a tensor without data, on the ``meta`` device)."""
+    if tensor.device.type == "meta" or not (tensor.is_floating_point() or tensor.is_complex()):
+        return 0
+    return int((~torch.isfinite(tensor)).sum())
+
+
+def check_tensor(name: str, value: object, legend: str, *, dim: int | None = None, kind: str = "float",
+                 finite: bool = True) -> torch.Tensor:
+    """Return ``value`` if it is a non-empty torch tensor of ``kind`` (``"float"`` or ``"int"``) with ``dim``
+    axes (any if None) and, with ``finite``, no NaN or inf; ``legend`` (e.g. ``"(B, C)"``) names the axes."""
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor {legend}, got {type(value).__name__}")
+    integer = not value.is_floating_point() and not value.is_complex() and value.dtype != torch.bool
+    if (kind == "float" and not value.is_floating_point()) or (kind == "int" and not integer):
+        what = "a floating-point" if kind == "float" else "an integer"
+        raise TypeError(f"{name} must be {what} tensor {legend}, got dtype {value.dtype}")
+    if dim is not None and value.dim() != dim:
+        raise ValueError(f"{name} must be a {dim}-D tensor {legend}, got shape {tuple(value.shape)}")
+    if value.numel() == 0:
+        raise ValueError(f"{name} must not be empty, got shape {tuple(value.shape)}")
+    if finite and (bad := non_finite(value)):
+        raise ValueError(f"{name} must be finite, got {bad} NaN/inf value{'s' if bad > 1 else ''}")
+    return value
+
+
+def check_finite_parameters(model: nn.Module) -> nn.Module:
+    """Return ``model`` if every floating-point parameter is finite; else name the first one with NaN/inf."""
+    for name, parameter in model.named_parameters():
+        if bad := non_finite(parameter.detach()):
+            raise ValueError(f"the model's parameter {name!r} holds {bad} NaN/inf value{'s' if bad > 1 else ''}: "
+                             "a model must be finite to be compressed")
+    return model
 
 
 def tied_to_embedding(model: nn.Module) -> set[str]:
     """Names of the Linear layers whose weight is the very tensor of an ``nn.Embedding`` in ``model``."""
+    check_model(model)
     tables = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
     return {name for name, m in model.named_modules() if isinstance(m, nn.Linear) and id(m.weight) in tables}
 
@@ -27,10 +88,9 @@ def linear_layers(model: nn.Module, layers: Iterable[str] | None = None) -> dict
     Raises:
         ValueError: a name that is not a module of ``model``, or a module that is not ``nn.Linear``, or an
             empty selection.
-        TypeError: ``model`` is not an ``nn.Module``.
+        TypeError: ``model`` is not an ``nn.Module``, or ``layers`` is not a name or a list of names.
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    check_model(model)
     modules = dict(model.named_modules())
     if layers is None:
         tied = tied_to_embedding(model)
@@ -38,8 +98,16 @@ def linear_layers(model: nn.Module, layers: Iterable[str] | None = None) -> dict
     else:
         if isinstance(layers, str):
             layers = [layers]
+        if not isinstance(layers, Iterable):
+            raise TypeError(f"layers must be a layer name or a list of names (as model.named_modules() gives "
+                            f"them), got {type(layers).__name__}")
+        layers = list(layers)
+        if not layers:
+            raise ValueError("layers is empty: name at least one Linear layer, or pass None for all of them")
         chosen = {}
         for name in layers:
+            if not isinstance(name, str):
+                raise TypeError(f"layers must hold layer names (str), got {name!r} ({type(name).__name__})")
             if name not in modules:
                 linears = [n for n, m in modules.items() if isinstance(m, nn.Linear)]
                 raise ValueError(f"the model has no layer named {name!r}; its Linear layers are {linears}")

@@ -15,7 +15,9 @@ Shape legend:  B batch   C classes   L sequence length
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable, Iterable, Sequence
+from numbers import Integral
 from typing import Any
 
 import torch
@@ -23,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bigtut.bert.heads import BertForSequenceClassification
+from bigtut.compress.common import check_model, check_number, check_tensor
 from bigtut.compress.prune import prune_ffn_neurons
 from bigtut.training import History, fit
 
@@ -30,9 +33,29 @@ __all__ = ["distill", "distillation_loss", "make_student", "soft_target_loss"]
 
 
 def _check_temperature(temperature: float) -> float:
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
-        raise ValueError(f"temperature must be a positive number, got {temperature!r}")
-    return float(temperature)
+    return check_number("temperature", temperature, 0.0, math.inf, low_open=True)
+
+
+def _check_alpha(alpha: float) -> float:
+    return check_number("alpha", alpha, 0.0, 1.0, need=" (the weight of the soft targets)")
+
+
+def _check_logits(name: str, logits: object) -> torch.Tensor:
+    """``logits`` if a finite floating-point ``(B, C)`` tensor with at least one row and one class."""
+    return check_tensor(name, logits, "(B, C)", dim=2)
+
+
+def _check_labels(labels: object, batch: int, classes: int) -> torch.Tensor:
+    """``labels`` if an integer ``(B,)`` tensor of class indices in ``[0, C)``."""
+    check_tensor("labels", labels, f"(B,) = ({batch},) of class indices", kind="int")
+    if tuple(labels.shape) != (batch,):
+        raise ValueError(f"labels must have shape (B,) = ({batch},), one class index per row, got "
+                         f"{tuple(labels.shape)}")
+    low, high = int(labels.min()), int(labels.max())
+    if low < 0 or high >= classes:
+        raise ValueError(f"labels must lie in [0, {classes}) (the C={classes} classes of the logits), got values "
+                         f"from {low} to {high}")
+    return labels
 
 
 def soft_target_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 2.0
@@ -41,9 +64,16 @@ def soft_target_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
 
     ``student_logits``, ``teacher_logits``: ``(B, C)``. Zero exactly when the two agree up to a constant
     per row; the teacher gets no gradient.
+
+    Raises:
+        ValueError: ``temperature`` not a finite number > 0; logits that are not both ``(B, C)`` of the same
+            shape, are empty, or hold NaN/inf.
+        TypeError: logits that are not floating-point tensors.
     """
     T = _check_temperature(temperature)
-    if student_logits.shape != teacher_logits.shape or student_logits.dim() != 2:
+    _check_logits("student_logits", student_logits)
+    _check_logits("teacher_logits", teacher_logits)
+    if student_logits.shape != teacher_logits.shape:
         raise ValueError(f"student and teacher logits must both be (B, C), got {tuple(student_logits.shape)} "
                          f"and {tuple(teacher_logits.shape)}")
     log_q = F.log_softmax(student_logits / T, dim=-1)  # (B, C) student, softened
@@ -60,16 +90,18 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
     ``labels`` ``(B,)`` may be omitted only with ``alpha=1`` (pure soft targets).
 
     Raises:
-        ValueError: ``temperature <= 0``, ``alpha`` outside ``[0, 1]``, or no labels with ``alpha < 1``.
+        ValueError: ``temperature`` not a finite number > 0, ``alpha`` outside ``[0, 1]``, no labels with
+            ``alpha < 1``, labels not ``(B,)`` or outside ``[0, C)``, logits as :func:`soft_target_loss` refuses.
+        TypeError: logits not floating-point tensors, labels not an integer tensor.
     """
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha (the weight of the soft targets) must lie in [0, 1], got {alpha!r}")
+    _check_alpha(alpha)
     soft = soft_target_loss(student_logits, teacher_logits, temperature)
     if labels is None:
         if alpha < 1:
             raise ValueError(f"labels are needed for the hard-label term (alpha={alpha} < 1)")
         return soft
-    return alpha * soft + (1 - alpha) * F.cross_entropy(student_logits, labels)
+    _check_labels(labels, *student_logits.shape)
+    return alpha * soft + (1 - alpha) * F.cross_entropy(student_logits, labels.long())
 
 
 def make_student(teacher: BertForSequenceClassification, *, layers: Sequence[int] = (0,),
@@ -81,15 +113,22 @@ def make_student(teacher: BertForSequenceClassification, *, layers: Sequence[int
     Embeddings, pooler and classifier are copied. The teacher is untouched.
 
     Raises:
-        ValueError: a layer index the teacher does not have, no layer, or ``d_ff`` not in ``[1, teacher d_ff]``.
+        ValueError: a layer index the teacher does not have, a repeated one, no layer, or ``d_ff`` not in
+            ``[1, teacher d_ff]``.
         TypeError: a teacher that is not a :class:`~bigtut.bert.BertForSequenceClassification`.
     """
     if not isinstance(teacher, BertForSequenceClassification):
         raise TypeError(f"make_student needs a BertForSequenceClassification, got {type(teacher).__name__}")
     n = teacher.config.num_layers
+    need = f"layers must be a non-empty list of distinct layer indices in [0, {n})"
+    if isinstance(layers, (str, bytes)) or not isinstance(layers, Iterable):
+        raise ValueError(f"{need}, got {layers!r}")
     layers = list(layers)
-    if not layers or any(isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < n for i in layers):
-        raise ValueError(f"layers must be a non-empty list of layer indices in [0, {n}), got {layers}")
+    if not layers or any(isinstance(i, bool) or not isinstance(i, Integral) or not 0 <= i < n for i in layers):
+        raise ValueError(f"{need}, got {layers}")
+    if len(set(layers)) != len(layers):  # a repeated layer would be one module twice: silently tied weights
+        raise ValueError(f"{need}, got {layers} (a repeat)")
+    layers = [int(i) for i in layers]
     student = copy.deepcopy(teacher)
     student.bert.layers = nn.ModuleList(student.bert.layers[i] for i in layers)
     student.config.num_layers = student.bert.config.num_layers = len(layers)
@@ -111,20 +150,36 @@ def distill(teacher: nn.Module, student: nn.Module, train_batches: Callable[[], 
     Both honour the classifier contract. ``train_batches``: a callable returning ``(input_ids, attention_mask,
     labels)`` or an iterable of them (as :func:`bigtut.training.fit`); ``val_batches`` are scored with the same
     loss. Cosine learning-rate decay after a 10 % warm-up, gradients clipped at 1.
+
+    Raises:
+        TypeError: a teacher or student that is not an ``nn.Module``, a model that returns no logits tensor.
+        ValueError: ``temperature``, ``alpha``, ``lr`` or ``weight_decay`` out of range (checked before any
+            training); a batch that is not ``(input_ids, attention_mask, labels)``; a model whose logits are
+            not ``(B, C)`` (the same for both) or hold NaN/inf; labels outside ``[0, C)``.
     """
+    check_model(teacher, "teacher")
+    check_model(student, "student")
     _check_temperature(temperature)
-    distillation_loss(torch.zeros(1, 2), torch.zeros(1, 2), torch.zeros(1, dtype=torch.long),
-                      temperature=temperature, alpha=alpha)  # checks alpha before any training
+    _check_alpha(alpha)
+    check_number("lr", lr, 0.0, math.inf, low_open=True)
+    check_number("weight_decay", weight_decay, 0.0, math.inf)
+    if isinstance(train_batches, (str, bytes)) or not (callable(train_batches) or isinstance(train_batches, Iterable)):
+        raise TypeError(f"train_batches must be a function returning (input_ids, attention_mask, labels) or a list "
+                        f"of such batches, got {type(train_batches).__name__}")
     teacher.eval()
     if device is not None:
         teacher.to(device)
 
     def loss_fn(model: nn.Module, batch) -> torch.Tensor:
+        if not isinstance(batch, (tuple, list)) or len(batch) != 3:
+            size = f" of {len(batch)}" if isinstance(batch, (tuple, list)) else ""
+            raise ValueError(f"distill needs batches (input_ids, attention_mask, labels), got a "
+                             f"{type(batch).__name__}{size}")
         ids, mask, labels = batch
         with torch.no_grad():
-            teacher_logits = teacher(ids, attention_mask=mask)  # (B, C)
-        return distillation_loss(model(ids, attention_mask=mask), teacher_logits, labels,
-                                 temperature=temperature, alpha=alpha)
+            teacher_logits = _check_logits("the teacher's logits", teacher(ids, attention_mask=mask))  # (B, C)
+        student_logits = _check_logits("the student's logits", model(ids, attention_mask=mask))  # (B, C)
+        return distillation_loss(student_logits, teacher_logits, labels, temperature=temperature, alpha=alpha)
 
     return fit(student, loss_fn, train_batches, steps=steps, lr=lr, weight_decay=weight_decay,
                val_batches=val_batches, eval_every=eval_every, warmup_steps=steps // 10, schedule="cosine",

@@ -5,8 +5,8 @@
 * :func:`cpu_latency` — the median wall time of repeated forward calls, with the thread count stated;
   :func:`compare_latency` times several models side by side, in rounds whose order rotates, so that a
   machine's drifting load hits them all alike;
-* the task metrics are those of :mod:`bigtut.evaluation` (re-exported here): :func:`accuracy` for
-  classifiers, :func:`bits_per_character` for the character GPT.
+* the task metrics are those of :mod:`bigtut.evaluation` (called from here after checking their inputs):
+  :func:`accuracy` for classifiers, :func:`bits_per_character` for the character GPT.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 import tempfile
 import time
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping
 from pathlib import Path
 from typing import NamedTuple
 
@@ -22,9 +22,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from bigtut import evaluation
+from bigtut.compress.common import check_model, check_tensor
 from bigtut.compress.prune import make_pruning_permanent
-from bigtut.evaluation import accuracy, bits_per_character
-from bigtut.validation import check_positive_int
+from bigtut.validation import check_attention_mask, check_positive_int
 
 __all__ = ["Latency", "accuracy", "bits_per_character", "compare_latency", "cpu_latency", "parameter_bytes",
            "size_on_disk"]
@@ -34,6 +35,7 @@ def size_on_disk(model: nn.Module) -> int:
     """Bytes of ``model``'s weights written as one safetensors file (a tied matrix is stored once)."""
     from safetensors.torch import save_model
 
+    check_model(model)
     plain = make_pruning_permanent(copy.deepcopy(model))
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "model.safetensors"
@@ -43,6 +45,7 @@ def size_on_disk(model: nn.Module) -> int:
 
 def parameter_bytes(model: nn.Module) -> dict[str, int]:
     """Bytes of the model's tensors (parameters and buffers) by dtype, e.g. ``{"torch.float32": 81920}``."""
+    check_model(model)
     seen, sizes = set(), {}
     for t in list(model.parameters()) + list(model.buffers()):
         if id(t) not in seen:
@@ -66,8 +69,15 @@ def cpu_latency(model: nn.Module, *args, repeats: int = 20, warmup: int = 3, thr
 
     ``warmup`` untimed calls first; the thread setting is restored afterwards. Inputs must already be on the
     CPU (and the model too).
+
+    Raises:
+        ValueError: ``repeats``/``threads`` not a positive int, ``warmup`` not an int >= 0, a model off the CPU,
+            or a model that fails on the inputs given (its error is chained).
+        TypeError: ``model`` is not an ``nn.Module``.
     """
+    check_model(model)
     check_positive_int("repeats", repeats)
+    _check_warmup(warmup)
     check_positive_int("threads", threads)
     if any(p.device.type != "cpu" for p in model.parameters()):
         raise ValueError("cpu_latency times CPU models: move the model (and inputs) with .cpu() first")
@@ -78,7 +88,14 @@ def cpu_latency(model: nn.Module, *args, repeats: int = 20, warmup: int = 3, thr
         with torch.no_grad():
             for i in range(warmup + repeats):
                 start = time.perf_counter()
-                model(*args, **kwargs)
+                if i == 0:
+                    try:
+                        model(*args, **kwargs)
+                    except Exception as error:  # the model's own complaint, with what it was given
+                        raise ValueError(f"the model fails on the inputs given ({len(args)} positional, keywords "
+                                         f"{sorted(kwargs)}): {type(error).__name__}: {error}") from error
+                else:
+                    model(*args, **kwargs)
                 if i >= warmup:
                     times.append((time.perf_counter() - start) * 1000)
     finally:
@@ -87,6 +104,10 @@ def cpu_latency(model: nn.Module, *args, repeats: int = 20, warmup: int = 3, thr
     return Latency(float(median), float(q1), float(q3), threads, repeats)
 
 
+def _check_warmup(warmup: object) -> int:
+    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
+        raise ValueError(f"warmup must be an int >= 0 (untimed calls), got {warmup!r}")
+    return warmup
 
 
 def compare_latency(jobs: dict[Hashable, tuple], *, rounds: int = 5, repeats: int = 5, warmup: int = 2,
@@ -96,8 +117,31 @@ def compare_latency(jobs: dict[Hashable, tuple], *, rounds: int = 5, repeats: in
     Each of ``rounds`` rounds runs :func:`cpu_latency` (``repeats`` calls) on every model, starting each round
     at a different model. Returns name -> :class:`Latency` whose median is the median of the round medians and
     whose quartiles are those of the round medians (the spread from round to round).
+
+    Raises:
+        ValueError: no job, a job that is not ``(model, args)`` or ``(model, args, kwargs)``, or a count out of
+            range (all checked before any timing).
+        TypeError: a job's model not an ``nn.Module``, its args not a tuple, its kwargs not a dict.
     """
     check_positive_int("rounds", rounds)
+    check_positive_int("repeats", repeats)
+    _check_warmup(warmup)
+    check_positive_int("threads", threads)
+    if not isinstance(jobs, Mapping):
+        raise TypeError(f"jobs must be a dict name -> (model, args) or (model, args, kwargs), got "
+                        f"{type(jobs).__name__}")
+    if not jobs:
+        raise ValueError("jobs is empty: give at least one name -> (model, args)")
+    for name, job in jobs.items():
+        if not isinstance(job, (tuple, list)) or len(job) not in (2, 3):
+            raise ValueError(f"jobs[{name!r}] must be (model, args) or (model, args, kwargs), got a "
+                             f"{type(job).__name__}" + (f" of {len(job)}" if isinstance(job, (tuple, list)) else ""))
+        check_model(job[0], f"the model of jobs[{name!r}]")
+        if not isinstance(job[1], (tuple, list)):
+            raise TypeError(f"the args of jobs[{name!r}] must be a tuple of positional inputs, e.g. (ids,), got "
+                            f"{type(job[1]).__name__}")
+        if len(job) == 3 and not isinstance(job[2], Mapping):
+            raise TypeError(f"the kwargs of jobs[{name!r}] must be a dict, got {type(job[2]).__name__}")
     names, found = list(jobs), {name: [] for name in jobs}
     for r in range(rounds):
         shift = r * len(names) // rounds  # each round starts at a different place in the list
@@ -110,3 +154,54 @@ def compare_latency(jobs: dict[Hashable, tuple], *, rounds: int = 5, repeats: in
         q1, median, q3 = np.percentile(medians, [25, 50, 75])
         result[name] = Latency(float(median), float(q1), float(q3), threads, rounds * repeats)
     return result
+
+
+def accuracy(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
+             labels: torch.Tensor, batch_size: int = 128) -> float:
+    """Fraction of rows whose arg-max logit is the label ``(N,)``: :func:`bigtut.evaluation.accuracy`, after
+    checking its inputs and (on the first row) that the model returns class logits ``(B, C)``.
+
+    Raises:
+        TypeError: ``model`` not an ``nn.Module``; ids or labels not integer tensors.
+        ValueError: ids not ``(N, L)`` or empty, a mask not ``(N, L)``, labels not ``(N,)`` or outside
+            ``[0, C)``, a model that does not return ``(B, C)`` logits.
+    """
+    check_model(model)
+    check_tensor("input_ids", input_ids, "(N, L)", dim=2, kind="int")
+    n, length = input_ids.shape
+    check_attention_mask(attention_mask, n, length)
+    check_tensor("labels", labels, f"(N,) = ({n},)", dim=1, kind="int")
+    if labels.shape[0] != n:
+        raise ValueError(f"labels must have shape (N,) = ({n},), one per row of input_ids, got {tuple(labels.shape)}")
+    check_positive_int("batch_size", batch_size)
+    first = evaluation.predict_logits(model, input_ids[:1], None if attention_mask is None else attention_mask[:1])
+    if first.dim() != 2 or first.shape[0] != 1:
+        raise ValueError(f"the model must return class logits (B, C), got shape {tuple(first.shape)} for B=1 row")
+    classes = first.shape[1]
+    if int(labels.min()) < 0 or int(labels.max()) >= classes:
+        raise ValueError(f"labels must lie in [0, {classes}) (the model's C={classes} classes), got values from "
+                         f"{int(labels.min())} to {int(labels.max())}")
+    return evaluation.accuracy(model, input_ids, attention_mask, labels, batch_size)
+
+
+def bits_per_character(model: nn.Module, text: str, tokenizer, batch_size: int = 32) -> float:
+    """Validation loss of ``text`` in bits per character: :func:`bigtut.evaluation.bits_per_character`, after
+    checking its inputs (a language model with ``config.block_size``, a non-empty text, a tokenizer).
+
+    Raises:
+        TypeError: ``model`` not a language model with ``config.block_size``, ``text`` not a str, a tokenizer
+            without ``encode``/``decode``.
+        ValueError: an empty text, one shorter than ``block_size + 1`` tokens, ``batch_size`` not positive.
+    """
+    check_model(model)
+    if not isinstance(getattr(getattr(model, "config", None), "block_size", None), int):
+        raise TypeError(f"model must be a language model with config.block_size (a bigtut GPT), got "
+                        f"{type(model).__name__}")
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str, got {type(text).__name__}")
+    if not text:
+        raise ValueError("text is empty: bits per character need at least block_size + 1 tokens of text")
+    if not (callable(getattr(tokenizer, "encode", None)) and callable(getattr(tokenizer, "decode", None))):
+        raise TypeError(f"tokenizer must have encode(text) and decode(ids), got {type(tokenizer).__name__}")
+    check_positive_int("batch_size", batch_size)
+    return evaluation.bits_per_character(model, text, tokenizer, batch_size)

@@ -13,14 +13,16 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterable
+import math
+from collections.abc import Callable, Iterable, Mapping
+from numbers import Real
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from bigtut.attention import MultiHeadAttention
-from bigtut.compress.common import linear_layers, replace_module
+from bigtut.compress.common import check_finite_parameters, check_model, linear_layers, non_finite, replace_module
 from bigtut.gpt.model import MLP
 from bigtut.transformer.layers import EncoderLayer
 
@@ -29,10 +31,10 @@ __all__ = ["MaskedLinear", "check_sparsity", "count_heads", "head_scores", "magn
            "sparsity_sweep"]
 
 
-def check_sparsity(value: float, name: str = "sparsity") -> float:
-    """Return ``value`` if it is a fraction in ``[0, 1)``; else raise ``ValueError``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
-        raise ValueError(f"{name} must lie in [0, 1) (the fraction of weights to remove), got {value!r}")
+def check_sparsity(value: float, name: str = "sparsity", what: str = "weights") -> float:
+    """Return ``value`` if it is a fraction in ``[0, 1)`` (of the ``what`` to remove); else raise ``ValueError``."""
+    if isinstance(value, bool) or not isinstance(value, Real) or not 0.0 <= value < 1.0:
+        raise ValueError(f"{name} must lie in [0, 1) (the fraction of {what} to remove), got {value!r}")
     return float(value)
 
 
@@ -44,6 +46,15 @@ class MaskedLinear(nn.Linear):
     """
 
     def __init__(self, linear: nn.Linear, mask: torch.Tensor):
+        if not isinstance(linear, nn.Linear):
+            raise TypeError(f"linear must be an nn.Linear, got {type(linear).__name__}")
+        if not isinstance(mask, torch.Tensor):
+            raise TypeError(f"mask must be a torch.Tensor (O, K) of 0/1, got {type(mask).__name__}")
+        if tuple(mask.shape) != tuple(linear.weight.shape):
+            raise ValueError(f"mask must have the weight's shape (O, K) = {tuple(linear.weight.shape)}, got "
+                             f"{tuple(mask.shape)}")
+        if mask.device.type != "meta" and not bool(((mask == 0) | (mask == 1)).all()):
+            raise ValueError("mask must hold only 0 and 1 (1 = keep the weight), got other values")
         super().__init__(linear.in_features, linear.out_features, bias=linear.bias is not None,
                          device=linear.weight.device, dtype=linear.weight.dtype)
         self.register_buffer("mask", mask.to(linear.weight.dtype))  # (O, K) 0/1
@@ -72,6 +83,17 @@ def magnitude_masks(weights: dict[str, torch.Tensor], sparsity: float, scope: st
     check_sparsity(sparsity)
     if scope not in ("global", "layer"):
         raise ValueError(f"scope must be 'global' or 'layer', got {scope!r}")
+    if not isinstance(weights, Mapping):
+        raise TypeError(f"weights must be a dict name -> weight tensor, got {type(weights).__name__}")
+    if not weights:
+        raise ValueError("weights is empty: give at least one name -> weight tensor")
+    for name, w in weights.items():
+        if not isinstance(w, torch.Tensor) or not w.is_floating_point():
+            raise TypeError(f"weights[{name!r}] must be a floating-point tensor, got "
+                            + (f"dtype {w.dtype}" if isinstance(w, torch.Tensor) else type(w).__name__))
+        if bad := non_finite(w):
+            raise ValueError(f"weights[{name!r}] holds {bad} NaN/inf value{'s' if bad > 1 else ''}: magnitudes "
+                             "must be finite to be ranked")
     groups = [weights] if scope == "global" else [{name: w} for name, w in weights.items()]
     masks = {}
     for group in groups:
@@ -96,10 +118,14 @@ def prune_magnitude(model: nn.Module, sparsity: float, *, scope: str = "global",
     ``0.3 -> 0.5 -> 0.7`` nests. ``layers``: Linear layer names (default: every untied Linear layer).
 
     Raises:
-        ValueError: ``sparsity`` outside ``[0, 1)``, an unknown ``scope``, a layer the model does not have.
+        ValueError: ``sparsity`` outside ``[0, 1)``, an unknown ``scope``, a layer the model does not have,
+            NaN/inf weights.
     """
     check_sparsity(sparsity)
+    if scope not in ("global", "layer"):
+        raise ValueError(f"scope must be 'global' or 'layer', got {scope!r}")
     chosen = linear_layers(model, layers)
+    check_finite_parameters(model)
     pruned = copy.deepcopy(model)
     targets = {name: pruned.get_submodule(name) for name in chosen}
     masks = magnitude_masks({name: _effective_weight(m) for name, m in targets.items()}, sparsity, scope)
@@ -117,6 +143,8 @@ def sparsity(model: nn.Module, layers: Iterable[str] | None = None) -> float:
     """The fraction of exact zeros among the chosen Linear weights (default: every untied Linear layer)."""
     weights = [_effective_weight(m) for m in linear_layers(model, layers).values()]
     total = sum(w.numel() for w in weights)
+    if total == 0:
+        raise ValueError("the chosen Linear layers hold no weights (every one is 0-wide): sparsity is undefined")
     return sum((w == 0).sum().item() for w in weights) / total
 
 
@@ -125,16 +153,39 @@ def sparsity_sweep(model: nn.Module, sparsities: Iterable[float], metric: Callab
     """``{sparsity: metric(pruned copy)}`` for each sparsity, each pruned from ``model`` by :func:`prune_magnitude`.
 
     ``metric`` scores a model (e.g. test accuracy, or bits per character); the original is untouched.
+
+    Raises:
+        ValueError: no sparsity, a repeated one, one outside ``[0, 1)``, or a metric that returns NaN/inf.
+        TypeError: ``sparsities`` not a list of numbers, ``metric`` not callable or returning no number.
     """
+    if isinstance(sparsities, (str, bytes)) or not isinstance(sparsities, Iterable):
+        raise TypeError(f"sparsities must be a list of fractions in [0, 1), got {type(sparsities).__name__}")
+    levels = [check_sparsity(s) for s in sparsities]
+    if not levels:
+        raise ValueError("sparsities is empty: give at least one fraction in [0, 1)")
+    if len(set(levels)) != len(levels):
+        raise ValueError(f"sparsities must be distinct (one result each), got {levels}")
+    if not callable(metric):
+        raise TypeError(f"metric must be a function model -> number, got {type(metric).__name__}")
     layers = None if layers is None else list(layers)
-    return {float(s): float(metric(prune_magnitude(model, s, scope=scope, layers=layers))) for s in sparsities}
+    linear_layers(model, layers)  # checks the model and the names before any pruning
+    results = {}
+    for s in levels:
+        value = metric(prune_magnitude(model, s, scope=scope, layers=layers))
+        try:
+            number = float(value)
+        except (TypeError, ValueError, RuntimeError):
+            raise TypeError(f"metric must return a number, got {type(value).__name__} {value!r:.60}") from None
+        if not math.isfinite(number):
+            raise ValueError(f"metric must return a finite number, got {number} at sparsity {s}")
+        results[s] = number
+    return results
 
 
 def make_pruning_permanent(model: nn.Module) -> nn.Module:
     """Replace every :class:`MaskedLinear` by a plain ``nn.Linear`` holding ``weight * mask``, in place (a
     plain model with zeros); returns ``model``."""
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    check_model(model)
     masked = [name for name, m in model.named_modules() if isinstance(m, MaskedLinear)]
     for name in masked:
         layer = model.get_submodule(name)
@@ -149,7 +200,6 @@ def make_pruning_permanent(model: nn.Module) -> nn.Module:
 
 
 def _keep_count(total: int, fraction: float, what: str) -> int:
-    check_sparsity(fraction, "fraction")
     keep = total - round(fraction * total)
     if keep < 1:
         raise ValueError(f"pruning a fraction {fraction} of {total} {what} would leave none")
@@ -173,8 +223,8 @@ def _shrink_linear(layer: nn.Linear, rows: torch.Tensor | None = None, cols: tor
 
 
 def _unmasked(model: nn.Module) -> nn.Module:
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    check_model(model)
+    check_finite_parameters(model)
     if any(isinstance(m, MaskedLinear) for m in model.modules()):
         raise ValueError("structured pruning needs a model without pruning masks: call make_pruning_permanent first")
     return model
@@ -183,6 +233,8 @@ def _unmasked(model: nn.Module) -> nn.Module:
 def head_scores(attention: MultiHeadAttention) -> torch.Tensor:
     """One magnitude per head ``(h,)``: the L2 norm of all the weights that belong to it (its rows of the
     query, key and value projections and its columns of the output projection)."""
+    if not isinstance(attention, MultiHeadAttention):
+        raise TypeError(f"attention must be a bigtut MultiHeadAttention, got {type(attention).__name__}")
     h, d_head = attention.num_heads, attention.d_head
     parts = [p.weight.detach().reshape(h, d_head, -1) for p in (attention.q_proj, attention.k_proj, attention.v_proj)]
     out = attention.out_proj.weight.detach().reshape(-1, h, d_head).transpose(0, 1)  # (h, d_model, d_head)
@@ -195,9 +247,9 @@ def prune_heads(model: nn.Module, fraction: float) -> nn.Module:
 
     Raises:
         ValueError: ``fraction`` outside ``[0, 1)``, one that would leave a layer without a head, or a model
-            with no :class:`~bigtut.attention.MultiHeadAttention`.
+            with no :class:`~bigtut.attention.MultiHeadAttention`; NaN/inf weights.
     """
-    check_sparsity(fraction, "fraction")
+    check_sparsity(fraction, "fraction", "heads")
     pruned = copy.deepcopy(_unmasked(model))
     attentions = [m for m in pruned.modules() if isinstance(m, MultiHeadAttention)]
     if not attentions:
@@ -231,9 +283,10 @@ def prune_ffn_neurons(model: nn.Module, fraction: float) -> nn.Module:
     the down-projection).
 
     Raises:
-        ValueError: ``fraction`` outside ``[0, 1)`` or too large, or a model with no bigtut feed-forward block.
+        ValueError: ``fraction`` outside ``[0, 1)`` or too large, a model with no bigtut feed-forward block, or
+            NaN/inf weights.
     """
-    check_sparsity(fraction, "fraction")
+    check_sparsity(fraction, "fraction", "neurons")
     pruned = copy.deepcopy(_unmasked(model))
     pairs = _ffn_pairs(pruned)
     if not pairs:
@@ -250,6 +303,7 @@ def prune_ffn_neurons(model: nn.Module, fraction: float) -> nn.Module:
 
 def count_heads(model: nn.Module) -> list[int]:
     """Heads per attention layer, in model order."""
+    check_model(model)
     return [m.num_heads for m in model.modules() if isinstance(m, MultiHeadAttention)]
 
 

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bigtut.compress.common import linear_layers, replace_module
+from bigtut.compress.common import check_finite_parameters, check_tensor, linear_layers, non_finite, replace_module
 
 __all__ = ["Int8Linear", "QuantizedTensor", "dequantize", "quantize_model", "quantize_symmetric"]
 
@@ -47,20 +47,56 @@ def quantize_symmetric(x: torch.Tensor) -> QuantizedTensor:
 
     ``x`` ``(..., K)`` float -> ``QuantizedTensor(values (..., K) int8, scale (..., 1))``. For a weight
     ``(O, K)`` a row is an output channel; for activations ``(N, K)`` a row is a token.
+
+    Raises:
+        TypeError: ``x`` is not a floating-point tensor.
+        ValueError: ``x`` is a scalar or empty, or holds NaN/inf (its row would get a non-finite scale).
     """
     if not isinstance(x, torch.Tensor) or not x.is_floating_point():
         raise TypeError(f"quantize_symmetric needs a floating-point tensor, got {type(x).__name__}"
                         + (f" of dtype {x.dtype}" if isinstance(x, torch.Tensor) else ""))
-    if x.dim() == 0 or x.shape[-1] == 0:
-        raise ValueError(f"need at least one value per row, got shape {tuple(x.shape)}")
+    if x.dim() == 0 or x.numel() == 0:
+        raise ValueError(f"x must be a non-empty tensor (..., K) with at least one value per row, got shape "
+                         f"{tuple(x.shape)}")
+    if bad := non_finite(x):
+        raise ValueError(f"x must be finite to be quantised (a NaN/inf gives its row a non-finite scale), got "
+                         f"{bad} NaN/inf value{'s' if bad > 1 else ''}")
+    return _quantize_rows(x)
+
+
+def _quantize_rows(x: torch.Tensor) -> QuantizedTensor:
+    """:func:`quantize_symmetric` without the checks: the per-token path of :meth:`Int8Linear.forward`."""
     scale = (x.abs().amax(dim=-1, keepdim=True) / HALF_RANGE).clamp(min=MIN_SCALE)  # (..., 1)
     values = torch.clamp(torch.round(x * (1.0 / scale)), INT8_MIN, INT8_MAX).to(torch.int8)  # (..., K)
     return QuantizedTensor(values, scale)
 
 
+def _check_quantized(q: object, name: str = "q") -> QuantizedTensor:
+    """Return ``q`` as a :class:`QuantizedTensor` if it is int8 ``values (..., K)`` with a positive finite
+    float ``scale (..., 1)``; else raise ``TypeError``/``ValueError``."""
+    if not (isinstance(q, tuple) and len(q) == 2 and all(isinstance(t, torch.Tensor) for t in q)):
+        raise TypeError(f"{name} must be a QuantizedTensor(values, scale) (as quantize_symmetric returns), got "
+                        f"{type(q).__name__}")
+    values, scale = q
+    if values.dtype != torch.int8 or not scale.is_floating_point():
+        raise TypeError(f"{name} must hold int8 values and a floating-point scale, got {values.dtype} and "
+                        f"{scale.dtype}")
+    if values.dim() == 0 or tuple(scale.shape) != (*values.shape[:-1], 1):
+        raise ValueError(f"{name}.scale must have shape (..., 1) = {(*values.shape[:-1], 1)} for values "
+                         f"{tuple(values.shape)}, got {tuple(scale.shape)}")
+    if scale.device.type != "meta" and not bool((torch.isfinite(scale) & (scale > 0)).all()):
+        raise ValueError(f"{name}.scale must be finite and > 0 (one step per row), got min {scale.min().item()}, "
+                         f"max {scale.max().item()}")
+    return QuantizedTensor(values, scale)
+
+
 def dequantize(q: QuantizedTensor) -> torch.Tensor:
     """The float tensor ``values * scale`` ``(..., K)`` that a :class:`QuantizedTensor` stands for."""
-    return q.values.to(q.scale.dtype) * q.scale
+    return _dequantize(_check_quantized(q))
+
+
+def _dequantize(q: QuantizedTensor) -> torch.Tensor:
+    return q.values.to(q.scale.dtype) * q.scale  # (..., K)
 
 
 def int8_matmul(x: QuantizedTensor, w: QuantizedTensor) -> torch.Tensor:
@@ -88,9 +124,14 @@ class Int8Linear(nn.Module):
 
     def __init__(self, weight: QuantizedTensor, bias: torch.Tensor | None = None):
         super().__init__()
-        if weight.values.dim() != 2 or weight.scale.shape != (weight.values.shape[0], 1):
+        weight = _check_quantized(weight, "weight")
+        if weight.values.dim() != 2 or weight.values.numel() == 0:
             raise ValueError(f"weight must be (O, K) int8 with a (O, 1) scale, got values "
                              f"{tuple(weight.values.shape)}, scale {tuple(weight.scale.shape)}")
+        if bias is not None:
+            check_tensor("bias", bias, f"(O,) = ({weight.values.shape[0]},)", dim=1)
+            if bias.shape[0] != weight.values.shape[0]:
+                raise ValueError(f"bias must have shape (O,) = ({weight.values.shape[0]},), got {tuple(bias.shape)}")
         self.out_features, self.in_features = weight.values.shape
         self.register_buffer("weight_int8", weight.values)  # (O, K) int8
         self.register_buffer("weight_scale", weight.scale)  # (O, 1)
@@ -102,19 +143,25 @@ class Int8Linear(nn.Module):
         if not isinstance(linear, nn.Linear):
             raise TypeError(f"from_linear needs an nn.Linear, got {type(linear).__name__}")
         weight = linear.weight.detach()  # (O, K); a pruned layer's mask is folded in
+        if bad := non_finite(weight):
+            raise ValueError(f"the layer's weight must be finite to be quantised, got {bad} NaN/inf "
+                             f"value{'s' if bad > 1 else ''}")
         mask = getattr(linear, "mask", None)
         return cls(quantize_symmetric(weight if mask is None else weight * mask), linear.bias)
 
     def dequantized_weight(self) -> torch.Tensor:
         """The float weight ``(O, K)`` the int8 values stand for."""
-        return dequantize(QuantizedTensor(self.weight_int8, self.weight_scale))
+        return _dequantize(QuantizedTensor(self.weight_int8, self.weight_scale))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[-1] != self.in_features:
+        if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+            raise TypeError(f"Int8Linear expects a floating-point tensor (..., {self.in_features}), got "
+                            + (f"dtype {x.dtype}" if isinstance(x, torch.Tensor) else type(x).__name__))
+        if x.dim() == 0 or x.shape[-1] != self.in_features:
             raise ValueError(f"Int8Linear expects (..., {self.in_features}) inputs, got {tuple(x.shape)}")
         rows = x.reshape(-1, self.in_features)  # (N, K)
         weight = QuantizedTensor(self.weight_int8, self.weight_scale)
-        y = int8_matmul(quantize_symmetric(rows.detach()), weight)  # (N, O)
+        y = int8_matmul(_quantize_rows(rows.detach()), weight)  # (N, O); NaN/inf in x give NaN/inf rows out
         if self.bias is not None:
             y = y + self.bias
         if torch.is_grad_enabled() and x.requires_grad:  # value of the int8 layer, gradient of the float one
@@ -133,9 +180,11 @@ def quantize_model(model: nn.Module, layers: Iterable[str] | None = None) -> nn.
     see :mod:`bigtut.compress.common`). Embeddings and LayerNorms stay float. The copy is in eval mode.
 
     Raises:
-        ValueError: a layer name the model does not have, or one that is not ``nn.Linear``.
+        ValueError: a layer name the model does not have, or one that is not ``nn.Linear``; NaN/inf weights.
+        TypeError: ``model`` is not an ``nn.Module``.
     """
     chosen = linear_layers(model, layers)  # checks the names on the original
+    check_finite_parameters(model)
     quantized = copy.deepcopy(model)
     for name in chosen:
         replace_module(quantized, name, Int8Linear.from_linear(quantized.get_submodule(name)))

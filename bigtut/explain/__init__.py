@@ -1,5 +1,5 @@
 """Explanation methods (chapters 06–09), each written from scratch and proven equal to the library
-practitioners use, one file per method:
+practitioners use, one file per idea:
 
 ==================================  =========================================================================
 module                              what it holds (notebook)
@@ -7,30 +7,71 @@ module                              what it holds (notebook)
 ``explain.lime``                    weighted local surrogates: tabular, text (tokens), images (06) — = lime
 ``explain.shap``                    Shapley values: exact, KernelSHAP, permutation, tokens (07) — = shap
 ``explain.integrated_gradients``    path integrals of gradients, every integration rule, tokens (08) — = captum
+``explain.gradients``               one-gradient yardsticks: gradient × input, gradient norm (09)
+``explain.attention_scores``        attention read as an explanation: raw attention, attention rollout (09)
 ``explain.metrics``                 is an explanation right? deletion/insertion, ERASER/ferret AOPC, precision@k (09)
-``explain.baselines``               gradient×input, gradient norm, attention rollout, the randomisation check (09)
+``explain.sanity``                  is a *method* sane? cascading model randomisation, stability across seeds (09)
 ``explain.render``                  token attributions as coloured HTML, pixel attributions beside the image
-``explain.common``                  what they share: the explained output (logit of ``target``), input checks
+``explain.common``                  what they share: argument checks, the explained output, positions, deletion
 ==================================  =========================================================================
 
-Convention: attributions explain the model's **logit** for ``target`` unless ``probabilities=True``; every
-method that samples takes ``seed``; results are small NamedTuples whose first field has the input's shape.
-Token-level methods work on ``input_ids`` + ``attention_mask`` through the classifier contract (they never
-re-tokenise text).
+One shape for every attribution method
+--------------------------------------
+Read this before adding a method; ``tests/test_explain_family.py`` walks the family and fails a method that
+breaks it::
+
+    result = method(model_or_f, <data>, *, target=None, <reference>, <budget>, [seed=None,]
+                    batch_size=None, probabilities=False, ...)
+
+* **Positional: the model and the data it explains, nothing else.** ``<data>`` is ``inputs`` ``(B, ...)`` for
+  methods on features (table rows ``(B, M)``, images ``(B, H, W)``/``(B, C, H, W)``), or ``input_ids,
+  attention_mask`` ``(B, L)`` for methods on tokens (mask None = every token real). Always a batch, ``B >= 1``:
+  one example is ``x[None]``. Token methods work on ids and mask through the classifier contract; they never
+  re-tokenise text.
+* **Everything else is keyword-only**, under one name across the family:
+
+  - ``target`` — the class explained, an int or one per row; for a language model ``(B, L, V)``, the token
+    whose logit is read at ``position``. ``None`` only for a model that returns one number per row.
+  - ``baseline`` — IG's reference input (a tensor shaped like ``inputs`` or a number; for tokens ``"pad"``,
+    ``"mask"``, ``"zero"`` or ``(B, L)`` ids, embedded and *attended*).
+  - ``absent`` — what an absent token becomes in a perturbation method (LIME, SHAP): ``"pad"`` (attention
+    mask 0: invisible, the others keep their positions — what the metrics do), ``"delete"`` (removed, the
+    rest move left), ``"mask"`` (replaced by ``mask_id``, still seen). Tabular methods take ``background``
+    (SHAP) or ``training_data`` (LIME) rows instead.
+  - the budget — ``n_steps`` (IG), ``n_samples`` (LIME, KernelSHAP), ``n_permutations``.
+  - ``seed`` — every method that samples has one; ``None`` means :data:`~bigtut.explain.common.DEFAULT_SEED`,
+    so a call is reproducible (the course's numbers are), and every row of a batch uses the same seed (a row
+    explained alone = the same row explained in a batch). Deterministic methods have none.
+  - ``batch_size`` — at most this many rows per model call; ``None`` =
+    :data:`~bigtut.explain.common.DEFAULT_BATCH_SIZE`. It never changes a result beyond rounding.
+  - ``probabilities=False`` — methods explain the **logit** (attributions then add up to logit differences,
+    which is what completeness and Shapley efficiency speak about); ``True`` explains the softmax
+    probability. The *metrics* default to ``True``: ERASER and ferret define them on probabilities (said
+    where the default is, in :mod:`bigtut.explain.metrics`).
+  - ``position`` (language models; rollout's read position) — **one rule for negative positions**: a
+    non-negative value is a position of the padded row, a negative one counts back from the row's *last real
+    token* (``-1`` = the last real token, wherever the padding is).
+* **One result shape**: a NamedTuple whose first field is ``attributions``, shaped like the explained input
+  (``(B, M)``, ``(B, H, W)``, ``(B, L)``; 0 at padding and at tokens that are not players), followed by the
+  method's own diagnostics (IG ``delta``, SHAP ``base_value``, LIME ``intercept``/``score``, evaluations used).
+* **One array type: float64 NumPy on the CPU**, for attributions and diagnostics alike. An explanation is
+  read, ranked, plotted and compared with shap, lime and scikit-learn, which all speak NumPy; a GPU tensor
+  cannot be plotted; float64 keeps the equality tests tight. The metrics take a method's result as it comes
+  (they read ``.attributions``), or any tensor or array. Building blocks on the model's internals
+  (:func:`model_attentions`, :func:`attention_rollout`) stay tensors, like the model.
+* **Bad input** is refused with a ``ValueError``/``TypeError`` that names the argument and the fix, before any
+  model call where it can be (``explain.common`` holds the checks).
+
+Checks of a method (:func:`randomisation_check`, :func:`stability`) take it as ``explain_fn`` with this very
+signature, e.g. ``functools.partial(lime_text, n_samples=500)``. Call ``model.eval()`` first: no function
+here changes the model's mode, and dropout would make every evaluation see a different model.
 """
 
-from bigtut.explain.baselines import (
-    RandomisationResult,
-    attention_rollout,
-    gradient_norm,
-    gradient_x_input,
-    model_attentions,
-    randomisation_check,
-    raw_attention_scores,
-    rollout_scores,
-)
+from bigtut.explain.attention_scores import attention_rollout, model_attentions, raw_attention_scores, rollout_scores
+from bigtut.explain.common import DEFAULT_BATCH_SIZE, DEFAULT_SEED, Attribution
+from bigtut.explain.gradients import gradient_norm, gradient_x_input
 from bigtut.explain.integrated_gradients import (
-    METHODS,
+    INTEGRATION_RULES,
     IGResult,
     TokenIGResult,
     integrated_gradients,
@@ -50,6 +91,8 @@ from bigtut.explain.lime import (
 from bigtut.explain.metrics import (
     ERASER_FRACTIONS,
     FERRET_FRACTIONS,
+    Agreement,
+    Curve,
     aopc,
     auprc,
     comprehensiveness,
@@ -58,11 +101,11 @@ from bigtut.explain.metrics import (
     precision_at_k,
     rank_agreement,
     recall_at_k,
-    stability,
     sufficiency,
     token_f1,
 )
 from bigtut.explain.render import plot_image_attributions, token_attributions_html
+from bigtut.explain.sanity import RandomisationResult, randomisation_check, stability
 from bigtut.explain.shap import (
     ShapleyValues,
     coalition_weight,
@@ -72,13 +115,20 @@ from bigtut.explain.shap import (
     token_shap,
 )
 
+# The attribution methods: every one keeps the shape above (tests/test_explain_family.py walks this tuple).
+TOKEN_METHODS = (gradient_norm, gradient_x_input, lime_text, raw_attention_scores, rollout_scores,
+                 token_integrated_gradients, token_shap)
+FEATURE_METHODS = (exact_shapley, integrated_gradients, kernel_shap, lime_image, lime_tabular, permutation_shap)
+ATTRIBUTION_METHODS = FEATURE_METHODS + TOKEN_METHODS
+
 __all__ = [
-    "ERASER_FRACTIONS", "FERRET_FRACTIONS", "METHODS", "IGResult", "LimeExplanation", "RandomisationResult",
-    "ShapleyValues", "TokenIGResult", "aopc", "attention_rollout", "auprc", "coalition_weight", "comprehensiveness",
-    "deletion_curve", "digit_segments", "exact_shapley", "fit_surrogate", "gradient_norm", "gradient_x_input",
-    "insertion_curve", "integrated_gradients", "integration_rule", "kernel_shap", "lime_from_neighbourhood",
-    "lime_image", "lime_kernel", "lime_tabular", "lime_text", "model_attentions", "permutation_shap",
-    "plot_image_attributions", "precision_at_k", "randomisation_check", "rank_agreement", "raw_attention_scores",
-    "recall_at_k", "rollout_scores", "stability", "sufficiency", "token_attributions_html", "token_f1",
-    "token_integrated_gradients", "token_shap",
+    "ATTRIBUTION_METHODS", "DEFAULT_BATCH_SIZE", "DEFAULT_SEED", "ERASER_FRACTIONS", "FEATURE_METHODS",
+    "FERRET_FRACTIONS", "INTEGRATION_RULES", "TOKEN_METHODS", "Agreement", "Attribution", "Curve", "IGResult",
+    "LimeExplanation", "RandomisationResult", "ShapleyValues", "TokenIGResult", "aopc", "attention_rollout", "auprc",
+    "coalition_weight", "comprehensiveness", "deletion_curve", "digit_segments", "exact_shapley", "fit_surrogate",
+    "gradient_norm", "gradient_x_input", "insertion_curve", "integrated_gradients", "integration_rule",
+    "kernel_shap", "lime_from_neighbourhood", "lime_image", "lime_kernel", "lime_tabular", "lime_text",
+    "model_attentions", "permutation_shap", "plot_image_attributions", "precision_at_k", "randomisation_check",
+    "rank_agreement", "raw_attention_scores", "recall_at_k", "rollout_scores", "stability", "sufficiency",
+    "token_attributions_html", "token_f1", "token_integrated_gradients", "token_shap",
 ]

@@ -1,22 +1,30 @@
-"""What every explanation method shares: how a model's output becomes the one number being explained, and
-the checks on its inputs.
+"""What every explanation method shares: the checks on its arguments, how a model's output becomes the one
+number being explained, where a token model is read, and how tokens are taken out of a text.
 
-Convention of the whole package: an attribution explains the model's **logit** for a ``target`` class
-(attributions then add up to logit differences, which is what completeness and Shapley efficiency speak
-about); pass ``probabilities=True`` to explain the softmax probability instead.
+Shape legend:  B batch   N rows sent to the model   L positions   C classes   V vocabulary
+
+The conventions themselves (signature, result, array type, positions) are written down once, in
+:mod:`bigtut.explain`; this module is the code that keeps them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 
-__all__ = ["as_numpy", "check_budget", "check_same_shape", "scalar_output", "select_target"]
+__all__ = ["Attribution", "DEFAULT_BATCH_SIZE", "DEFAULT_SEED", "as_numpy", "attributions_of", "check_budget", "check_flag",
+           "check_float_batch", "check_number", "check_same_shape", "check_token_batch", "delete_tokens",
+           "logits_of", "model_device", "read_at", "resolve_batch_size", "resolve_positions", "resolve_seed",
+           "scalar_output", "select_target", "last_real_positions", "check_target_rows", "target_of_row"]
+
+DEFAULT_SEED = 0  # seed=None: every call with the same arguments gives the same answer (the course's numbers)
+DEFAULT_BATCH_SIZE = 512  # batch_size=None: at most this many rows go through the model in one call
 
 
+# ---------------------------------------------------------------------------------------------------- numbers
 def as_numpy(value: Any) -> np.ndarray:
     """``value`` (tensor, array, list) as a float64 NumPy array (tensors are detached and moved to the CPU)."""
     if isinstance(value, torch.Tensor):
@@ -27,6 +35,18 @@ def as_numpy(value: Any) -> np.ndarray:
     return np.asarray(value, dtype=np.float64)
 
 
+def attributions_of(value: Any, name: str = "scores") -> np.ndarray:
+    """The attributions of a method's result (its ``.attributions`` field), or ``value`` itself (a tensor or
+    an array), as float64 NumPy: what the metrics accept, so a result goes in without conversion."""
+    value = getattr(value, "attributions", value)
+    if not isinstance(value, (torch.Tensor, np.ndarray, list, tuple)):
+        raise TypeError(f"{name} must be a method's result, a tensor or an array, got {type(value).__name__}")
+    try:
+        return as_numpy(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must hold numbers, got {type(value).__name__}") from None
+
+
 def check_budget(name: str, value: Any, minimum: int = 1) -> int:
     """Return ``value`` if it is an int ``>= minimum`` (a number of steps, samples or permutations)."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
@@ -34,14 +54,194 @@ def check_budget(name: str, value: Any, minimum: int = 1) -> int:
     return int(value)
 
 
-def check_same_shape(x: Any, reference: Any, x_name: str = "inputs", reference_name: str = "baselines") -> None:
+def check_number(name: str, value: Any, low: float = -np.inf, high: float = np.inf, *,
+                 low_open: bool = False) -> float:
+    """Return ``value`` as a float if it is a finite real number in ``[low, high]`` (``(low, high]`` with
+    ``low_open``); else ``ValueError`` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not np.isfinite(value) or value < low or value > high or (low_open and value == low):
+        interval = f"{'(' if low_open else '['}{low:g}, {high:g}]"
+        raise ValueError(f"{name} must be a finite number in {interval}, got {value!r}")
+    return float(value)
+
+
+def check_flag(name: str, value: Any) -> bool:
+    """Return ``value`` if it is a bool (``probabilities``, ``residual``...), else ``TypeError``."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def check_same_shape(x: Any, reference: Any, x_name: str = "inputs", reference_name: str = "baseline") -> None:
     """Raise ``ValueError`` when ``x`` and ``reference`` do not have the same shape."""
     if tuple(np.shape(x)) != tuple(np.shape(reference)):
         raise ValueError(f"{x_name} {tuple(np.shape(x))} and {reference_name} {tuple(np.shape(reference))} must "
                          "have the same shape")
 
 
-def select_target(outputs: torch.Tensor | np.ndarray, target: int | Any | None, probabilities: bool = False):
+def resolve_seed(seed: Any) -> int:
+    """``seed`` as an int >= 0; ``None`` is :data:`DEFAULT_SEED`, so a call without a seed is reproducible."""
+    if seed is None:
+        return DEFAULT_SEED
+    return check_budget("seed", seed, 0)
+
+
+def resolve_batch_size(batch_size: Any) -> int:
+    """``batch_size`` (rows per model call) as an int >= 1; ``None`` is :data:`DEFAULT_BATCH_SIZE`."""
+    return DEFAULT_BATCH_SIZE if batch_size is None else check_budget("batch_size", batch_size)
+
+
+# ---------------------------------------------------------------------------------------------------- inputs
+def check_float_batch(name: str, value: Any, min_dim: int = 2, legend: str = "(B, ...)") -> Any:
+    """Return ``value`` (a tensor or an array) if it is a finite floating-point batch of ``>= 1`` examples with
+    at least ``min_dim`` dimensions; else a ``TypeError``/``ValueError`` that says what to pass."""
+    if isinstance(value, torch.Tensor):
+        floating = value.is_floating_point()
+    elif isinstance(value, np.ndarray):
+        floating = value.dtype.kind == "f"
+    else:
+        raise TypeError(f"{name} must be a tensor or a NumPy array {legend}, got {type(value).__name__}")
+    if not floating:
+        raise TypeError(f"{name} must hold floating-point numbers, got dtype {value.dtype}; convert it first "
+                        "(e.g. .float() or .astype(float))")
+    if value.ndim < min_dim:
+        hint = "; add the batch dimension for one example (x[None])" if value.ndim == min_dim - 1 else ""
+        raise ValueError(f"{name} must be a batch {legend}, got shape {tuple(value.shape)}{hint}")
+    if value.shape[0] == 0 or any(s == 0 for s in value.shape[1:]):
+        raise ValueError(f"{name} must hold at least one example with at least one feature, got shape "
+                         f"{tuple(value.shape)}")
+    finite = bool(torch.isfinite(value).all()) if isinstance(value, torch.Tensor) else bool(np.isfinite(value).all())
+    if not finite:
+        raise ValueError(f"{name} must be finite, got NaN or inf")
+    return value
+
+
+def check_token_batch(input_ids: Any, attention_mask: Any, vocab_size: int | None = None
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(input_ids (B, L) long, real (B, L) bool)`` after checking a padded batch of token ids.
+
+    ``input_ids`` must be a 2-D integer tensor with ``B, L >= 1`` (ids in ``[0, vocab_size)`` when it is
+    given); ``attention_mask`` None (all real) or ``(B, L)`` of 0/1 or bool, with a real token in every row.
+    """
+    if not isinstance(input_ids, torch.Tensor):
+        raise TypeError(f"input_ids must be a torch tensor of token ids (B, L), got {type(input_ids).__name__}")
+    if input_ids.is_floating_point() or input_ids.is_complex() or input_ids.dtype == torch.bool:
+        raise TypeError(f"input_ids must be an integer tensor, got {input_ids.dtype}; token ids are never "
+                        "fractional (use .long())")
+    if input_ids.dim() != 2:
+        hint = "; add the batch dimension for one text (ids[None])" if input_ids.dim() == 1 else ""
+        raise ValueError(f"input_ids must be a batch (B, L), got shape {tuple(input_ids.shape)}{hint}")
+    B, L = input_ids.shape
+    if B == 0 or L == 0:
+        raise ValueError(f"input_ids must hold at least one text of at least one token, got shape {(B, L)}")
+    if int(input_ids.min()) < 0 or (vocab_size is not None and int(input_ids.max()) >= vocab_size):
+        raise ValueError(f"input_ids must lie in [0, {vocab_size}), got values from {int(input_ids.min())} to "
+                         f"{int(input_ids.max())}")
+    if attention_mask is None:
+        real = torch.ones(B, L, dtype=torch.bool, device=input_ids.device)
+    else:
+        if not isinstance(attention_mask, torch.Tensor):
+            raise TypeError(f"attention_mask must be a torch tensor (B, L) or None, got {type(attention_mask).__name__}")
+        if tuple(attention_mask.shape) != (B, L):
+            raise ValueError(f"attention_mask must have the shape of input_ids {(B, L)}, got "
+                             f"{tuple(attention_mask.shape)}")
+        if not bool(((attention_mask == 0) | (attention_mask == 1)).all()):
+            raise ValueError("attention_mask must hold 0/1 or True/False (1 = real token, 0 = padding)")
+        real = (attention_mask != 0).to(input_ids.device)
+    if not bool(real.any(-1).all()):
+        empty = torch.nonzero(~real.any(-1))[:, 0].tolist()
+        raise ValueError(f"every row needs at least one real token (attention_mask 1); rows {empty} have none")
+    return input_ids.long(), real
+
+
+def last_real_positions(real: torch.Tensor) -> torch.Tensor:
+    """The position of each row's last real token ``(B,)`` of ``real`` ``(B, L)`` bool (padding anywhere)."""
+    L = real.shape[-1]
+    positions = torch.arange(L, device=real.device).expand_as(real)  # (B, L)
+    return positions.masked_fill(~real, -1).max(-1).values  # (B,)
+
+
+def resolve_positions(position: Any, real: torch.Tensor, name: str = "position") -> torch.Tensor:
+    """Positions ``(B,)`` of ``position`` (an int or one per row) in a batch whose real tokens are ``real``.
+
+    **The family's one rule**: a non-negative value is a position of the padded row; a negative one counts back
+    from the row's last *real* token (``-1`` = the last real token, ``-2`` the one before, wherever the padding
+    is). The position must be a real token of every row, else ``ValueError``.
+    """
+    B, L = real.shape
+    if isinstance(position, torch.Tensor):
+        p = position.detach().to(real.device)
+    elif isinstance(position, (bool, np.bool_)):
+        raise TypeError(f"{name} must be an int or {B} ints, got {position!r}")
+    else:
+        try:
+            p = torch.as_tensor(np.asarray(position), device=real.device)
+        except (TypeError, ValueError, RuntimeError):
+            raise TypeError(f"{name} must be an int or {B} ints, got {position!r}") from None
+    if p.dtype not in (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8) or p.dim() > 1 \
+            or p.numel() not in (1, B):
+        raise TypeError(f"{name} must be an int or {B} ints (one per row), got {position!r}")
+    p = p.long().reshape(-1).expand(B)  # (B,)
+    n_real = real.sum(-1)  # (B,)
+    rank_among_real = real.long().cumsum(-1) - 1  # (B, L): 0 for the first real token, 1 for the next...
+    wanted = (n_real + p).clamp_min(0)  # (B,): for negative p, which real token
+    from_end = (real & (rank_among_real == wanted[:, None])).long().argmax(-1)  # (B,)
+    positions = torch.where(p < 0, from_end, p)  # (B,)
+    rows = torch.arange(B, device=real.device)
+    ok = (p < L) & (n_real + p >= 0) & real[rows, positions.clamp(0, L - 1)]
+    if not bool(ok.all()):
+        raise ValueError(f"{name} must point at a real token (attention_mask 1) of every row: a position in "
+                         f"[0, {L}) or a negative count back from the last real token; got {position!r} for rows "
+                         f"with {n_real.tolist()} real tokens")
+    return positions
+
+
+def delete_tokens(input_ids: torch.Tensor, present: torch.Tensor, fill: int
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Delete the tokens not ``present`` and move the rest left, keeping their order.
+
+    ``input_ids``, ``present`` ``(N, L)``. Returns ``(ids (N, L), attention_mask (N, L) bool, new_position
+    (N, L))``: the shorter texts padded on the right with ``fill``, and where each old position went
+    (``new_position[n, i]`` = number of present tokens up to ``i``, minus 1).
+    """
+    order = torch.argsort((~present).to(torch.int8), dim=1, stable=True)  # (N, L): present tokens first
+    ids, mask = input_ids.gather(1, order), present.gather(1, order)  # (N, L), (N, L)
+    ids = ids.masked_fill(~mask, fill)  # (N, L): never attended
+    return ids, mask, present.long().cumsum(1) - 1  # (N, L)
+
+
+# ---------------------------------------------------------------------------------------------------- outputs
+def model_device(model: Any) -> torch.device:
+    """Where the model's parameters live (the CPU for a function or a parameter-less module)."""
+    try:
+        return next(model.parameters()).device
+    except (AttributeError, StopIteration, TypeError):
+        return torch.device("cpu")
+
+
+def logits_of(output: Any, n_rows: int | None = None) -> torch.Tensor:
+    """The logits in a model's output: the output itself, its ``.logits`` (GPT's ``GPTOutput``) or the first
+    element of a tuple; checked to be a tensor with ``n_rows`` rows when given."""
+    logits = getattr(output, "logits", None)
+    if logits is None:
+        logits = output[0] if isinstance(output, (tuple, list)) and len(output) > 0 else output
+    if not isinstance(logits, torch.Tensor):
+        raise TypeError(f"the model must return a logits tensor (or a tuple starting with one), got "
+                        f"{type(logits).__name__}")
+    if n_rows is not None and (logits.dim() == 0 or logits.shape[0] != n_rows):
+        raise ValueError(f"the model returned shape {tuple(logits.shape)} for {n_rows} rows; it must return one "
+                         "row of outputs per input row")
+    return logits
+
+
+def read_at(logits: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """A language model's logits ``(N, V)`` at one position per row: ``logits`` ``(N, L, V)``,
+    ``positions`` ``(N,)``."""
+    rows = torch.arange(len(logits), device=logits.device)
+    return logits[rows, positions.to(logits.device)]  # (N, V)
+
+
+def select_target(outputs: torch.Tensor | np.ndarray, target: Any, probabilities: bool = False):
     """The explained number per row: ``outputs`` ``(N,)`` as they are, or column ``target`` of ``(N, C)``.
 
     ``target`` is an int (the same class for every row) or a sequence/tensor of ``N`` ints; ``None`` is only
@@ -55,22 +255,24 @@ def select_target(outputs: torch.Tensor | np.ndarray, target: int | Any | None, 
     if not finite:
         raise ValueError("the model returned NaN or inf; attributions of a non-finite output are undefined")
     if values.ndim == 1:
-        if target not in (None, 0):
+        if target is not None and not (isinstance(target, (int, np.integer)) and target == 0):
             raise ValueError(f"the model returns one number per row (shape {tuple(values.shape)}); target must be "
                              f"None, got {target!r}")
         return values
     if values.ndim != 2:
-        raise ValueError(f"the model must return (N,) or (N, C) outputs, got shape {tuple(values.shape)}")
+        raise ValueError(f"the model must return (N,) or (N, C) outputs here, got shape {tuple(values.shape)}")
     n, classes = values.shape
     if target is None:
         raise ValueError(f"the model returns {classes} outputs per row; pass target= (an int in [0, {classes}))")
-    if probabilities:
-        values = values.softmax(-1) if is_tensor else _softmax(values)
+    if isinstance(target, (bool, np.bool_)):
+        raise TypeError(f"target must be an int or {n} ints, got {target!r}")
     index = np.asarray(target.detach().cpu() if isinstance(target, torch.Tensor) else target)
     if index.dtype.kind not in "iu" or index.ndim > 1 or (index.ndim == 1 and len(index) != n):
-        raise ValueError(f"target must be an int or {n} ints, got {target!r}")
+        raise ValueError(f"target must be an int or {n} ints (one per row), got {target!r}")
     if (index < 0).any() or (index >= classes).any():
         raise ValueError(f"target must lie in [0, {classes}), got {index.tolist()}")
+    if probabilities:
+        values = values.softmax(-1) if is_tensor else _softmax(values)
     rows = np.arange(n)
     index = np.broadcast_to(index, (n,)).copy()  # writable, as torch.as_tensor wants
     if is_tensor:
@@ -78,17 +280,56 @@ def select_target(outputs: torch.Tensor | np.ndarray, target: int | Any | None, 
     return values[rows, index]
 
 
-def scalar_output(f: Callable, target: int | None = None, probabilities: bool = False) -> Callable:
+def scalar_output(f: Callable, target: Any = None, probabilities: bool = False) -> Callable:
     """Wrap a model or function ``f(X (N, ...)) -> (N,) | (N, C)`` into ``g(X) -> (N,)`` float64 NumPy values
-    of the explained output (see :func:`select_target`); ``X`` is handed to ``f`` as it comes."""
+    of the explained output (see :func:`select_target`); ``X`` is handed to ``f`` as it comes, and ``f`` must
+    return one row per row of ``X``."""
+    if not callable(f):
+        raise TypeError(f"the model must be callable (a module or a function), got {type(f).__name__}")
+
     def explained(batch):
         with torch.no_grad():
-            return as_numpy(select_target(f(batch), target, probabilities))
+            out = f(batch)
+        if not isinstance(out, (torch.Tensor, np.ndarray)):
+            out = logits_of(out) if isinstance(out, tuple) or hasattr(out, "logits") else np.asarray(out)
+        if out.ndim == 0 or out.shape[0] != len(batch):
+            raise ValueError(f"the model returned shape {tuple(out.shape)} for {len(batch)} rows; it must return "
+                             "(N,) or (N, C), one row per input row")
+        return as_numpy(select_target(out, target, probabilities))
 
     return explained
+
+
+def check_target_rows(target: Any, n: int) -> Any:
+    """``target`` unchanged when it is None, an int, or ``n`` ints; ``ValueError`` when a sequence has another
+    length (the batch size). Ranges are checked against the model's outputs by :func:`select_target`."""
+    if target is None or isinstance(target, (int, np.integer)) and not isinstance(target, (bool, np.bool_)):
+        return target
+    if isinstance(target, (bool, np.bool_, float, str)):
+        raise TypeError(f"target must be an int or {n} ints, got {target!r}")
+    shape = tuple(np.shape(target.detach().cpu() if isinstance(target, torch.Tensor) else target))
+    if shape not in ((), (n,)):
+        raise ValueError(f"target must be an int or {n} ints (one per example), got shape {shape}")
+    return target
+
+
+def target_of_row(target: Any, b: int) -> Any:
+    """Row ``b``'s target: ``target`` itself for None or an int, else its ``b``-th entry as an int."""
+    if target is None or isinstance(target, (int, np.integer)):
+        return target
+    value = target[b]
+    return int(value.item() if isinstance(value, torch.Tensor) else value)
 
 
 def _softmax(values: np.ndarray) -> np.ndarray:
     shifted = values - values.max(-1, keepdims=True)
     e = np.exp(shifted)
     return e / e.sum(-1, keepdims=True)
+
+
+
+class Attribution(NamedTuple):
+    """The result of a method with no diagnostics of its own (gradients, attention): ``attributions`` ``(B, L)``
+    float64 NumPy, 0 at padding."""
+
+    attributions: np.ndarray

@@ -22,29 +22,43 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from bigtut.explain.common import check_budget, check_same_shape, select_target
-from bigtut.validation import check_attention_mask, check_token_ids
+from bigtut.explain.common import (
+    as_numpy,
+    check_budget,
+    check_flag,
+    check_float_batch,
+    check_same_shape,
+    check_target_rows,
+    check_token_batch,
+    last_real_positions,
+    logits_of,
+    read_at,
+    resolve_batch_size,
+    resolve_positions,
+    select_target,
+)
 
-__all__ = ["METHODS", "IGResult", "TokenIGResult", "integrated_gradients", "integration_rule",
+__all__ = ["INTEGRATION_RULES", "IGResult", "TokenIGResult", "integrated_gradients", "integration_rule",
            "token_integrated_gradients"]
 
-METHODS = ("riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gausslegendre")
+INTEGRATION_RULES = ("riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gausslegendre")
 
 
 class IGResult(NamedTuple):
-    """``attributions`` shaped like the inputs, and ``delta`` ``(B,)`` = Σ attributions − (F(x) − F(x'))."""
+    """``attributions`` shaped like the inputs ``(B, ...)`` and ``delta`` ``(B,)`` = Σ attributions − (F(x) − F(x')),
+    float64 NumPy."""
 
-    attributions: torch.Tensor
-    delta: torch.Tensor
+    attributions: np.ndarray
+    delta: np.ndarray
 
 
 class TokenIGResult(NamedTuple):
     """Per-token ``attributions`` ``(B, L)``, the completeness gap ``delta`` ``(B,)``, and the per-coordinate
-    ``embedding_attributions`` ``(B, L, d)`` whose sum over ``d`` gives ``attributions``."""
+    ``embedding_attributions`` ``(B, L, d)`` whose sum over ``d`` gives ``attributions`` (float64 NumPy)."""
 
-    attributions: torch.Tensor
-    delta: torch.Tensor
-    embedding_attributions: torch.Tensor
+    attributions: np.ndarray
+    delta: np.ndarray
+    embedding_attributions: np.ndarray
 
 
 def integration_rule(method: str, n_steps: int, *, captum_compatible: bool = False
@@ -62,8 +76,8 @@ def integration_rule(method: str, n_steps: int, *, captum_compatible: bool = Fal
     trapezoid weights are ``[1/2, 1, ..., 1, 1/2] / n`` — they sum to ``1 - 1/n``, so its trapezoid
     attributions fall short of completeness by about ``(F(x) - F(x')) / n``.
     """
-    if method not in METHODS:
-        raise ValueError(f"unknown integration method {method!r}; choose one of {', '.join(METHODS)}")
+    if method not in INTEGRATION_RULES:
+        raise ValueError(f"unknown integration method {method!r}; choose one of {', '.join(INTEGRATION_RULES)}")
     n = check_budget("n_steps", n_steps, 2 if method == "riemann_trapezoid" else 1)
     if method == "gausslegendre":
         nodes, weights = np.polynomial.legendre.leggauss(n)  # (n,), (n,) on [-1, 1]
@@ -90,46 +104,53 @@ def integration_rule(method: str, n_steps: int, *, captum_compatible: bool = Fal
     return alphas, weights
 
 
-def integrated_gradients(forward: Callable, inputs: torch.Tensor, baselines: torch.Tensor | float | None = None,
-                         target: int | Sequence[int] | torch.Tensor | None = None, n_steps: int = 50,
-                         method: str = "gausslegendre", internal_batch_size: int | None = None,
-                         probabilities: bool = False, captum_compatible: bool = False,
+def integrated_gradients(f: Callable, inputs: torch.Tensor, *, target: int | Sequence[int] | torch.Tensor | None = None,
+                         baseline: torch.Tensor | float | None = None, n_steps: int = 50, method: str = "gausslegendre",
+                         batch_size: int | None = None, probabilities: bool = False, captum_compatible: bool = False,
                          forward_kwargs: dict[str, torch.Tensor] | None = None) -> IGResult:
-    """Integrated Gradients of ``forward`` at ``inputs`` ``(B, ...)``, with every path point in batched calls.
+    """Integrated Gradients of ``f`` at ``inputs`` ``(B, ...)``, with every path point in batched calls.
 
     Args:
-        forward: model or function, float tensor ``(N, ...)`` -> ``(N,)`` or ``(N, C)`` logits (a tuple
+        f: model or function, float tensor ``(N, ...)`` -> ``(N,)`` or ``(N, C)`` logits (a tuple
             output contributes its first element).
-        inputs: ``(B, ...)`` floating-point tensor.
-        baselines: ``x'``: a tensor shaped like ``inputs``, a number, or None (zeros).
+        inputs: ``(B, ...)`` floating-point tensor, finite, ``B >= 1``.
         target: class explained for ``(N, C)`` outputs: an int, or one int per example.
+        baseline: ``x'``: a tensor shaped like ``inputs``, a number, or None (zeros).
         n_steps, method: the quadrature, see :func:`integration_rule`.
-        internal_batch_size: at most this many path rows go through ``forward`` at once (same result).
+        batch_size: at most this many path rows go through ``f`` at once (None: the package default);
+            the result does not depend on it beyond rounding.
         probabilities: explain the softmax probability of ``target`` instead of its logit.
         captum_compatible: use captum's rule (float32 nodes and weights, and its trapezoid weights summing to
             ``1 - 1/n``), to reproduce ``captum.attr.IntegratedGradients`` to rounding error.
         forward_kwargs: per-example tensors ``(B, ...)`` (an attention mask, say), repeated along the path and
-            handed to ``forward`` as keyword arguments with each row.
+            handed to ``f`` as keyword arguments with each row.
 
     Returns:
         :class:`IGResult` ``(attributions (B, ...), delta (B,))``. Only gradients with respect to the path
         points are taken: the parameters' ``.grad`` stay untouched, and so does the model's train/eval mode.
     """
-    if not isinstance(inputs, torch.Tensor) or not inputs.is_floating_point() or inputs.dim() == 0:
-        raise ValueError(f"inputs must be a floating-point tensor (B, ...), got "
-                         f"{getattr(inputs, 'dtype', type(inputs).__name__)} {tuple(np.shape(inputs))}")
+    if not callable(f):
+        raise TypeError(f"f must be a model or a function, got {type(f).__name__}")
+    if not isinstance(inputs, torch.Tensor):
+        raise TypeError(f"inputs must be a floating-point torch tensor (B, ...), got {type(inputs).__name__}")
+    check_float_batch("inputs", inputs, 2 if inputs.dim() > 1 else 1)
+    probabilities = check_flag("probabilities", probabilities)
     inputs = inputs.detach()
-    if baselines is None or isinstance(baselines, (int, float)):
-        baselines = torch.full_like(inputs, float(baselines or 0))  # (B, ...)
-    check_same_shape(inputs, baselines)
-    baselines = torch.as_tensor(baselines).detach().to(inputs)  # (B, ...)
+    B, features = inputs.shape[0], inputs.shape[1:]
+    target = check_target_rows(target, B)
+    if baseline is None or isinstance(baseline, (int, float)) and not isinstance(baseline, bool):
+        baseline = torch.full_like(inputs, float(baseline or 0))  # (B, ...)
+    if not isinstance(baseline, torch.Tensor):
+        raise TypeError(f"baseline must be a tensor shaped like inputs, a number or None, got {type(baseline).__name__}")
+    check_same_shape(inputs, baseline)
+    check_float_batch("baseline", baseline, inputs.dim(), f"{tuple(inputs.shape)}")
+    baseline = baseline.detach().to(inputs)  # (B, ...)
     alphas, weights = integration_rule(method, n_steps, captum_compatible=captum_compatible)  # (n,), (n,)
-    B, n, features = inputs.shape[0], len(alphas), inputs.shape[1:]
+    n = len(alphas)
     targets = None  # (B,) when each example has its own target
     if target is not None and not isinstance(target, (int, np.integer)):
-        targets = torch.as_tensor(target, device=inputs.device)
-        if targets.dim() != 1 or len(targets) != B:
-            raise ValueError(f"target must be an int or {B} ints (one per example), got shape {tuple(targets.shape)}")
+        targets = torch.as_tensor(np.asarray(target.detach().cpu() if isinstance(target, torch.Tensor) else target),
+                                  device=inputs.device)
     per_example = dict(forward_kwargs or {})  # name -> (B, ...) tensor
     for key, value in per_example.items():
         if not isinstance(value, torch.Tensor) or value.shape[:1] != (B,):
@@ -139,18 +160,17 @@ def integrated_gradients(forward: Callable, inputs: torch.Tensor, baselines: tor
     def explained(rows: torch.Tensor, example: torch.Tensor) -> torch.Tensor:
         """The explained output ``(N,)`` of ``rows`` ``(N, ...)``, row ``i`` belonging to ``example[i]``."""
         extra = {key: value[example] for key, value in per_example.items()}  # each (N, ...)
-        out = forward(rows, **extra)
-        out = out[0] if isinstance(out, tuple) else out
+        out = logits_of(f(rows, **extra), len(rows))  # (N,) or (N, C)
         return select_target(out, target if targets is None else targets[example], probabilities)  # (N,)
 
-    chunk = B * n if internal_batch_size is None else check_budget("internal_batch_size", internal_batch_size)
+    chunk = resolve_batch_size(batch_size)
     examples = torch.arange(B, device=inputs.device)  # (B,)
     with torch.no_grad():  # the endpoints: F(x) and F(x'), checks target and NaNs before the path
         ends = [torch.cat([explained(x[i:i + chunk], examples[i:i + chunk]) for i in range(0, B, chunk)])
-                for x in (inputs, baselines)]  # 2 x (B,)
+                for x in (inputs, baseline)]  # 2 x (B,)
 
     alpha = alphas.to(inputs).view(1, n, *[1] * len(features))  # (1, n, 1...)
-    path = baselines[:, None] + alpha * (inputs - baselines)[:, None]  # (B, n, ...)
+    path = baseline[:, None] + alpha * (inputs - baseline)[:, None]  # (B, n, ...)
     path = path.reshape(B * n, *features)  # (B*n, ...): example-major rows
     row_example = examples.repeat_interleave(n)  # (B*n,)
     grads = []
@@ -158,22 +178,25 @@ def integrated_gradients(forward: Callable, inputs: torch.Tensor, baselines: tor
         rows = path[i:i + chunk].detach().requires_grad_(True)  # (N, ...) a leaf: gradients stop here
         with torch.enable_grad():
             out = explained(rows, row_example[i:i + chunk])  # (N,)
+            if not out.requires_grad:
+                raise ValueError("the model's output does not depend on its input through autograd (no gradient); "
+                                 "Integrated Gradients needs a differentiable PyTorch model")
             grads.append(torch.autograd.grad(out.sum(), rows)[0])  # (N, ...): each row's gradient, rows being
             # independent (no batch statistics: eval mode)
     grads = torch.cat(grads).view(B, n, *features)  # (B, n, ...)
     weight = weights.to(inputs).view(1, n, *[1] * len(features))  # (1, n, 1...)
     average_grad = (grads * weight).sum(1)  # (B, ...): Σ_k w_k ∇F(x' + α_k (x - x'))
-    attributions = (average_grad * (inputs - baselines)).detach()  # (B, ...)
+    attributions = average_grad * (inputs - baseline)  # (B, ...)
     delta = attributions.reshape(B, -1).sum(1) - (ends[0] - ends[1])  # (B,)
-    return IGResult(attributions, delta.detach())
+    return IGResult(as_numpy(attributions), as_numpy(delta))
 
 
 def token_integrated_gradients(model: torch.nn.Module, input_ids: torch.Tensor,
-                               attention_mask: torch.Tensor | None = None,
+                               attention_mask: torch.Tensor | None = None, *,
                                target: int | Sequence[int] | torch.Tensor | None = None,
-                               baseline: str | torch.Tensor = "pad", *, pad_id: int | None = None,
+                               baseline: str | torch.Tensor = "pad", pad_id: int | None = None,
                                mask_id: int | None = None, keep_ids: Sequence[int] = (), n_steps: int = 50,
-                               method: str = "gausslegendre", internal_batch_size: int | None = None,
+                               method: str = "gausslegendre", batch_size: int | None = None,
                                probabilities: bool = False, token_type_ids: torch.Tensor | None = None,
                                position: int | Sequence[int] | torch.Tensor | None = None,
                                captum_compatible: bool = False) -> TokenIGResult:
@@ -182,24 +205,25 @@ def token_integrated_gradients(model: torch.nn.Module, input_ids: torch.Tensor,
     ``model`` honours the classifier contract (``model(attention_mask=..., inputs_embeds=...)`` -> ``(B, C)``,
     ``model.get_input_embeddings()``), or is a language model returning ``(B, L, V)`` logits (first element of
     a tuple output, as :class:`bigtut.gpt.GPT`): then the explained number is the logit of token ``target`` at
-    ``position`` (an int or one per row; default: each row's last real token).
+    ``position`` (an int or one per row, negative counting back from the last real token; default ``-1``, each
+    row's last real token).
 
     The path runs from the baseline's token embeddings to the input's; position and segment embeddings and
-    the attention mask stay fixed. ``baseline``: ``"pad"`` (every token replaced by ``pad_id``, by default
-    ``model.config.pad_id``), ``"mask"`` (by ``mask_id``), ``"zero"`` (zero embeddings), or a ``(B, L)`` tensor
-    of baseline ids. With the three named baselines the tokens whose id is in ``keep_ids`` ([CLS], [SEP], ...)
-    keep their embedding; padded positions (``attention_mask`` 0) always do, so their attribution is 0.
+    the attention mask stay fixed. ``baseline`` (IG's reference input, given as token ids): ``"pad"`` (every
+    token replaced by ``pad_id``, by default ``model.config.pad_id``), ``"mask"`` (by ``mask_id``), ``"zero"``
+    (zero embeddings), or a ``(B, L)`` tensor of baseline ids. The baseline tokens stay attended: this is not
+    ``absent="pad"`` of the perturbation methods, which hides a token. With the three named baselines the tokens
+    whose id is in ``keep_ids`` ([CLS], [SEP], ...) keep their embedding; padded positions (``attention_mask``
+    0) always do, so their attribution is 0.
 
     Returns :class:`TokenIGResult` ``(attributions (B, L), delta (B,), embedding_attributions (B, L, d))``.
     Other arguments as :func:`integrated_gradients`.
     """
     embedding = model.get_input_embeddings()
-    check_token_ids(input_ids, embedding.num_embeddings)
+    input_ids, real = check_token_batch(input_ids, attention_mask, embedding.num_embeddings)  # (B, L), (B, L)
     B, L = input_ids.shape
     if token_type_ids is not None:
         check_same_shape(token_type_ids, input_ids, "token_type_ids", "input_ids")
-    real = check_attention_mask(attention_mask, B, L)  # (B, L) bool or None
-    real = torch.ones(B, L, dtype=torch.bool, device=input_ids.device) if real is None else real
     keep = ~real  # (B, L): positions whose embedding the baseline keeps
     if isinstance(baseline, str):
         if baseline not in ("pad", "mask", "zero"):
@@ -215,44 +239,35 @@ def token_integrated_gradients(model: torch.nn.Module, input_ids: torch.Tensor,
                 or not 0 <= fill < embedding.num_embeddings:
             raise ValueError(f"{baseline}_id must be a token id in [0, {embedding.num_embeddings}), got {fill!r}")
         baseline_ids = torch.full_like(input_ids, int(fill))  # (B, L)
-    else:
+    elif isinstance(baseline, torch.Tensor):
         check_same_shape(baseline, input_ids, "baseline", "input_ids")
-        baseline_ids = check_token_ids(baseline, embedding.num_embeddings, "baseline")
+        baseline_ids, _ = check_token_batch(baseline, None, embedding.num_embeddings)
+    else:
+        raise TypeError(f"baseline must be 'pad', 'mask', 'zero' or a (B, L) tensor of ids, got "
+                        f"{type(baseline).__name__}")
     baseline_ids = torch.where(keep, input_ids, baseline_ids)  # (B, L)
     with torch.no_grad():
         x, x_base = embedding(input_ids), embedding(baseline_ids)  # (B, L, d), (B, L, d)
     if isinstance(baseline, str) and baseline == "zero":
         x_base = torch.where(keep[..., None], x, torch.zeros_like(x))  # (B, L, d)
 
-    if position is None:
-        positions = torch.arange(L, device=input_ids.device).expand(B, L)  # (B, L)
-        positions = positions.masked_fill(~real, -1).max(-1).values  # (B,): last real position
-    else:
-        positions = torch.as_tensor(position, device=input_ids.device)
-        if positions.dtype.is_floating_point or positions.dim() > 1 or positions.numel() not in (1, B) \
-                or bool(((positions < -L) | (positions >= L)).any()):
-            raise ValueError(f"position must be an int or {B} ints in [-{L}, {L}), got {position!r}")
-        positions = positions.expand(B) % L  # (B,)
-    if not bool(real[torch.arange(B), positions].all()):
-        raise ValueError("position must point at a real token (attention_mask 1), and every row needs one")
-
     explicit_position = position is not None
+    positions = last_real_positions(real) if position is None else resolve_positions(position, real)  # (B,)
     fixed = {name: value for name, value in (("attention_mask", attention_mask), ("token_type_ids", token_type_ids))
              if value is not None}
 
     def forward(embeds: torch.Tensor, position: torch.Tensor, **kwargs: Any) -> torch.Tensor:
         """Logits ``(N, C)`` (a classifier) or ``(N, V)`` at ``position`` (a language model) of ``embeds``."""
-        out = model(inputs_embeds=embeds, **kwargs)
-        logits = out[0] if isinstance(out, tuple) else out  # (N, C) or (N, L, V)
+        logits = logits_of(model(inputs_embeds=embeds, **kwargs), len(embeds))  # (N, C) or (N, L, V)
         if logits.dim() == 3:
-            logits = logits[torch.arange(len(logits), device=logits.device), position]  # (N, V)
-        elif explicit_position:
+            return read_at(logits, position)  # (N, V)
+        if explicit_position:
             raise ValueError(f"position= only applies to models returning (B, L, V) logits, got "
                              f"{tuple(logits.shape)}")
         return logits
 
     attributions, delta = integrated_gradients(
-        forward, x, x_base, target=target, n_steps=n_steps, method=method,
-        internal_batch_size=internal_batch_size, probabilities=probabilities,
-        captum_compatible=captum_compatible, forward_kwargs={"position": positions, **fixed})
+        forward, x, target=target, baseline=x_base, n_steps=n_steps, method=method, batch_size=batch_size,
+        probabilities=probabilities, captum_compatible=captum_compatible,
+        forward_kwargs={"position": positions, **fixed})
     return TokenIGResult(attributions.sum(-1), delta, attributions)  # (B, L), (B,), (B, L, d)

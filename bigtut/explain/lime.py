@@ -1,6 +1,6 @@
-"""LIME from scratch: explain one prediction by a weighted linear fit on random variations of the input.
+"""LIME from scratch: explain a prediction by a weighted linear fit on random variations of the input.
 
-Shape legend:  N samples   M input features   K interpretable features   L positions   S segments
+Shape legend:  B batch   N samples   M input features   K interpretable features   L positions   S segments
 
 Every LIME explainer is the same four steps; only the first three change with the kind of input.
 
@@ -11,47 +11,78 @@ Every LIME explainer is the same four steps; only the first three change with th
 4. a weighted ridge regression of the explained output on ``Z``. Its slopes are the explanation, and its
    weighted R² (``score``) says how well a plane describes the model *around this input*.
 
+The three explainers (:func:`lime_tabular`, :func:`lime_text`, :func:`lime_image`) keep the family's shape
+(see :mod:`bigtut.explain`): a batch in, every row explained on its own neighbourhood drawn with the same
+``seed`` (``RandomState(seed)`` afresh per row, so a row explained alone equals the same row in a batch, and
+one row equals lime's own explainer with ``random_state=seed``), a :class:`LimeExplanation` of float64 NumPy
+arrays with one row per example out.
+
 The explained number is the model's logit for ``target`` (``probabilities=True``: its softmax probability).
 The lime package itself explains probabilities, so the tests hand both sides the same probabilities.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import NamedTuple
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 from scipy.stats import truncnorm
 
-from bigtut.explain.common import as_numpy, check_budget, scalar_output, select_target
+from bigtut.explain.common import (
+    as_numpy,
+    check_budget,
+    check_flag,
+    check_float_batch,
+    check_number,
+    check_target_rows,
+    check_token_batch,
+    delete_tokens,
+    last_real_positions,
+    logits_of,
+    model_device,
+    read_at,
+    resolve_batch_size,
+    resolve_positions,
+    resolve_seed,
+    scalar_output,
+    select_target,
+    target_of_row,
+)
 
 __all__ = ["LimeExplanation", "digit_segments", "fit_surrogate", "lime_from_neighbourhood", "lime_image",
            "lime_kernel", "lime_tabular", "lime_text"]
 
+Target = int | Sequence[int] | torch.Tensor | None
+
 
 class LimeExplanation(NamedTuple):
-    """One LIME explanation.
+    """LIME explanations of a batch of ``B`` inputs (float64 NumPy; ``B = 1`` for
+    :func:`lime_from_neighbourhood`).
 
     Fields:
-        coefficients: the surrogate's slopes laid out like the explained input: ``(M,)`` for a table row (per
-            standardised unit, lime's convention, or per "same quartile" indicator), ``(L,)`` for a text (0 at
-            kept and padded positions), the image's shape for an image (each pixel holds its segment's slope).
-        intercept: the surrogate's intercept.
-        score: weighted R² of the surrogate on its own neighbourhood (local fidelity; 1 = locally linear).
-        prediction: the surrogate's value at the explained input (lime's ``local_pred``).
-        value: the model's explained output at the input, to compare with ``prediction``.
-        n_samples: size of the neighbourhood.
-        per_unit: ``(M,)`` slopes per *original* unit, ``coefficients / std`` (lime_tabular without
+        attributions: the surrogate's slopes laid out like the explained inputs: ``(B, M)`` for table rows (per
+            standardised unit, lime's convention, or per "same quartile" indicator), ``(B, L)`` for texts (0 at
+            kept and padded positions, and at a language model's read position), the images' shape for images
+            (each pixel holds its segment's slope).
+        intercept: ``(B,)`` the surrogates' intercepts.
+        score: ``(B,)`` weighted R² of each surrogate on its own neighbourhood (local fidelity; 1 = locally
+            linear).
+        prediction: ``(B,)`` each surrogate's value at its explained input (lime's ``local_pred``).
+        value: ``(B,)`` the model's explained output at each input, to compare with ``prediction``.
+        n_samples: size of each neighbourhood (model rows per explained input).
+        per_unit: ``(B, M)`` slopes per *original* unit, ``attributions / std`` (:func:`lime_tabular` without
             discretisation only, else None).
-        segment_coefficients: ``(S,)`` one slope per segment (lime_image only, else None).
+        segment_coefficients: ``(B, S)`` one slope per segment, in the order of the sorted segment labels
+            (:func:`lime_image` only, else None).
     """
 
-    coefficients: np.ndarray
-    intercept: float
-    score: float
-    prediction: float
-    value: float
+    attributions: np.ndarray
+    intercept: np.ndarray
+    score: np.ndarray
+    prediction: np.ndarray
+    value: np.ndarray
     n_samples: int
     per_unit: np.ndarray | None = None
     segment_coefficients: np.ndarray | None = None
@@ -63,11 +94,12 @@ def lime_kernel(distances, kernel_width: float) -> np.ndarray:
     This is lime's own choice: the square root of an exponential kernel, which is a Gaussian bump
     ``exp(-d² / (2 w²))`` of standard deviation ``w``. A sample at distance 0 weighs 1.
     """
+    width = check_number("kernel_width", kernel_width, 0.0, low_open=True)
     d = as_numpy(distances)
-    return np.sqrt(np.exp(-(d ** 2) / float(kernel_width) ** 2))
+    return np.sqrt(np.exp(-(d ** 2) / width ** 2))
 
 
-def fit_surrogate(features, targets, weights, alpha: float = 1.0) -> tuple[np.ndarray, float, float]:
+def fit_surrogate(features, targets, weights, *, alpha: float = 1.0) -> tuple[np.ndarray, float, float]:
     """Weighted ridge regression ``min Σ wᵢ (yᵢ − b − zᵢ·β)² + α ‖β‖²`` (the intercept ``b`` is not penalised).
 
     Closed form: centre ``Z`` and ``y`` on their weighted means, solve ``(Z_cᵀ W Z_c + αI) β = Z_cᵀ W y_c``, then
@@ -75,6 +107,7 @@ def fit_surrogate(features, targets, weights, alpha: float = 1.0) -> tuple[np.nd
 
     Args:
         features: ``(N, K)`` interpretable features.  targets: ``(N,)``.  weights: ``(N,)``, non-negative.
+        alpha: the ridge penalty, finite and ``>= 0``.
     Returns:
         ``(coefficients (K,), intercept, score)``, the score being the weighted R² on the same samples.
     """
@@ -83,8 +116,7 @@ def fit_surrogate(features, targets, weights, alpha: float = 1.0) -> tuple[np.nd
         raise ValueError(f"need features (N, K), targets (N,) and weights (N,), got {Z.shape}, {y.shape}, {w.shape}")
     if not (np.isfinite(w).all() and (w >= 0).all() and w.sum() > 0):
         raise ValueError("weights must be finite, non-negative and not all zero")
-    if not alpha >= 0:
-        raise ValueError(f"alpha must be >= 0, got {alpha!r}")
+    alpha = check_number("alpha", alpha, 0.0)
     z_mean, y_mean = w @ Z / w.sum(), w @ y / w.sum()  # (K,), ()
     Zc, yc = Z - z_mean, y - y_mean  # (N, K), (N,)
     gram = Zc.T @ (w[:, None] * Zc) + alpha * np.eye(Z.shape[1])  # (K, K)
@@ -99,114 +131,182 @@ def fit_surrogate(features, targets, weights, alpha: float = 1.0) -> tuple[np.nd
 
 
 def _explain(values: np.ndarray, features: np.ndarray, distances: np.ndarray, kernel_width: float, alpha: float):
-    """Steps 3 and 4: ``(coefficients (K,), intercept, score, prediction, value)`` for explained outputs
-    ``(N,)``, features ``(N, K)`` and distances ``(N,)`` to the input (row 0)."""
-    if not kernel_width > 0:
-        raise ValueError(f"kernel_width must be positive, got {kernel_width!r}")
-    beta, intercept, score = fit_surrogate(features, values, lime_kernel(distances, kernel_width), alpha)
+    """Steps 3 and 4 for one input: ``(coefficients (K,), intercept, score, prediction, value)`` for explained
+    outputs ``(N,)``, features ``(N, K)`` and distances ``(N,)`` to the input (row 0)."""
+    beta, intercept, score = fit_surrogate(features, values, lime_kernel(distances, kernel_width), alpha=alpha)
     return beta, intercept, score, float(intercept + features[0] @ beta), float(values[0])
 
 
-def lime_from_neighbourhood(f: Callable, neighbourhood_features, neighbourhood_inputs, distances,
+def _diagnostics(rows: list[tuple]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(intercept, score, prediction, value)``, each ``(B,)`` float64, of the rows' ``_explain`` tuples."""
+    return tuple(np.array([row[i] for row in rows], dtype=np.float64) for i in (1, 2, 3, 4))
+
+
+def _check_kernel_and_alpha(kernel_width: Any, alpha: Any) -> tuple[float, float]:
+    return (check_number("kernel_width", kernel_width, 0.0, low_open=True), check_number("alpha", alpha, 0.0))
+
+
+def _check_targets(target: Any, B: int) -> Any:
+    """``target`` checked against the batch (:func:`~bigtut.explain.common.check_target_rows`), a 0-d tensor or
+    array made an int (one class for every row)."""
+    checked = check_target_rows(target, B)
+    if isinstance(checked, (torch.Tensor, np.ndarray)) and checked.ndim == 0:
+        checked = int(checked.item())
+    return checked
+
+
+def _model_input(rows: np.ndarray, like: Any) -> Any:
+    """``rows`` (float64 NumPy) as ``f`` receives them: NumPy float64 for NumPy inputs, a tensor of the inputs'
+    dtype on their device for tensor inputs."""
+    if isinstance(like, torch.Tensor):
+        return torch.as_tensor(rows, dtype=like.dtype, device=like.device)
+    return rows
+
+
+def _evaluate(explained: Callable, rows: np.ndarray, like: Any, batch_size: int) -> np.ndarray:
+    """The explained outputs ``(N,)`` of ``rows`` ``(N, ...)``, at most ``batch_size`` rows per call of ``f``."""
+    return np.concatenate([explained(_model_input(rows[i:i + batch_size], like))
+                           for i in range(0, len(rows), batch_size)])
+
+
+def lime_from_neighbourhood(f: Callable, neighbourhood_features, neighbourhood_inputs, distances, *,
                             kernel_width: float, target: int | None = None, probabilities: bool = False,
                             alpha: float = 1.0) -> LimeExplanation:
-    """LIME on a neighbourhood you built yourself (row 0 = the explained input).
+    """LIME on a neighbourhood you built yourself (row 0 = the explained input): the building block under the
+    three explainers, not a family method.
 
-    ``f(neighbourhood_inputs (N, ...)) -> (N,) | (N, C)``; the surrogate is fitted on
-    ``neighbourhood_features (N, K)`` with ``distances (N,)`` to the explained input. Returns a
-    :class:`LimeExplanation` with ``coefficients`` ``(K,)``.
+    ``f(neighbourhood_inputs (N, ...)) -> (N,) | (N, C)``, called once on all of them; the surrogate is fitted
+    on ``neighbourhood_features (N, K)`` with ``distances (N,)`` to the explained input. One neighbourhood
+    explains one input, so the result is a batch of one, like every :class:`LimeExplanation`:
+    ``attributions`` ``(1, K)``, diagnostics ``(1,)``.
     """
     Z, d = as_numpy(neighbourhood_features), as_numpy(distances)
     if Z.ndim != 2 or d.shape != (len(Z),) or len(neighbourhood_inputs) != len(Z):
-        raise ValueError(f"need features (N, K), inputs (N, ...) and distances (N,) with one N, got {Z.shape}, "
-                         f"{len(neighbourhood_inputs)} inputs and {d.shape}")
-    check_budget("number of samples", len(Z), Z.shape[1] + 1)
+        raise ValueError(f"need neighbourhood_features (N, K), neighbourhood_inputs (N, ...) and distances (N,) "
+                         f"with one N, got {Z.shape}, {len(neighbourhood_inputs)} inputs and {d.shape}")
+    check_budget("number of samples (neighbourhood rows)", len(Z), Z.shape[1] + 1)
+    kernel_width, alpha = _check_kernel_and_alpha(kernel_width, alpha)
+    probabilities = check_flag("probabilities", probabilities)
     values = scalar_output(f, target, probabilities)(neighbourhood_inputs)  # (N,)
-    return LimeExplanation(*_explain(values, Z, d, kernel_width, alpha), n_samples=len(Z))
+    row = _explain(values, Z, d, kernel_width, alpha)
+    return LimeExplanation(row[0][None], *_diagnostics([row]), n_samples=len(Z))
 
 
-def lime_tabular(f: Callable, x, training_data, n_samples: int = 5000, kernel_width: float | None = None,
-                 seed: int = 0, sample_around: str = "mean", discretize: bool | str = False,
-                 target: int | None = None, feature_selection: str = "none", probabilities: bool = False,
-                 alpha: float = 1.0) -> LimeExplanation:
-    """LIME for one table row ``x (M,)`` and a model ``f(X (N, M) float64) -> (N,) | (N, C)``.
+# ---------------------------------------------------------------------------------------------------- tables
+def lime_tabular(f: Callable, inputs, *, target: Target = None, training_data, n_samples: int = 5000,
+                 kernel_width: float | None = None, seed: int | None = None, sample_around: str = "mean",
+                 discretize: bool | str = False, feature_selection: str = "none", batch_size: int | None = None,
+                 probabilities: bool = False, alpha: float = 1.0) -> LimeExplanation:
+    """LIME for table rows ``inputs (B, M)`` and a model ``f(X (N, M)) -> (N,) | (N, C)``.
 
-    As lime's ``LimeTabularExplainer`` (same draws for the same ``seed``: both use ``RandomState(seed)``):
-    every feature is standardised with the training mean and standard deviation ``s`` (a constant column
+    ``f`` receives float64 NumPy rows when ``inputs`` is a NumPy array, tensors of the inputs' dtype on their
+    device when it is a tensor; at most ``batch_size`` rows per call. As lime's ``LimeTabularExplainer`` (same
+    draws for the same ``seed``: both use ``RandomState(seed)``, here afresh for every row): every feature is
+    standardised with the mean and standard deviation ``s`` of ``training_data`` ``(T, M)`` (a constant column
     keeps ``s = 1``).
 
     * ``discretize=False``: samples ``N(0, 1)`` in standardised space, centred on the training mean
-      (``sample_around="mean"``, lime's default) or on ``x`` (``"instance"``), mapped back to original units
-      for ``f``. The surrogate sees the standardised samples, so ``coefficients`` are per standardised unit
-      (lime's convention); ``per_unit = coefficients / s`` are per original unit.
+      (``sample_around="mean"``, lime's default) or on the row (``"instance"``), mapped back to original units
+      for ``f``. The surrogate sees the standardised samples, so ``attributions`` are per standardised unit
+      (lime's convention); ``per_unit = attributions / s`` are per original unit.
     * ``discretize="quartile"``: each feature is cut at its training quartiles; a sample draws a bin per
       feature with the training frequencies, then a value inside it from a normal truncated to the bin (mean
-      and std of the training values there). The surrogate's features say "same bin as x" (1) or not (0).
+      and std of the training values there). The surrogate's features say "same bin as the row" (1) or not (0).
 
-    Row 0 is ``x`` itself; distances are Euclidean between surrogate features; ``kernel_width`` defaults to
-    ``0.75·√M``. ``feature_selection="none"`` keeps all M features (lime's default ``"auto"`` keeps a subset).
+    Row 0 of each neighbourhood is the row itself; distances are Euclidean between surrogate features;
+    ``kernel_width`` defaults to ``0.75·√M``. ``feature_selection="none"`` keeps all M features (lime's default
+    ``"auto"`` keeps a subset). ``target``: the class explained, an int or one per row.
+
+    Returns a :class:`LimeExplanation`: ``attributions`` ``(B, M)``, diagnostics ``(B,)``, ``per_unit``
+    ``(B, M)`` (None with ``discretize``).
     """
-    train, x = as_numpy(training_data), as_numpy(x)
-    if train.ndim != 2 or train.shape[0] == 0 or train.shape[1] == 0:
-        raise ValueError(f"training_data must be a non-empty (T, M) array, got shape {train.shape}")
-    M = train.shape[1]
-    if x.shape != (M,):
-        raise ValueError(f"x must be one row of {M} features like training_data, got shape {x.shape}")
+    check_float_batch("inputs", inputs, 2, "(B, M)")
+    if inputs.ndim != 2:
+        raise ValueError(f"inputs must be table rows (B, M), got shape {tuple(inputs.shape)}")
+    check_float_batch("training_data", training_data, 2, "(T, M)")
+    if training_data.ndim != 2:
+        raise ValueError(f"training_data must be table rows (T, M), got shape {tuple(training_data.shape)}")
+    x_all, train = as_numpy(inputs), as_numpy(training_data)  # (B, M), (T, M)
+    B, M = x_all.shape
+    if train.shape[1] != M:
+        raise ValueError(f"inputs have {M} features but training_data has {train.shape[1]}; they must be rows of "
+                         "the same table")
     if sample_around not in ("mean", "instance"):
         raise ValueError(f"sample_around must be 'mean' or 'instance', got {sample_around!r}")
-    if discretize not in (False, "quartile"):
+    if not (discretize is False or isinstance(discretize, str) and discretize == "quartile"):
         raise ValueError(f"discretize must be False or 'quartile', got {discretize!r}")
     if feature_selection != "none":
         raise ValueError(f"only feature_selection='none' (all features) is implemented, got {feature_selection!r}")
     n_samples = check_budget("n_samples", n_samples, M + 1)
-    kernel_width = 0.75 * np.sqrt(M) if kernel_width is None else kernel_width
-    rng = np.random.RandomState(seed)
-    if discretize is False:
-        mean, scale = train.mean(0), train.std(0)  # (M,), (M,)
-        scale[scale == 0] = 1.0
-        draws = rng.normal(0, 1, n_samples * M).reshape(n_samples, M)  # (N, M) standard normal
-        inputs = draws * scale + (x if sample_around == "instance" else mean)  # (N, M), original units
+    kernel_width, alpha = _check_kernel_and_alpha(0.75 * np.sqrt(M) if kernel_width is None else kernel_width,
+                                                  alpha)
+    seed, chunk = resolve_seed(seed), resolve_batch_size(batch_size)
+    probabilities = check_flag("probabilities", probabilities)
+    target = _check_targets(target, B)
+    mean, scale = train.mean(0), train.std(0)  # (M,), (M,)
+    scale[scale == 0] = 1.0
+    quartiles = _Quartiles(train) if discretize else None
+    rows, betas = [], []
+    for b, x in enumerate(x_all):
+        rng = np.random.RandomState(seed)  # afresh per row: row b alone = row b in the batch = lime's draws
+        if quartiles is None:
+            draws = rng.normal(0, 1, n_samples * M).reshape(n_samples, M)  # (N, M) standard normal
+            samples = draws * scale + (x if sample_around == "instance" else mean)  # (N, M), original units
+            samples[0] = x
+            features = (samples - mean) / scale  # (N, M), standardised
+        else:
+            features, samples = quartiles.neighbourhood(x, n_samples, rng)  # (N, M), (N, M)
+        distances = np.linalg.norm(features - features[0], axis=1)  # (N,)
+        values = _evaluate(scalar_output(f, target_of_row(target, b), probabilities), samples, inputs, chunk)
+        rows.append(_explain(values, features, distances, kernel_width, alpha))
+        betas.append(rows[-1][0])
+    attributions = np.stack(betas)  # (B, M)
+    per_unit = attributions / scale if quartiles is None else None  # (B, M) slopes per original unit
+    return LimeExplanation(attributions, *_diagnostics(rows), n_samples=n_samples, per_unit=per_unit)
+
+
+class _Quartiles:
+    """lime's quartile discretisation of a training table ``(T, M)``: the bins of every feature and the
+    training values' frequency, mean and std in each; :meth:`neighbourhood` samples around a row."""
+
+    def __init__(self, train: np.ndarray):
+        self.edges, self.present, self.frequency, self.low, self.high, self.means, self.stds = ([] for _ in range(7))
+        for column in train.T:
+            edges = np.unique(np.percentile(column, [25, 50, 75]))  # (≤3,) inner bin borders
+            train_bins = np.searchsorted(edges, column)  # (T,) bin of every training value
+            present, counts = np.unique(train_bins, return_counts=True)
+            bin_ids = range(len(edges) + 1)
+            self.edges.append(edges)
+            self.present.append(present)
+            self.frequency.append(counts / counts.sum())
+            self.low.append(np.concatenate([[column.min()], edges]))  # (bins,) each bin's borders
+            self.high.append(np.concatenate([edges, [column.max()]]))
+            self.means.append(np.array([column[train_bins == b].mean() if (train_bins == b).any() else 0.0
+                                        for b in bin_ids]))
+            self.stds.append(np.array([column[train_bins == b].std() if (train_bins == b).any() else 0.0
+                                       for b in bin_ids]) + 1e-11)  # lime's guard against a zero width
+
+    def neighbourhood(self, x: np.ndarray, n: int, rng: np.random.RandomState) -> tuple[np.ndarray, np.ndarray]:
+        """``(features (n, M) binary "same bin as x", inputs (n, M))``, row 0 being ``x``.
+
+        The random draws come in lime's order: one bin per sample for every feature, then the values inside the
+        bins, feature by feature, from ``scipy.stats.truncnorm`` with the same generator.
+        """
+        M = len(x)
+        features, inputs = np.ones((n, M)), np.empty((n, M))  # (n, M) each
+        drawn = []
+        for j in range(M):
+            drawn.append(rng.choice(self.present[j], size=n, replace=True, p=self.frequency[j])[1:])  # (n-1,)
+            features[1:, j] = drawn[j] == np.searchsorted(self.edges[j], x[j])
+        for j in range(M):
+            lows, highs = self.low[j][drawn[j]], self.high[j][drawn[j]]  # (n-1,) the drawn bins' borders
+            mu, sd = self.means[j][drawn[j]], self.stds[j][drawn[j]]  # (n-1,)
+            a, b = (lows - mu) / sd, (highs - mu) / sd  # borders in units of the bin's std
+            inputs[1:, j] = lows  # a bin holding one value (a = b) returns it (lime returns a, a quirk)
+            wide = a != b
+            inputs[1:, j][wide] = truncnorm.rvs(a[wide], b[wide], loc=mu[wide], scale=sd[wide], random_state=rng)
         inputs[0] = x
-        features = (inputs - mean) / scale  # (N, M), standardised
-    else:
-        features, inputs = _quartile_neighbourhood(x, train, n_samples, rng)
-    distances = np.linalg.norm(features - features[0], axis=1)  # (N,)
-    values = scalar_output(f, target, probabilities)(inputs)  # (N,)
-    beta, *rest = _explain(values, features, distances, kernel_width, alpha)
-    per_unit = beta / scale if discretize is False else None  # (M,) slopes per original unit
-    return LimeExplanation(beta, *rest, n_samples=n_samples, per_unit=per_unit)
-
-
-def _quartile_neighbourhood(x: np.ndarray, train: np.ndarray, n: int, rng: np.random.RandomState):
-    """lime's discretised sampling: ``(features (n, M) binary "same bin as x", inputs (n, M))``.
-
-    The random draws come in lime's order: one bin per sample for every feature, then the values inside the
-    bins, feature by feature, from ``scipy.stats.truncnorm`` with the same generator.
-    """
-    M = x.shape[0]
-    features, inputs = np.ones((n, M)), np.empty((n, M))  # (n, M) each
-    edges, bins = [], []
-    for j in range(M):
-        edges.append(np.unique(np.percentile(train[:, j], [25, 50, 75])))  # (≤3,) inner bin borders
-        train_bins = np.searchsorted(edges[j], train[:, j])  # (T,) bin of every training value
-        present, counts = np.unique(train_bins, return_counts=True)
-        bins.append((train_bins, rng.choice(present, size=n, replace=True, p=counts / counts.sum())))  # (n,)
-        features[1:, j] = bins[j][1][1:] == np.searchsorted(edges[j], x[j])
-    for j in range(M):
-        (train_bins, drawn), column = bins[j], train[:, j]
-        bin_ids = range(len(edges[j]) + 1)
-        means = np.array([column[train_bins == b].mean() if (train_bins == b).any() else 0.0 for b in bin_ids])
-        stds = np.array([column[train_bins == b].std() if (train_bins == b).any() else 0.0 for b in bin_ids])
-        stds += 1e-11  # lime's guard against a zero width
-        lows = np.concatenate([[column.min()], edges[j]])[drawn[1:]]  # (n-1,) the drawn bin's borders
-        highs = np.concatenate([edges[j], [column.max()]])[drawn[1:]]
-        mu, sd = means[drawn[1:]], stds[drawn[1:]]  # (n-1,)
-        a, b = (lows - mu) / sd, (highs - mu) / sd  # borders in units of the bin's std
-        inputs[1:, j] = lows  # a bin holding one value (a = b) returns it (lime returns a, a quirk)
-        wide = a != b
-        inputs[1:, j][wide] = truncnorm.rvs(a[wide], b[wide], loc=mu[wide], scale=sd[wide], random_state=rng)
-    inputs[0] = x
-    return features, inputs
+        return features, inputs
 
 
 def _cosine_to_ones(on: np.ndarray) -> np.ndarray:
@@ -215,89 +315,103 @@ def _cosine_to_ones(on: np.ndarray) -> np.ndarray:
     return 1.0 - np.sqrt(on.sum(1) / on.shape[1])
 
 
-def lime_text(model: torch.nn.Module, input_ids, attention_mask=None, target: int | None = None,
-              n_samples: int = 1000, seed: int = 0, kernel_width: float = 25.0, removal: str = "pad",
-              keep_ids=(), probabilities: bool = False, batch_size: int = 256, position: int | None = None,
+# ---------------------------------------------------------------------------------------------------- tokens
+def lime_text(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, *,
+              target: Target = None, absent: str = "pad", keep_ids: Sequence[int] = (), n_samples: int = 1000,
+              kernel_width: float = 25.0, seed: int | None = None, batch_size: int | None = None,
+              probabilities: bool = False, position: int | Sequence[int] | torch.Tensor | None = None,
               alpha: float = 1.0) -> LimeExplanation:
-    """LIME for one token sequence, removing tokens by id (the text is never re-tokenised).
+    """LIME for a batch of token sequences, taking tokens out by id (the text is never re-tokenised), each row
+    explained on its own neighbourhood.
 
-    The interpretable features are the real positions whose id is not in ``keep_ids`` (e.g. [CLS], [SEP]).
-    Each sample removes ``k`` of those ``n`` tokens, ``k`` uniform in 1..n−1, then which ones uniformly (as
-    lime_text, which also allows removing all n: here one token always stays, so no input is empty). Row 0
-    is the full text. ``removal="pad"`` sets the mask to 0 (the token becomes invisible, the others keep
-    their positions); ``"delete"`` removes it and shifts the rest left. Distance: cosine distance between
-    the on/off vector and all-ones, times 100 (lime_text's scale for ``kernel_width=25``).
+    The interpretable features of a row are its real positions whose id is not in ``keep_ids`` (e.g. [CLS],
+    [SEP]). Each sample takes out ``k`` of those ``n`` tokens, ``k`` uniform in 1..n−1, then which ones
+    uniformly (as lime_text, which also allows taking out all n: here one token always stays, so no input is
+    empty). Row 0 is the full text. ``absent="pad"`` sets the mask to 0 (the token becomes invisible, the
+    others keep their positions); ``"delete"`` removes it and moves the rest left
+    (:func:`~bigtut.explain.common.delete_tokens`). Distance: cosine distance between the on/off vector and
+    all-ones, times 100 (lime_text's scale for ``kernel_width=25``).
 
     Args:
-        model: the classifier contract, ``model(ids (B, L), attention_mask=(B, L)) -> logits (B, C)``, in
-            eval mode; or a language model returning ``(B, L, V)`` logits (or a tuple starting with them):
-            then ``target`` is a token id and the explained logit is read at ``position`` (default: the last
-            real token), which is never removed (after a deletion it is read where that token went).
-        input_ids, attention_mask: ``(L,)`` or ``(1, L)``; mask 1 = real token, 0 = padding.
+        model: the classifier contract, ``model(ids (N, L), attention_mask=(N, L)) -> logits (N, C)``, in
+            eval mode; or a language model returning ``(N, L, V)`` logits (or a tuple/output starting with
+            them): then ``target`` is a token id and the explained logit is read at ``position`` (an int or one
+            per row; negative counts back from the row's last real token; default: the last real token), which
+            is never taken out (after a deletion it is read where that token went).
+        input_ids, attention_mask: ``(B, L)`` integer ids; mask 1 = real token, 0 = padding (None: all real).
+        target: the class (or token id) explained, an int or one per row.
     Returns:
-        a :class:`LimeExplanation` with ``coefficients`` ``(L,)``.
+        a :class:`LimeExplanation` with ``attributions`` ``(B, L)`` and diagnostics ``(B,)``; ``n_samples`` model
+        rows per text.
     """
-    if removal not in ("pad", "delete"):
-        raise ValueError(f"removal must be 'pad' or 'delete', got {removal!r}")
-    ids_np = torch.as_tensor(input_ids).cpu().numpy().astype(np.int64)  # (L,) or (1, L)
-    input_shape = ids_np.shape
-    real = np.ones(ids_np.shape, bool) if attention_mask is None else torch.as_tensor(attention_mask).cpu().numpy() != 0
-    if real.shape != ids_np.shape or not (ids_np.ndim == 1 or ids_np.ndim == 2 and len(ids_np) == 1):
-        raise ValueError(f"need input_ids (L,) or (1, L) and a mask of the same shape, got {ids_np.shape} and "
-                         f"{real.shape}")
-    ids_np, real = ids_np.reshape(-1), real.reshape(-1)  # (L,), (L,)
-    batch_size = check_budget("batch_size", batch_size)
-    device = next(model.parameters(), torch.empty(0)).device
-    L = len(ids_np)
+    embeddings = getattr(model, "get_input_embeddings", None)
+    vocab_size = getattr(embeddings(), "num_embeddings", None) if callable(embeddings) else None
+    input_ids, real = check_token_batch(input_ids, attention_mask, vocab_size)  # (B, L), (B, L) bool
+    B, L = input_ids.shape
+    if absent not in ("pad", "delete"):
+        raise ValueError(f"absent must be 'pad' (mask the token out) or 'delete' (remove it, the rest move "
+                         f"left), got {absent!r}")
+    try:
+        keep = torch.as_tensor(list(keep_ids), dtype=torch.long)
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(f"keep_ids must be a sequence of token ids, got {keep_ids!r}") from None
+    n_samples = check_budget("n_samples", n_samples, 3)  # at least 2 tokens to take out, checked per row below
+    kernel_width, alpha = _check_kernel_and_alpha(kernel_width, alpha)
+    seed, chunk = resolve_seed(seed), resolve_batch_size(batch_size)
+    probabilities = check_flag("probabilities", probabilities)
+    target = _check_targets(target, B)
+    device = model_device(model)
+    input_ids, real = input_ids.to(device), real.to(device)
+    positions = last_real_positions(real) if position is None else resolve_positions(position, real)  # (B,)
 
-    def logits_of(batch_ids: np.ndarray, batch_mask: np.ndarray) -> torch.Tensor:
+    def logits(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            out = model(torch.as_tensor(batch_ids, dtype=torch.long, device=device),
-                        attention_mask=torch.as_tensor(batch_mask, dtype=torch.long, device=device))
-        return out[0] if isinstance(out, tuple) else out  # (B, C) or (B, L, V)
+            return logits_of(model(ids, attention_mask=mask.long()), len(ids))  # (N, C) or (N, L, V)
 
-    language_model = logits_of(ids_np[None], real[None]).dim() == 3
-    explainable = real & ~np.isin(ids_np, np.asarray(keep_ids, dtype=np.int64))  # (L,)
+    language_model = logits(input_ids[:1], real[:1]).dim() == 3  # one probe row tells a classifier from an LM
+    if position is not None and not language_model:
+        raise ValueError(f"position= only applies to language models returning (B, L, V) logits; this model "
+                         f"returns (B, C) class logits, got position={position!r}")
+    explainable = real & ~torch.isin(input_ids, keep.to(device))  # (B, L)
     if language_model:
-        position = int(np.flatnonzero(real)[-1]) if position is None else position
-        if not (isinstance(position, (int, np.integer)) and 0 <= position < L and real[position]):
-            raise ValueError(f"position must be a real (mask 1) position in [0, {L}), got {position!r}")
-        explainable[position] = False
-    elif position is not None:
-        raise ValueError(f"position is for language models (B, L, V) only; this model returns (B, C), got {position}")
-    positions = np.flatnonzero(explainable)  # (n,) the interpretable features
-    n = len(positions)
-    if n < 2:
-        raise ValueError(f"need at least 2 real tokens outside keep_ids to remove, got {n}")
-    n_samples = check_budget("n_samples", n_samples, n + 1)
-    rng = np.random.RandomState(seed)
-    Z = np.ones((n_samples, n))  # (N, n) 1 = token kept
-    for i, size in enumerate(rng.randint(1, n, n_samples - 1), start=1):
-        Z[i, rng.choice(n, size, replace=False)] = 0
-    on = np.tile(real, (n_samples, 1))  # (N, L) what the model sees of each sample
-    on[:, positions] = Z == 1
-    if removal == "pad":
-        batch_ids, batch_mask = np.tile(ids_np, (n_samples, 1)), on  # (N, L) each
-        read = np.full(n_samples, position or 0)  # (N,) where the LM's logits are read
-    else:
-        order = np.argsort(~on, axis=1, kind="stable")  # (N, L) the visible positions first, in their order
-        batch_ids = ids_np[order]  # (N, L); the removed ids trail behind, under mask 0
-        batch_mask = np.arange(L) < on.sum(1, keepdims=True)  # (N, L)
-        read = on[:, :(position or 0) + 1].sum(1) - 1  # (N,) where the read token went after the shift
-    values = []
-    for start in range(0, n_samples, batch_size):
-        rows = slice(start, start + batch_size)
-        logits = logits_of(batch_ids[rows], batch_mask[rows])
-        if language_model:
-            logits = logits[torch.arange(len(logits)), torch.as_tensor(read[rows])]  # (B, V)
-        values.append(select_target(as_numpy(logits), target, probabilities))  # (B,)
-    beta, *rest = _explain(np.concatenate(values), Z, 100 * _cosine_to_ones(Z), kernel_width, alpha)
-    coefficients = np.zeros(L)
-    coefficients[positions] = beta
-    coefficients = coefficients.reshape(input_shape)  # (L,) or (1, L): the input's shape
-    return LimeExplanation(coefficients, *rest, n_samples=n_samples)
+        explainable[torch.arange(B, device=device), positions] = False  # the read token always stays
+    players = [torch.nonzero(row)[:, 0].cpu().numpy() for row in explainable]  # B x (n,) the features
+    for b, p in enumerate(players):
+        if len(p) < 2:
+            where = "outside keep_ids and the read position" if language_model else "outside keep_ids"
+            raise ValueError(f"input_ids row {b} has {len(p)} real token(s) {where}; LIME needs at least 2 to "
+                             "take out")
+        check_budget("n_samples", n_samples, len(p) + 1)
+    fill = getattr(getattr(model, "config", None), "pad_id", 0)  # what a deleted slot holds (never attended)
+
+    attributions, rows = np.zeros((B, L)), []
+    for b, p in enumerate(players):
+        n = len(p)
+        rng = np.random.RandomState(seed)  # afresh per row: row b alone = row b in the batch
+        Z = np.ones((n_samples, n))  # (N, n) 1 = token kept
+        for i, size in enumerate(rng.randint(1, n, n_samples - 1), start=1):
+            Z[i, rng.choice(n, size, replace=False)] = 0
+        on = real[b].repeat(n_samples, 1)  # (N, L) what the model sees of each sample
+        on[:, torch.as_tensor(p, device=device)] = torch.as_tensor(Z == 1, device=device)
+        ids = input_ids[b].repeat(n_samples, 1)  # (N, L)
+        read = positions[b].repeat(n_samples)  # (N,) where a language model's logits are read
+        if absent == "delete":
+            ids, on, new_position = delete_tokens(ids, on, fill)  # (N, L) each
+            read = new_position[:, positions[b]]  # (N,) where the read token went
+        explained = target_of_row(target, b)
+        values = []
+        for start in range(0, n_samples, chunk):
+            part = slice(start, start + chunk)
+            out = logits(ids[part], on[part])  # (n, C) or (n, L, V)
+            if language_model:
+                out = read_at(out, read[part])  # (n, V)
+            values.append(as_numpy(select_target(out, explained, probabilities)))  # (n,)
+        rows.append(_explain(np.concatenate(values), Z, 100 * _cosine_to_ones(Z), kernel_width, alpha))
+        attributions[b, p] = rows[-1][0]
+    return LimeExplanation(attributions, *_diagnostics(rows), n_samples=n_samples)
 
 
+# ---------------------------------------------------------------------------------------------------- images
 def digit_segments(shape: tuple[int, int] = (8, 8), patch: int = 2) -> np.ndarray:
     """An integer segment map ``(H, W)`` of ``patch × patch`` squares, numbered row by row (16 for 8×8 / 2).
 
@@ -310,35 +424,58 @@ def digit_segments(shape: tuple[int, int] = (8, 8), patch: int = 2) -> np.ndarra
     return (np.arange(H) // patch)[:, None] * (-(-W // patch)) + (np.arange(W) // patch)[None, :]  # (H, W)
 
 
-def lime_image(f: Callable, image, target: int | None = None, segments=None, n_samples: int = 1000, seed: int = 0,
-               kernel_width: float = 0.25, hide_value: float = 0.0, probabilities: bool = False,
-               batch_size: int = 256, alpha: float = 1.0) -> LimeExplanation:
-    """LIME for one image ``(H, W)`` or ``(C, H, W)`` and a model ``f(images (N, [C,] H, W)) -> (N,) | (N, C)``.
+def lime_image(f: Callable, inputs, *, target: Target = None, segments=None, n_samples: int = 1000,
+               kernel_width: float = 0.25, hide_value: float = 0.0, seed: int | None = None,
+               batch_size: int | None = None, probabilities: bool = False, alpha: float = 1.0) -> LimeExplanation:
+    """LIME for images ``inputs`` ``(B, H, W)`` or ``(B, C, H, W)`` and a model
+    ``f(images (N, [C,] H, W)) -> (N,) | (N, C)``.
 
-    Each sample shows every segment or not (a fair coin per segment, as lime_image; row 0 shows all); hidden
-    pixels take ``hide_value`` (lime's ``hide_color``). Distance: cosine distance of the on/off vector to
-    all-ones, ``kernel_width`` 0.25 (lime_image's). ``segments`` ``(H, W)`` integer labels default to
-    :func:`digit_segments`. ``coefficients`` has the image's shape, each pixel holding its segment's slope;
-    ``segment_coefficients`` ``(S,)`` follows the sorted segment labels.
+    ``f`` receives float64 NumPy images when ``inputs`` is a NumPy array, tensors of the inputs' dtype on their
+    device when it is a tensor; at most ``batch_size`` images per call. Each sample shows every segment or not
+    (a fair coin per segment, as lime_image; row 0 shows all); hidden pixels take ``hide_value`` (lime's
+    ``hide_color``). Distance: cosine distance of the on/off vector to all-ones, ``kernel_width`` 0.25
+    (lime_image's). ``segments``: integer labels ``(H, W)`` shared by every image, or ``(B, H, W)`` one map per
+    image; default :func:`digit_segments`.
+
+    Returns a :class:`LimeExplanation`: ``attributions`` shaped like ``inputs``, each pixel holding its
+    segment's slope; ``segment_coefficients`` ``(B, S)`` in the order of each image's sorted segment labels
+    (``S`` the most segments of any image; an image with fewer has NaN after its last); diagnostics ``(B,)``.
     """
-    img = as_numpy(image)
-    if img.ndim not in (2, 3):
-        raise ValueError(f"image must be (H, W) or (C, H, W), got shape {img.shape}")
-    H, W = img.shape[-2:]
-    seg = digit_segments((H, W)) if segments is None else np.asarray(segments)
-    if seg.shape != (H, W) or seg.dtype.kind not in "iu":
-        raise ValueError(f"segments must be integer labels of shape {(H, W)}, got {seg.dtype} {seg.shape}")
-    labels, index = np.unique(seg, return_inverse=True)
-    index = index.reshape(H, W)  # (H, W) segment number in 0..S-1
-    n_samples = check_budget("n_samples", n_samples, len(labels) + 1)
-    batch_size = check_budget("batch_size", batch_size)
-    rng = np.random.RandomState(seed)
-    Z = rng.randint(0, 2, n_samples * len(labels)).reshape(n_samples, len(labels)).astype(float)  # (N, S)
-    Z[0] = 1
-    explained, values = scalar_output(f, target, probabilities), []
-    for start in range(0, n_samples, batch_size):
-        shown = Z[start:start + batch_size, index] == 1  # (B, H, W)
-        values.append(explained(np.where(shown if img.ndim == 2 else shown[:, None], img, hide_value)))
-    beta, *rest = _explain(np.concatenate(values), Z, _cosine_to_ones(Z), kernel_width, alpha)
-    pixels = np.broadcast_to(beta[index], img.shape).copy()  # (H, W) or (C, H, W)
-    return LimeExplanation(pixels, *rest, n_samples=n_samples, segment_coefficients=beta)
+    check_float_batch("inputs", inputs, 3, "(B, H, W) or (B, C, H, W)")
+    if inputs.ndim not in (3, 4):
+        raise ValueError(f"inputs must be images (B, H, W) or (B, C, H, W), got shape {tuple(inputs.shape)}")
+    images = as_numpy(inputs)  # (B, [C,] H, W)
+    B, (H, W) = len(images), images.shape[-2:]
+    seg = digit_segments((H, W)) if segments is None else np.asarray(
+        segments.detach().cpu() if isinstance(segments, torch.Tensor) else segments)
+    if seg.dtype.kind not in "iu" or seg.shape not in ((H, W), (B, H, W)):
+        raise ValueError(f"segments must be integer labels of shape {(H, W)} (every image) or {(B, H, W)} (one "
+                         f"map per image), got {seg.dtype} {seg.shape}")
+    seg = np.broadcast_to(seg, (B, H, W))
+    maps = [np.unique(s, return_inverse=True) for s in seg]  # B x (labels (S_b,), index (H*W,))
+    n_samples = check_budget("n_samples", n_samples, max(len(labels) for labels, _ in maps) + 1)
+    kernel_width, alpha = _check_kernel_and_alpha(kernel_width, alpha)
+    hide_value = check_number("hide_value", hide_value)
+    seed, chunk = resolve_seed(seed), resolve_batch_size(batch_size)
+    probabilities = check_flag("probabilities", probabilities)
+    target = _check_targets(target, B)
+
+    attributions, segment_coefficients = np.zeros(images.shape), np.full((B, max(len(m[0]) for m in maps)), np.nan)
+    rows = []
+    for b, (img, (labels, index)) in enumerate(zip(images, maps, strict=True)):
+        index = index.reshape(H, W)  # (H, W) segment number in 0..S-1
+        S = len(labels)
+        rng = np.random.RandomState(seed)  # afresh per image: image b alone = image b in the batch
+        Z = rng.randint(0, 2, n_samples * S).reshape(n_samples, S).astype(float)  # (N, S)
+        Z[0] = 1
+        explained, values = scalar_output(f, target_of_row(target, b), probabilities), []
+        for start in range(0, n_samples, chunk):
+            shown = Z[start:start + chunk, index] == 1  # (n, H, W)
+            hidden = np.where(shown if img.ndim == 2 else shown[:, None], img, hide_value)  # (n, [C,] H, W)
+            values.append(explained(_model_input(hidden, inputs)))
+        rows.append(_explain(np.concatenate(values), Z, _cosine_to_ones(Z), kernel_width, alpha))
+        beta = rows[-1][0]  # (S,)
+        attributions[b] = np.broadcast_to(beta[index], img.shape)  # ([C,] H, W)
+        segment_coefficients[b, :S] = beta
+    return LimeExplanation(attributions, *_diagnostics(rows), n_samples=n_samples,
+                           segment_coefficients=segment_coefficients)

@@ -1,11 +1,17 @@
 """How good is a token attribution? Faithfulness (does the model need the tokens ranked high?), plausibility
 (are the planted evidence tokens ranked high?), agreement of two rankings, and stability across seeds. The
-model-randomisation sanity check lives beside the cheap baselines, in :mod:`bigtut.explain.baselines`.
+checks of a *method* (model randomisation, stability across seeds) live in :mod:`bigtut.explain.sanity`.
 
 Shape legend:  B batch   L positions   K points of a curve   F fractions   C classes
 
-Every function takes one padded batch and ``scores`` ``(B, L)`` from any method (tensor or array), and returns
-NumPy float64. The model follows the classifier contract: ``model(input_ids, attention_mask)`` -> ``(B, C)``.
+Every function takes one padded batch and the ``attributions`` ``(B, L)`` of any method: its result as it comes
+(the ``.attributions`` field is read), or a tensor or array. It returns NumPy float64. The model follows the
+classifier contract: ``model(input_ids, attention_mask=...)`` -> ``(B, C)``.
+
+**Probabilities by default.** The methods explain the logit (``probabilities=False``: attributions add up to
+logit differences); these scores follow their papers (ERASER, DeYoung et al., 2020; ferret) and measure the
+drop of the target's softmax **probability** (``probabilities=True``), which stays in [-1, 1] and compares
+across models. Pass ``probabilities=False`` to follow the logit instead.
 
 Removing a token means **deleting** it: its ``attention_mask`` entry becomes 0, and the contract makes a
 masked position invisible (the other tokens keep their positions). This is not replacing it by [MASK] or [PAD],
@@ -17,7 +23,6 @@ that cannot take an empty row (GPTClassifier) needs at least one kept token per 
 
 from __future__ import annotations
 
-import itertools
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
@@ -26,12 +31,21 @@ import numpy as np
 import torch
 from scipy import stats
 
-from bigtut.explain.common import as_numpy, check_budget, check_same_shape, select_target
-from bigtut.validation import check_attention_mask
+from bigtut.explain.common import (
+    as_numpy,
+    attributions_of,
+    check_budget,
+    check_flag,
+    check_same_shape,
+    check_token_batch,
+    logits_of,
+    resolve_batch_size,
+    select_target,
+)
 
 __all__ = ["ERASER_FRACTIONS", "FERRET_FRACTIONS", "Agreement", "Curve", "aopc", "auprc", "comprehensiveness",
-           "deletion_curve", "insertion_curve", "precision_at_k", "rank_agreement", "recall_at_k", "stability",
-           "sufficiency", "token_f1"]
+           "deletion_curve", "insertion_curve", "precision_at_k", "rank_agreement", "recall_at_k", "sufficiency",
+           "token_f1", "top_k_sets"]
 
 ERASER_FRACTIONS = (0.01, 0.05, 0.10, 0.20, 0.50)  # ERASER's AOPC bins (DeYoung et al., 2020)
 FERRET_FRACTIONS = tuple(float(f) for f in np.round(np.arange(0.1, 1.01, 0.1), 2))  # ferret's 10 %, ..., 100 %
@@ -54,11 +68,14 @@ class Agreement(NamedTuple):
     kendall: np.ndarray
 
 
-def _scores(scores: Any, shape: tuple[int, int] | None = None, name: str = "scores") -> np.ndarray:
-    """``scores`` as a finite float64 ``(B, L)`` array, of the given ``shape`` when there is one."""
-    values = as_numpy(scores)
+def _scores(scores: Any, shape: tuple[int, int] | None = None, name: str = "attributions") -> np.ndarray:
+    """``scores`` (a method's result, a tensor or an array) as a finite float64 ``(B, L)`` array, of the given
+    ``shape`` when there is one."""
+    values = attributions_of(scores, name)
     if values.ndim != 2 or (shape is not None and values.shape != tuple(shape)):
         raise ValueError(f"{name} must have shape {'(B, L)' if shape is None else tuple(shape)}, got {values.shape}")
+    if values.size == 0:
+        raise ValueError(f"{name} must hold at least one row and one position, got shape {values.shape}")
     if not np.isfinite(values).all():
         raise ValueError(f"{name} must be finite, got NaN or inf")
     return values
@@ -68,8 +85,11 @@ def _real(mask: Any, shape: tuple[int, int], name: str = "mask") -> np.ndarray:
     """Real positions ``(B, L)`` bool: ``mask`` (1/True = real) or, without one, all True."""
     if mask is None:
         return np.ones(shape, dtype=bool)
-    check_same_shape(mask, np.empty(shape), name, f"the scores {shape}")
-    return as_numpy(mask) != 0
+    check_same_shape(mask, np.empty(shape), name, f"the attributions {shape}")
+    values = as_numpy(mask)
+    if not np.isin(values, (0, 1)).all():
+        raise ValueError(f"{name} must hold 0/1 or True/False, got other values")
+    return values != 0
 
 
 def _ranks(scores: np.ndarray, allowed: np.ndarray) -> np.ndarray:
@@ -78,6 +98,11 @@ def _ranks(scores: np.ndarray, allowed: np.ndarray) -> np.ndarray:
     key = np.where(allowed, -scores, np.inf)  # (B, L): ascending key = descending score
     order = np.argsort(key, axis=1, kind="stable")  # (B, L): positions, best first
     return np.argsort(order, axis=1)  # (B, L): the inverse permutation
+
+
+def top_k_sets(scores: np.ndarray, allowed: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """``(B, L)`` bool: the ``k[b]`` highest-scored ``allowed`` positions of each row (ties: the earlier first)."""
+    return _ranks(scores, allowed) < k[:, None]
 
 
 def _check_fractions(fractions: Iterable[Any]) -> np.ndarray:
@@ -104,22 +129,27 @@ class _Removals:
     """
 
     def __init__(self, model, input_ids, attention_mask, scores, target, keep_ids, keep, probabilities, batch_size):
-        if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2 or input_ids.is_floating_point():
-            raise ValueError(f"input_ids must be a 2-D integer tensor (B, L), got {type(input_ids).__name__} "
-                             f"{tuple(np.shape(input_ids))}")
+        if not callable(model):
+            raise TypeError(f"model must be a classifier model(input_ids, attention_mask=...) -> (B, C), got "
+                            f"{type(model).__name__}")
+        input_ids, real = check_token_batch(input_ids, attention_mask)  # (B, L), (B, L)
         B, L = input_ids.shape
-        real = check_attention_mask(attention_mask, B, L)  # (B, L) bool or None
-        self.real = np.ones((B, L), dtype=bool) if real is None else real.cpu().numpy()
+        self.real = real.cpu().numpy()
         kept = np.isin(input_ids.cpu().numpy(), np.asarray(list(keep_ids), dtype=np.int64))  # (B, L)
         self.removable = self.real & ~kept & ~(_real(keep, (B, L), "keep") if keep is not None else False)
         self.rank = _ranks(_scores(scores, (B, L)), self.removable)  # (B, L)
         self.n = self.removable.sum(1)  # (B,)
+        if target is None:
+            raise ValueError("target is needed: the class whose probability the deletions follow (an int or B ints)")
+        if isinstance(target, (bool, np.bool_, float, str)):
+            raise TypeError(f"target must be an int or {B} ints (one per row), got {target!r}")
         index = np.asarray(target.cpu() if isinstance(target, torch.Tensor) else target)
         if index.dtype.kind not in "iu" or index.ndim > 1 or index.size not in (1, B):
             raise ValueError(f"target must be an int or {B} ints (one per row), got {target!r}")
         self.target = np.broadcast_to(index, (B,))
-        self.model, self.input_ids, self.probabilities = model, input_ids, probabilities
-        self.batch_size = check_budget("batch_size", batch_size)
+        self.model, self.input_ids = model, input_ids
+        self.probabilities = check_flag("probabilities", probabilities)
+        self.batch_size = resolve_batch_size(batch_size)
 
     def counts(self, fractions: np.ndarray) -> np.ndarray:
         """``k = ⌈f · n⌉`` ``(B, F)`` (1 % of 5 tokens is 1 token; the 1e-9 absorbs 0.1 · 30 = 3.0000000000000004)."""
@@ -137,9 +167,9 @@ class _Removals:
         with torch.no_grad():
             for i in range(0, B * F, self.batch_size):
                 chunk = slice(i, i + self.batch_size)
-                logits = self.model(self.input_ids[torch.as_tensor(rows[chunk], device=device)],
-                                    torch.as_tensor(masks[chunk], device=device).long())  # (N, C)
-                logits = logits[0] if isinstance(logits, tuple) else logits
+                index = torch.as_tensor(rows[chunk], device=device)
+                out = self.model(self.input_ids[index], attention_mask=torch.as_tensor(masks[chunk], device=device).long())
+                logits = logits_of(out, len(index))  # (N, C)
                 values.append(as_numpy(select_target(logits, self.target[rows[chunk]], self.probabilities)))
         return np.concatenate(values).reshape(B, F)
 
@@ -160,9 +190,9 @@ def _curve(removals: _Removals, steps: int | None, present: bool) -> Curve:
     return Curve(DEFAULT_GRID.copy(), values, area)
 
 
-def deletion_curve(model: Callable, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, scores: Any,
-                   target: Any, steps: int | None = None, keep_ids: Sequence[int] = (), probabilities: bool = True,
-                   *, keep: Any = None, batch_size: int = 256) -> Curve:
+def deletion_curve(model: Callable, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, attributions: Any, *,
+                   target: Any = None, steps: int | None = None, keep_ids: Sequence[int] = (), keep: Any = None,
+                   batch_size: int | None = None, probabilities: bool = True) -> Curve:
     """Delete the removable tokens in decreasing score order and follow the target's probability (logit with
     ``probabilities=False``). A faithful ranking makes it fall fast: a small ``area`` is good.
 
@@ -172,17 +202,19 @@ def deletion_curve(model: Callable, input_ids: torch.Tensor, attention_mask: tor
     (``s + 1`` points), deleting ``k = ⌈fraction · n⌉`` tokens at each point, and ``area`` over that grid.
     A row with nothing removable gives a flat curve. ``batch_size``: rows per model call. Returns :class:`Curve`.
     """
-    removals = _Removals(model, input_ids, attention_mask, scores, target, keep_ids, keep, probabilities, batch_size)
+    removals = _Removals(model, input_ids, attention_mask, attributions, target, keep_ids, keep, probabilities,
+                          batch_size)
     return _curve(removals, steps, present=False)
 
 
-def insertion_curve(model: Callable, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, scores: Any,
-                    target: Any, steps: int | None = None, keep_ids: Sequence[int] = (), probabilities: bool = True,
-                    *, keep: Any = None, batch_size: int = 256) -> Curve:
+def insertion_curve(model: Callable, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, attributions: Any,
+                    *, target: Any = None, steps: int | None = None, keep_ids: Sequence[int] = (), keep: Any = None,
+                    batch_size: int | None = None, probabilities: bool = True) -> Curve:
     """The reverse of :func:`deletion_curve`: start with every removable token deleted (only the kept ones
     left) and put them back in decreasing score order. A faithful ranking makes it rise fast: a large ``area``
     is good. Same grid and arguments as :func:`deletion_curve`."""
-    removals = _Removals(model, input_ids, attention_mask, scores, target, keep_ids, keep, probabilities, batch_size)
+    removals = _Removals(model, input_ids, attention_mask, attributions, target, keep_ids, keep, probabilities,
+                          batch_size)
     return _curve(removals, steps, present=True)
 
 
@@ -193,34 +225,37 @@ def _erasure(removals: _Removals, fractions: Iterable[Any], present: bool) -> np
     return full - removals.outputs(ks, present)  # (B, F)
 
 
-def comprehensiveness(model: Callable, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, scores: Any,
-                      target: Any, fraction: float = 0.2, keep_ids: Sequence[int] = (), probabilities: bool = True,
-                      *, keep: Any = None, batch_size: int = 256) -> np.ndarray:
+def comprehensiveness(model: Callable, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, attributions: Any,
+                      *, target: Any = None, fraction: float = 0.2, keep_ids: Sequence[int] = (), keep: Any = None,
+                      batch_size: int | None = None, probabilities: bool = True) -> np.ndarray:
     """ERASER's comprehensiveness ``(B,)``: ``p(x) - p(x without its top-k tokens)``, ``k = ⌈fraction · n⌉``
     (deleted, see the module). Large = the top tokens were needed."""
-    removals = _Removals(model, input_ids, attention_mask, scores, target, keep_ids, keep, probabilities, batch_size)
+    removals = _Removals(model, input_ids, attention_mask, attributions, target, keep_ids, keep, probabilities,
+                          batch_size)
     return _erasure(removals, [fraction], present=False)[:, 0]
 
 
-def sufficiency(model: Callable, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, scores: Any,
-                target: Any, fraction: float = 0.2, keep_ids: Sequence[int] = (), probabilities: bool = True,
-                *, keep: Any = None, batch_size: int = 256) -> np.ndarray:
+def sufficiency(model: Callable, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, attributions: Any, *,
+                target: Any = None, fraction: float = 0.2, keep_ids: Sequence[int] = (), keep: Any = None,
+                batch_size: int | None = None, probabilities: bool = True) -> np.ndarray:
     """ERASER's sufficiency ``(B,)``: ``p(x) - p(only its top-k tokens, plus the kept ones)``,
     ``k = ⌈fraction · n⌉``. Small (or negative) = the top tokens alone carry the prediction."""
-    removals = _Removals(model, input_ids, attention_mask, scores, target, keep_ids, keep, probabilities, batch_size)
+    removals = _Removals(model, input_ids, attention_mask, attributions, target, keep_ids, keep, probabilities,
+                          batch_size)
     return _erasure(removals, [fraction], present=True)[:, 0]
 
 
-def aopc(model: Callable, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, scores: Any, target: Any,
-         metric: str = "comprehensiveness", fractions: Sequence[float] = ERASER_FRACTIONS,
-         keep_ids: Sequence[int] = (), probabilities: bool = True, *, keep: Any = None,
-         batch_size: int = 256) -> np.ndarray:
+def aopc(model: Callable, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, attributions: Any, *,
+         target: Any = None, metric: str = "comprehensiveness", fractions: Sequence[float] = ERASER_FRACTIONS,
+         keep_ids: Sequence[int] = (), keep: Any = None, batch_size: int | None = None,
+         probabilities: bool = True) -> np.ndarray:
     """Area over the perturbation curve ``(B,)``: the mean of ``metric`` (``"comprehensiveness"`` or
     ``"sufficiency"``) over ``fractions`` — ERASER's bins 1, 5, 10, 20, 50 % by default, ferret's 10, ..., 100 %
     with :data:`FERRET_FRACTIONS`."""
-    if metric not in ("comprehensiveness", "sufficiency"):
+    if metric not in ("comprehensiveness", "sufficiency"):  # checked before any model call
         raise ValueError(f"metric must be 'comprehensiveness' or 'sufficiency', got {metric!r}")
-    removals = _Removals(model, input_ids, attention_mask, scores, target, keep_ids, keep, probabilities, batch_size)
+    removals = _Removals(model, input_ids, attention_mask, attributions, target, keep_ids, keep, probabilities,
+                          batch_size)
     return _erasure(removals, fractions, present=metric == "sufficiency").mean(1)
 
 
@@ -228,8 +263,11 @@ def _hits(scores: Any, evidence: Any, k: int | None, mask: Any) -> tuple[np.ndar
     """Evidence tokens among the top ``k`` real tokens ``(B,)``, the ``k`` used ``(B,)``, evidence count ``(B,)``."""
     values = _scores(scores)  # (B, L)
     real = _real(mask, values.shape)  # (B, L)
-    check_same_shape(evidence, values, "evidence", "scores")
-    planted = (as_numpy(evidence) != 0) & real  # (B, L): evidence at padding does not count
+    check_same_shape(evidence, values, "evidence", "attributions")
+    evidence = as_numpy(evidence)
+    if not np.isin(evidence, (0, 1)).all():
+        raise ValueError("evidence must hold 0/1 or True/False per token (1 = evidence)")
+    planted = (evidence != 0) & real  # (B, L): evidence at padding does not count
     n_evidence = planted.sum(1)  # (B,)
     top_k = n_evidence if k is None else np.minimum(check_budget("k", k), real.sum(1))  # (B,)
     top = _ranks(values, real) < top_k[:, None]  # (B, L)
@@ -241,32 +279,32 @@ def _ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(b > 0, a / np.maximum(b, 1), np.nan)
 
 
-def precision_at_k(scores: Any, evidence: Any, k: int | None = None, mask: Any = None) -> np.ndarray:
+def precision_at_k(attributions: Any, evidence: Any, *, k: int | None = None, mask: Any = None) -> np.ndarray:
     """Share of the ``k`` highest-scored real tokens that are planted evidence ``(B,)`` (``evidence`` a bool
     ``(B, L)``). ``k`` defaults to each row's evidence count (then precision = recall = F1); a ``k`` above a
     row's real tokens takes them all. NaN where ``k`` is 0."""
-    hits, top_k, _ = _hits(scores, evidence, k, mask)
+    hits, top_k, _ = _hits(attributions, evidence, k, mask)
     return _ratio(hits, top_k)
 
 
-def recall_at_k(scores: Any, evidence: Any, k: int | None = None, mask: Any = None) -> np.ndarray:
+def recall_at_k(attributions: Any, evidence: Any, *, k: int | None = None, mask: Any = None) -> np.ndarray:
     """Share of the evidence tokens found among the ``k`` highest-scored ones ``(B,)``; NaN without evidence."""
-    hits, _, n_evidence = _hits(scores, evidence, k, mask)
+    hits, _, n_evidence = _hits(attributions, evidence, k, mask)
     return _ratio(hits, n_evidence)
 
 
-def token_f1(scores: Any, evidence: Any, k: int | None = None, mask: Any = None) -> np.ndarray:
+def token_f1(attributions: Any, evidence: Any, *, k: int | None = None, mask: Any = None) -> np.ndarray:
     """Token F1 ``(B,)`` of the top-``k`` set against the evidence: ``2PR / (P + R)`` (0 when no hit)."""
-    hits, top_k, n_evidence = _hits(scores, evidence, k, mask)
+    hits, top_k, n_evidence = _hits(attributions, evidence, k, mask)
     return _ratio(2 * hits, top_k + n_evidence)  # = 2PR / (P + R) with P = hits / k, R = hits / |E|
 
 
-def auprc(scores: Any, evidence: Any, mask: Any = None) -> np.ndarray:
+def auprc(attributions: Any, evidence: Any, *, mask: Any = None) -> np.ndarray:
     """Average precision per row ``(B,)``, as ``sklearn.metrics.average_precision_score``:
     ``AP = Σ_t (R_t - R_{t-1}) P_t`` over the distinct scores ``t`` taken as thresholds (tied tokens enter
     together). Real tokens only; NaN for a row without evidence."""
-    _, _, n_evidence = _hits(scores, evidence, None, mask)  # checks the arguments
-    values = as_numpy(scores)  # (B, L)
+    _, _, n_evidence = _hits(attributions, evidence, None, mask)  # checks the arguments
+    values = _scores(attributions)  # (B, L)
     real, planted = _real(mask, values.shape), as_numpy(evidence) != 0  # (B, L), (B, L)
     result = np.full(len(values), np.nan)
     for b in np.flatnonzero(n_evidence):
@@ -293,38 +331,9 @@ def _spearman_kendall(a: np.ndarray, b: np.ndarray, real: np.ndarray) -> tuple[n
     return rho, tau
 
 
-def rank_agreement(a: Any, b: Any, mask: Any = None) -> Agreement:
+def rank_agreement(a: Any, b: Any, *, mask: Any = None) -> Agreement:
     """How alike two attributions rank the tokens: Spearman's ρ and Kendall's τ-b per row over the real tokens
     (ties get average ranks, as in scipy.stats). Returns :class:`Agreement` ``(spearman (B,), kendall (B,))``."""
     a = _scores(a, name="a")  # (B, L)
     b = _scores(b, a.shape, "b")  # (B, L)
     return Agreement(*_spearman_kendall(a, b, _real(mask, a.shape)))
-
-
-def stability(explain_fn: Callable[[int], Any], seeds: Sequence[int], k: int = 5, mask: Any = None) -> np.ndarray:
-    """Mean top-``k`` overlap ``|A ∩ B| / k`` ``(B,)`` of ``explain_fn(seed)`` ``(B, L)`` over all pairs of seeds
-    (1 = every seed picks the same top tokens). ``k`` above a row's real tokens takes them all."""
-    seeds, k = list(seeds), check_budget("k", k)
-    if len(seeds) < 2:
-        raise ValueError(f"stability needs at least 2 seeds to compare, got {seeds!r}")
-    first = _scores(explain_fn(seeds[0]), name=f"explain_fn({seeds[0]!r})")  # (B, L)
-    runs = [first] + [_scores(explain_fn(seed), first.shape, f"explain_fn({seed!r})") for seed in seeds[1:]]
-    real = _real(mask, first.shape)  # (B, L)
-    top_k = np.minimum(k, real.sum(1))  # (B,)
-    tops = [_ranks(r, real) < top_k[:, None] for r in runs]  # S x (B, L): each run's top-k set
-    overlaps = [(x & y).sum(1) / np.maximum(top_k, 1) for x, y in itertools.combinations(tops, 2)]  # pairs x (B,)
-    return np.mean(overlaps, axis=0)
-
-
-# The issue's single entry point: the baselines and the randomisation check live in bigtut.explain.baselines
-# (they import rank_agreement from here); they are reachable from this module too, imported on first use.
-_FROM_BASELINES = ("RandomisationResult", "attention_rollout", "gradient_norm", "gradient_x_input", "model_attentions",
-                   "randomisation_check", "raw_attention_scores", "rollout_scores")
-
-
-def __getattr__(name: str):
-    if name in _FROM_BASELINES:
-        from bigtut.explain import baselines
-
-        return getattr(baselines, name)
-    raise AttributeError(f"module 'bigtut.explain.metrics' has no attribute {name!r}")

@@ -1,4 +1,4 @@
-"""SHAP from scratch: Shapley values of one prediction, exactly, by KernelSHAP regression and by permutations.
+"""SHAP from scratch: Shapley values of a prediction, exactly, by KernelSHAP regression and by permutations.
 
 A prediction is a cooperative game. The players are the input's features (or a text's tokens), a coalition
 ``S`` is the set of players that are *present*, and ``v(S)`` is the model's output when only they are. The
@@ -8,15 +8,20 @@ Shapley value shares ``v(N) - v(∅)`` among the ``M`` players::
 
 What "absent" means is a modelling choice and part of what an explanation says. For tabular inputs this
 module uses the interventional value function of shap's KernelExplainer: an absent feature takes the value
-of a background row, averaged over the ``B`` background rows::
+of a background row, averaged over the ``R`` background rows::
 
-    v(S) = 1/B Σ_b f(x_S, b_{N∖S})
+    v(S) = 1/R Σ_r f(x_S, b^r_{N∖S})
 
 :func:`token_shap` masks, hides or deletes absent tokens instead. Every estimator works on a *game*: a
 function from coalition masks ``(K, M)`` bool (True = present) to values ``(K,)``; exact enumeration,
-KernelSHAP and permutation sampling are written once against it.
+KernelSHAP and permutation sampling are written once against it, and each row of a batch ``(B, ...)`` is
+its own game, played with the same seed (a row explained alone = the same row explained in a batch).
 
-Shape legend:  M features (players)   B background rows   K coalitions   L tokens   C classes
+All four functions keep the family's shape (:mod:`bigtut.explain`): ``method(f_or_model, <batch>, *,
+target=None, ..., seed=None, batch_size=None, probabilities=False)`` -> :class:`ShapleyValues`.
+
+Shape legend:  B batch   M features (players)   R background rows   K coalitions   N rows sent to the model
+               L tokens   P token players   C classes   V vocabulary
 """
 
 from __future__ import annotations
@@ -24,12 +29,30 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 
-from bigtut.explain.common import as_numpy, check_budget, scalar_output, select_target
+from bigtut.explain.common import (
+    as_numpy,
+    check_budget,
+    check_flag,
+    check_float_batch,
+    check_target_rows,
+    check_token_batch,
+    delete_tokens,
+    last_real_positions,
+    logits_of,
+    model_device,
+    read_at,
+    resolve_batch_size,
+    resolve_positions,
+    resolve_seed,
+    scalar_output,
+    select_target,
+    target_of_row,
+)
 
 __all__ = ["ShapleyValues", "coalition_weight", "exact_shapley", "kernel_shap", "permutation_shap", "token_shap"]
 
@@ -39,12 +62,13 @@ Game = Callable[[np.ndarray], np.ndarray]  # coalition masks (K, M) bool -> valu
 
 
 class ShapleyValues(NamedTuple):
-    """One explanation. ``values`` is shaped like the input (``(M,)`` features or ``(L,)`` tokens; 0 for a
-    feature that is no player), ``base_value`` is ``v(∅)`` and ``values.sum() == v(N) - base_value``
-    (efficiency); ``n_evaluations`` counts the rows the model was run on."""
+    """Shapley values of a batch, float64 NumPy. ``attributions`` is shaped like the input (``(B, M)`` features
+    or ``(B, L)`` tokens; 0 for a feature or token that is no player), ``base_value`` ``(B,)`` is each row's
+    ``v(∅)``, and ``attributions.sum(1) == v(N) - base_value`` (efficiency); ``n_evaluations`` counts the model
+    rows used for the whole batch."""
 
-    values: np.ndarray
-    base_value: float
+    attributions: np.ndarray
+    base_value: np.ndarray
     n_evaluations: int
 
 
@@ -126,17 +150,22 @@ def _kernel_design(m: int, n_samples: int, rng: np.random.Generator) -> tuple[np
     return np.concatenate(masks), np.concatenate(weights)
 
 
-def _kernel_game(game: Game, m: int, n_samples: int | None, seed: int) -> tuple[np.ndarray, float, int]:
-    """``(φ (m,), v(∅), coalitions evaluated)`` by KernelSHAP: weighted least squares with Σφ = v(N) - v(∅)."""
-    n_samples = None if n_samples is None else check_budget("n_samples", n_samples)
-    if m <= 1:  # one player takes everything: nothing to fit
-        return _exact_game(game, m)
+def _kernel_budget(m: int, n_samples: int | None) -> int:
+    """The number of coalitions KernelSHAP draws for ``m`` players (besides ∅ and N), or ``ValueError`` when
+    ``n_samples`` is too small to determine ``m`` values."""
     cap = 2**m - 2  # every coalition but ∅ and N
     n_samples = min(2 * m + 2048, cap) if n_samples is None else n_samples
-    if n_samples < 2 * m - 2:  # a coalition and its complement constrain one direction: m - 1 pairs for m - 1 unknowns
+    if m > 1 and n_samples < 2 * m - 2:  # a coalition and its complement constrain one direction: m - 1 pairs
         raise ValueError(f"n_samples={n_samples} is too small to fit {m} Shapley values; need at least "
                          f"2M - 2 = {2 * m - 2} coalitions")
-    masks, weights = _kernel_design(m, min(n_samples, cap), np.random.default_rng(seed))  # (K, m), (K,)
+    return min(n_samples, cap)
+
+
+def _kernel_game(game: Game, m: int, n_samples: int | None, seed: int) -> tuple[np.ndarray, float, int]:
+    """``(φ (m,), v(∅), coalitions evaluated)`` by KernelSHAP: weighted least squares with Σφ = v(N) - v(∅)."""
+    if m <= 1:  # one player takes everything: nothing to fit
+        return _exact_game(game, m)
+    masks, weights = _kernel_design(m, _kernel_budget(m, n_samples), np.random.default_rng(seed))  # (K, m), (K,)
     empty, full = game(np.stack([np.zeros(m, bool), np.ones(m, bool)]))
     v = game(masks)  # (K,)
     # Minimise Σ_k w_k (v_k - v(∅) - z_k·φ)² under Σφ = v(N) - v(∅): substitute φ_m = total - Σ_{j<m} φ_j
@@ -149,191 +178,292 @@ def _kernel_game(game: Game, m: int, n_samples: int | None, seed: int) -> tuple[
     return np.append(head, total - head.sum()), float(empty), len(masks) + 2
 
 
+def _permutation_game(game: Game, m: int, n_permutations: int, seed: int) -> tuple[np.ndarray, float, int]:
+    """``(φ (m,), v(∅), coalitions evaluated)`` from ``n_permutations`` random orders and their reverses."""
+    orders = np.argsort(np.random.default_rng(seed).random((n_permutations, m)), axis=1)  # (P, m)
+    orders = np.concatenate([orders, orders[:, ::-1]])  # (2P, m): every order and its reverse
+    rank = np.argsort(orders, axis=1)  # (2P, m): rank[p, i] = place of player i in order p
+    prefixes = rank[:, None, :] < np.arange(1, m)[None, :, None]  # (2P, m-1, m): the first k, k = 1..m-1
+    empty, full = game(np.stack([np.zeros(m, bool), np.ones(m, bool)]))
+    inner = game(prefixes.reshape(-1, m)).reshape(len(orders), m - 1)  # (2P, m-1)
+    chain = np.column_stack([np.full(len(orders), empty), inner, np.full(len(orders), full)])  # (2P, m+1)
+    gains = np.diff(chain, axis=1)  # (2P, m): what the k-th player of each order adds
+    phi = np.take_along_axis(gains, rank, axis=1).mean(0)  # (m,)
+    return phi, float(empty), 2 + prefixes.shape[0] * prefixes.shape[1]
+
+
 # ---------------------------------------------------------------------------------------------------- tabular
-def _check_data(x, background) -> tuple[np.ndarray, np.ndarray]:
-    """``x`` as ``(M,)`` and ``background`` as ``(B, M)`` float64, or ``ValueError``."""
-    x, background = as_numpy(x), as_numpy(background)
-    if x.ndim == 2 and len(x) == 1:
-        x = x[0]
-    if x.ndim != 1 or x.size == 0:
-        raise ValueError(f"x must be one input of M >= 1 features, shape (M,) or (1, M); got shape {x.shape}")
-    if background.ndim != 2 or len(background) == 0:
-        raise ValueError(f"background must be (B, M) with B >= 1 rows, got shape {background.shape}")
-    if background.shape[1] != len(x):
-        raise ValueError(f"x has {len(x)} features but background rows have {background.shape[1]}; they must match")
-    return x, background
+def _check_tabular(f: Any, inputs: Any, background: Any) -> tuple[np.ndarray, np.ndarray, Callable]:
+    """``inputs`` ``(B, M)`` and ``background`` ``(R, M)`` as float64 NumPy, and how a NumPy batch of rows goes
+    to ``f`` (as it came: NumPy, or a tensor of the inputs' dtype and device); else ``TypeError``/``ValueError``."""
+    if not callable(f):
+        raise TypeError(f"f must be a model or a function (N, M) -> (N,) or (N, C), got {type(f).__name__}")
+    check_float_batch("inputs", inputs, 2, "(B, M)")
+    if inputs.ndim != 2:
+        raise ValueError(f"inputs must be a batch of feature rows (B, M), got shape {tuple(inputs.shape)}")
+    if background is None:
+        raise TypeError("background= is required: the rows (R, M) whose values absent features take")
+    check_float_batch("background", background, 2, "(R, M)")
+    if background.ndim != 2:
+        raise ValueError(f"background must be rows (R, M), got shape {tuple(background.shape)}")
+    if background.shape[1] != inputs.shape[1]:
+        raise ValueError(f"inputs have M={inputs.shape[1]} features but background rows have {background.shape[1]}; "
+                         "they must match")
+    if isinstance(inputs, torch.Tensor):
+        dtype, device = inputs.dtype, inputs.device
+        background = torch.as_tensor(background).to(dtype)  # (R, M): the values f will see
+
+        def to_model(rows: np.ndarray) -> torch.Tensor:
+            return torch.as_tensor(rows, dtype=dtype, device=device)  # (N, M)
+    else:
+        def to_model(rows: np.ndarray) -> np.ndarray:
+            return rows  # (N, M) float64
+    return as_numpy(inputs), as_numpy(background), to_model
 
 
-def _tabular_game(f, x, background, players, target, probabilities, batch_size) -> Game:
-    """The interventional game: absent players take background values, present ones (and non-players) ``x``'s."""
-    explained, n_bg = scalar_output(f, target, probabilities), len(background)
-    per_call = max(1, check_budget("batch_size", batch_size) // n_bg)  # coalitions per model call
+def _tabular_game(explained: Callable, x: np.ndarray, background: np.ndarray, players: np.ndarray,
+                  batch_size: int, to_model: Callable) -> Game:
+    """The interventional game of row ``x`` ``(M,)``: absent players take background values, present ones (and
+    non-players) ``x``'s. At most ``batch_size`` rows go to the model per call."""
+    n_bg, m = background.shape
+    per_call = max(1, batch_size // n_bg)  # coalitions per chunk (one coalition = R rows)
 
     def game(masks: np.ndarray) -> np.ndarray:
-        present = np.ones((len(masks), len(x)), bool)  # (K, M)
+        present = np.ones((len(masks), m), bool)  # (K, M)
         present[:, players] = masks
         out = [np.zeros(0)]
         for start in range(0, len(present), per_call):
             chunk = present[start:start + per_call]  # (k, M)
-            rows = np.where(chunk[:, None, :], x, background).reshape(-1, len(x))  # (k·B, M)
-            values = explained(rows)  # (k·B,)
-            if values.shape != (len(rows),):
-                raise ValueError(f"f must return one output (or one row) per input row; got {values.shape} "
-                                 f"for {len(rows)} rows")
+            rows = np.where(chunk[:, None, :], x, background).reshape(-1, m)  # (k·R, M)
+            values = np.concatenate([explained(to_model(rows[i:i + batch_size]))
+                                     for i in range(0, len(rows), batch_size)])  # (k·R,)
             out.append(values.reshape(len(chunk), n_bg).mean(1))  # (k,): v(S) averages over the background
         return np.concatenate(out)
 
     return game
 
 
-def exact_shapley(f: Callable, x, background, target: int | None = None, probabilities: bool = False,
-                  batch_size: int = 4096) -> ShapleyValues:
-    """Exact Shapley values of ``f`` at ``x`` ``(M,)`` over all ``2**M`` coalitions (``M <= 20``).
+def _explain_rows(f: Callable, inputs: Any, background: Any, target: Any, batch_size: Any, probabilities: Any,
+                  estimate: Callable, varying_only: bool = False,
+                  check_players: Callable[[int], Any] | None = None) -> ShapleyValues:
+    """Run ``estimate(game, m)`` -> ``(φ, v(∅), coalitions)`` on each row's game. The players are every feature,
+    or with ``varying_only`` those whose value differs from some background row; ``check_players(m)`` vets each
+    row's number of players before the first model call."""
+    x, background, to_model = _check_tabular(f, inputs, background)  # (B, M), (R, M)
+    target = check_target_rows(target, len(x))
+    probabilities = check_flag("probabilities", probabilities)
+    batch_size = resolve_batch_size(batch_size)
+    players = [np.flatnonzero((background != row).any(0)) if varying_only else np.arange(len(row))
+               for row in x]  # B x (M',): which features of each row play
+    for p in players:
+        if check_players is not None:
+            check_players(len(p))
+    attributions, base = np.zeros(x.shape), np.zeros(len(x))  # (B, M), (B,)
+    n_evaluations = 0
+    for b, row in enumerate(x):
+        explained = scalar_output(f, target_of_row(target, b), probabilities)  # (N, M) -> (N,)
+        game = _tabular_game(explained, row, background, players[b], batch_size, to_model)
+        phi, base[b], n_coalitions = estimate(game, len(players[b]))
+        attributions[b, players[b]] = phi
+        n_evaluations += n_coalitions * len(background)
+    return ShapleyValues(attributions, base, n_evaluations)
 
-    ``f`` maps a batch ``(N, M)`` float64 to ``(N,)`` or ``(N, C)`` (NumPy or torch); ``target`` picks the
-    column. ``v(S)`` averages ``f`` over ``background`` ``(B, M)`` with ``x``'s values on ``S``; ``batch_size``
-    bounds the rows of one call to ``f``. ``base_value = v(∅)``, the mean output over the background.
+
+def exact_shapley(f: Callable, inputs: Any, *, target: int | Sequence[int] | None = None, background: Any,
+                  batch_size: int | None = None, probabilities: bool = False) -> ShapleyValues:
+    """Exact Shapley values of ``f`` at each row of ``inputs`` ``(B, M)``, over all ``2**M`` coalitions
+    (``M <= 20``).
+
+    ``f`` maps a batch ``(N, M)`` to ``(N,)`` or ``(N, C)`` (NumPy or torch; it gets NumPy float64 rows for
+    NumPy ``inputs``, tensors of the inputs' dtype and device for tensor ``inputs``); ``target`` (an int or one
+    per row) picks the column. ``v(S)`` averages ``f`` over ``background`` ``(R, M)`` with the row's values on
+    ``S``; ``batch_size`` bounds the rows of one call to ``f``. Returns :class:`ShapleyValues`
+    ``(attributions (B, M), base_value (B,), n_evaluations = B · 2^M · R)``; ``base_value = v(∅)``, the mean
+    output over the background.
     """
-    x, background = _check_data(x, background)
-    if len(x) > MAX_EXACT_PLAYERS:
-        raise ValueError(f"exact_shapley enumerates 2**M coalitions and allows M <= {MAX_EXACT_PLAYERS}, got "
-                         f"M={len(x)}; use kernel_shap or permutation_shap")
-    game = _tabular_game(f, x, background, np.arange(len(x)), target, probabilities, batch_size)
-    phi, base, n_coalitions = _exact_game(game, len(x))
-    return ShapleyValues(phi, base, n_coalitions * len(background))
+    def check_players(m: int) -> None:
+        if m > MAX_EXACT_PLAYERS:
+            raise ValueError(f"exact_shapley enumerates 2**M coalitions and allows M <= {MAX_EXACT_PLAYERS}, got "
+                             f"M={m}; use kernel_shap or permutation_shap")
+
+    return _explain_rows(f, inputs, background, target, batch_size, probabilities, _exact_game,
+                         check_players=check_players)
 
 
-def kernel_shap(f: Callable, x, background, n_samples: int | None = None, seed: int = 0, target: int | None = None,
-                probabilities: bool = False, batch_size: int = 4096) -> ShapleyValues:
+def kernel_shap(f: Callable, inputs: Any, *, target: int | Sequence[int] | None = None, background: Any,
+                n_samples: int | None = None, seed: int | None = None, batch_size: int | None = None,
+                probabilities: bool = False) -> ShapleyValues:
     """KernelSHAP: Shapley values as the weighted linear regression ``v(S) ≈ v(∅) + Σ_{i∈S} φ_i`` over
     coalitions ``S`` weighted by the Shapley kernel, with efficiency ``Σφ = f(x) - v(∅)`` imposed exactly.
 
-    As in shap's KernelExplainer, only features whose value in ``x`` differs from some background row are
+    As in shap's KernelExplainer, only features whose value in a row differs from some background row are
     players (the others cannot change any ``v(S)`` and get 0). ``n_samples`` is the number of coalitions besides
     ∅ and N (default ``2M + 2048``); from ``2**M - 2`` on every coalition enters once, deterministically, and the
     regression returns the exact Shapley values. Below, coalitions are sampled with a ``seed``-ed generator (see
-    :func:`_kernel_design`); more samples, smaller error. Other arguments as :func:`exact_shapley`.
+    :func:`_kernel_design`; the same draw for every row); more samples, smaller error. Other arguments and the
+    result as :func:`exact_shapley`, with ``n_evaluations = Σ_rows (K + 2) · R``.
     """
-    x, background = _check_data(x, background)
-    players = np.flatnonzero((background != x).any(0))  # (M',) the varying features
-    game = _tabular_game(f, x, background, players, target, probabilities, batch_size)
-    phi, base, n_coalitions = _kernel_game(game, len(players), n_samples, seed)
-    values = np.zeros(len(x))
-    values[players] = phi
-    return ShapleyValues(values, base, n_coalitions * len(background))
+    n_samples = None if n_samples is None else check_budget("n_samples", n_samples)
+    seed = resolve_seed(seed)
+    return _explain_rows(f, inputs, background, target, batch_size, probabilities,
+                         lambda game, m: _kernel_game(game, m, n_samples, seed), varying_only=True,
+                         check_players=lambda m: _kernel_budget(m, n_samples))
 
 
-def permutation_shap(f: Callable, x, background, n_permutations: int = 10, seed: int = 0,
-                     target: int | None = None, probabilities: bool = False, batch_size: int = 4096) -> ShapleyValues:
+def permutation_shap(f: Callable, inputs: Any, *, target: int | Sequence[int] | None = None, background: Any,
+                     n_permutations: int = 10, seed: int | None = None, batch_size: int | None = None,
+                     probabilities: bool = False) -> ShapleyValues:
     """Shapley values as the mean marginal contribution of each feature along random orders of the features.
 
-    Each of the ``n_permutations`` random orders is used together with its reverse (antithetic sampling,
-    which lowers the variance; for ``M = 2`` one pair is every order, so the answer is exact). Unbiased, and
-    exact as the number of orders grows; efficiency holds for every sample. Other arguments as
-    :func:`exact_shapley`.
+    Each of the ``n_permutations`` random orders (``seed``-ed, the same for every row) is used together with its
+    reverse (antithetic sampling, which lowers the variance; for ``M = 2`` one pair is every order, so the
+    answer is exact). Unbiased, and exact as the number of orders grows; efficiency holds for every sample.
+    Other arguments and the result as :func:`exact_shapley`, with ``n_evaluations = B · (2 + 2P(M-1)) · R``.
     """
-    x, background = _check_data(x, background)
-    n_permutations, m = check_budget("n_permutations", n_permutations), len(x)
-    game = _tabular_game(f, x, background, np.arange(m), target, probabilities, batch_size)
-    orders = np.argsort(np.random.default_rng(seed).random((n_permutations, m)), axis=1)  # (P, M)
-    orders = np.concatenate([orders, orders[:, ::-1]])  # (2P, M): every order and its reverse
-    rank = np.argsort(orders, axis=1)  # (2P, M): rank[p, i] = place of feature i in order p
-    prefixes = rank[:, None, :] < np.arange(1, m)[None, :, None]  # (2P, M-1, M): the first k, k = 1..M-1
-    empty, full = game(np.stack([np.zeros(m, bool), np.ones(m, bool)]))
-    inner = game(prefixes.reshape(-1, m)).reshape(len(orders), m - 1)  # (2P, M-1)
-    chain = np.column_stack([np.full(len(orders), empty), inner, np.full(len(orders), full)])  # (2P, M+1)
-    gains = np.diff(chain, axis=1)  # (2P, M): what the k-th feature of each order adds
-    values = np.take_along_axis(gains, rank, axis=1).mean(0)  # (M,)
-    return ShapleyValues(values, float(empty), (2 + prefixes.shape[0] * prefixes.shape[1]) * len(background))
+    n_permutations, seed = check_budget("n_permutations", n_permutations), resolve_seed(seed)
+    return _explain_rows(f, inputs, background, target, batch_size, probabilities,
+                         lambda game, m: _permutation_game(game, m, n_permutations, seed))
 
 
 # ---------------------------------------------------------------------------------------------------- tokens
-def token_shap(model: torch.nn.Module, input_ids, attention_mask=None, target: int | None = None, *,
-               absent: str = "mask", mask_id: int | None = None, pad_id: int | None = None,
-               keep_ids: Sequence[int] = (), n_samples: int | None = None, seed: int = 0, exact_up_to: int = 10,
-               probabilities: bool = False, position: int | None = None, batch_size: int = 256) -> ShapleyValues:
-    """Shapley values of the tokens of one text ``input_ids`` ``(1, L)`` or ``(L,)`` (values in the same shape).
+def _check_token_id(name: str, value: Any, vocab_size: int | None) -> int:
+    """``value`` as a token id in ``[0, vocab_size)``, else ``ValueError`` naming ``name``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 0 \
+            or (vocab_size is not None and value >= vocab_size):
+        raise ValueError(f"{name} must be a token id in [0, {vocab_size}), got {value!r}")
+    return int(value)
 
-    ``model(ids (K, L), attention_mask=(K, L))`` is a classifier (logits ``(K, C)``) or a language model
-    (``(K, L, V)``; then ``target`` is a token id and the logit is read at ``position``, default the last real
-    token: the next-token prediction). The players are the real tokens (``attention_mask`` 1) whose id is not
-    in ``keep_ids`` (say [CLS] and [SEP], which stay present); for a language model also not after
-    ``position`` (causal attention makes them dummies).
+
+def _token_game(run: Callable, ids: torch.Tensor, real: torch.Tensor, index: torch.Tensor, read: int | None,
+                absent: str, mask_id: int | None, fill: int, target: Any, probabilities: bool,
+                batch_size: int) -> Game:
+    """The game of one text ``ids`` ``(L,)`` (``real`` ``(L,)`` its real tokens) whose players sit at ``index``
+    ``(P,)``: each coalition ``(P,)`` becomes one row for ``run(ids, attended)``; a language model's logits are
+    read at ``read`` (None for a classifier), wherever "delete" moved that token."""
+    L, device = len(ids), ids.device
+
+    def game(masks: np.ndarray) -> np.ndarray:
+        out = [np.zeros(0)]
+        for start in range(0, len(masks), batch_size):
+            chunk = torch.as_tensor(masks[start:start + batch_size], device=device)  # (k, P)
+            gone = torch.zeros(len(chunk), L, dtype=torch.bool, device=device)  # (k, L)
+            gone[:, index] = ~chunk
+            batch, attended = ids.repeat(len(chunk), 1), real.repeat(len(chunk), 1)  # (k, L), (k, L)
+            where = torch.full((len(chunk),), read or 0, device=device)  # (k,): where a language model is read
+            if absent == "mask":
+                batch[gone] = mask_id
+            elif absent == "pad":
+                attended &= ~gone
+                batch[~attended] = fill  # never attended
+            else:  # "delete": the present tokens move left, the read token with them
+                batch, attended, new_position = delete_tokens(batch, attended & ~gone, fill)  # (k, L) x 3
+                where = new_position[:, read or 0]  # (k,)
+            logits = run(batch, attended)  # (k, C) or (k, L, V)
+            if read is not None:
+                logits = read_at(logits, where)  # (k, V)
+            out.append(select_target(as_numpy(logits), target, probabilities))  # (k,)
+        return np.concatenate(out)
+
+    return game
+
+
+def token_shap(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, *,
+               target: int | Sequence[int] | None = None, absent: str = "mask", mask_id: int | None = None,
+               pad_id: int | None = None, keep_ids: Sequence[int] = (), n_samples: int | None = None,
+               seed: int | None = None, exact_up_to: int = 10, batch_size: int | None = None,
+               probabilities: bool = False, position: int | Sequence[int] | None = None) -> ShapleyValues:
+    """Shapley values of the tokens of each text of ``input_ids`` ``(B, L)``, one game per row.
+
+    ``model(ids (N, L), attention_mask=(N, L))`` is a classifier (logits ``(N, C)``) or a language model
+    (``(N, L, V)``; then ``target`` is a token id and the logit is read at ``position``: an int or one per row,
+    negative counting back from the row's last real token; default ``-1``, the last real token — the next-token
+    prediction). ``target`` is an int or one per row. The players are the real tokens (``attention_mask`` 1)
+    whose id is not in ``keep_ids`` (say [CLS] and [SEP], which stay present); for a language model also not
+    after ``position`` (causal attention makes them dummies).
 
     What an absent token is decides what the values mean:
 
     * ``"mask"``: its id becomes ``mask_id`` (BERT's [MASK]); the model still sees a token there;
     * ``"pad"``: ``attention_mask`` 0, the model cannot see it and every other token keeps its position;
-    * ``"delete"``: removed, the later tokens move left (a shorter text, padded on the right with ``pad_id``).
+    * ``"delete"``: removed, the later tokens move left (a shorter text, padded on the right with ``pad_id``;
+      default ``model.config.pad_id``, else 0: never attended).
 
     With "pad"/"delete" the language model's token at ``position`` is no player (its prediction is read
     there), and a classifier needs a kept token (an id in ``keep_ids``) so that no text is empty. Exact for
-    at most ``exact_up_to`` players, else KernelSHAP with ``n_samples`` coalitions (:func:`kernel_shap`).
-    ``values`` ``(L,)`` is 0 at non-players; ``base_value`` is the value with every player absent. Put the
-    model in ``eval()`` mode: dropout would make the game random.
+    at most ``exact_up_to`` players, else KernelSHAP with ``n_samples`` coalitions (as :func:`kernel_shap`,
+    the same ``seed`` for every row). The ids go to the model's device, at most ``batch_size`` rows per call.
+
+    Returns :class:`ShapleyValues` ``(attributions (B, L), base_value (B,), n_evaluations)``: attributions 0 at
+    non-players, ``base_value`` the value with every player absent, ``n_evaluations`` the model rows used (the
+    coalitions of every row, plus one call on the texts themselves that tells a classifier from a language
+    model). Put the model in ``eval()`` mode: dropout would make the game random.
     """
     if absent not in ABSENT_MODES:
         raise ValueError(f"absent must be one of {ABSENT_MODES}, got {absent!r}")
-    if absent == "mask" and mask_id is None:
-        raise ValueError("absent='mask' replaces tokens by mask_id; pass mask_id= (e.g. the id of [MASK])")
+    get_embeddings = getattr(model, "get_input_embeddings", None)
+    vocab_size = get_embeddings().num_embeddings if callable(get_embeddings) else None
+    input_ids, real = check_token_batch(input_ids, attention_mask, vocab_size)  # (B, L), (B, L)
+    B, L = input_ids.shape
+    if absent == "mask":
+        if mask_id is None:
+            raise ValueError("absent='mask' replaces tokens by mask_id; pass mask_id= (e.g. the id of [MASK])")
+        mask_id = _check_token_id("mask_id", mask_id, vocab_size)
+    if pad_id is None:
+        pad_id = getattr(getattr(model, "config", None), "pad_id", None)
+    fill = 0 if pad_id is None else _check_token_id("pad_id", pad_id, vocab_size)  # what padded positions hold
+    if isinstance(keep_ids, (str, bytes)) or not all(
+            isinstance(k, (int, np.integer)) and not isinstance(k, (bool, np.bool_)) for k in keep_ids):
+        raise TypeError(f"keep_ids must be a sequence of token ids (ints), got {keep_ids!r}")
     if check_budget("exact_up_to", exact_up_to, 0) > MAX_EXACT_PLAYERS:
         raise ValueError(f"exact_up_to must be <= {MAX_EXACT_PLAYERS}, got {exact_up_to}")
-    ids = torch.as_tensor(input_ids)
-    ids = ids[0] if ids.dim() == 2 and len(ids) == 1 else ids
-    if ids.dim() != 1 or ids.is_floating_point() or len(ids) == 0:
-        raise ValueError(f"input_ids must be one text of integer ids, (1, L) or (L,); got {tuple(ids.shape)}")
-    n_tokens = len(ids)
-    real = (torch.ones(n_tokens, dtype=torch.bool, device=ids.device) if attention_mask is None
-            else torch.as_tensor(attention_mask, device=ids.device).reshape(-1) != 0)  # (L,) True at real tokens
-    if len(real) != n_tokens:
-        raise ValueError(f"attention_mask has {len(real)} entries for {n_tokens} tokens")
-    with torch.no_grad():  # one call on the text itself tells a classifier (K, C) from a language model (K, L, V)
-        probe = model(ids[None], attention_mask=real[None].long())
-    is_lm = getattr(probe, "logits", probe).dim() == 3  # a GPT returns a GPTOutput(logits, loss)
+    n_samples = None if n_samples is None else check_budget("n_samples", n_samples)
+    seed, batch_size = resolve_seed(seed), resolve_batch_size(batch_size)
+    probabilities = check_flag("probabilities", probabilities)
+    target = check_target_rows(target, B)
+    positions = last_real_positions(real) if position is None else resolve_positions(position, real)  # (B,)
+    device = model_device(model)
+    input_ids, real, positions = input_ids.to(device), real.to(device), positions.to(device)
+
+    def run(ids: torch.Tensor, seen: torch.Tensor) -> torch.Tensor:
+        """The model's logits ``(N, C)`` or ``(N, L, V)`` of ``ids`` ``(N, L)`` with ``seen`` ``(N, L)`` attended."""
+        with torch.no_grad():
+            return logits_of(model(ids, attention_mask=seen.long()), len(ids))
+
+    # One call on the texts themselves tells a classifier (N, C) from a language model (N, L, V) and checks
+    # the target and the outputs before the first coalition.
+    probe = [run(input_ids[i:i + batch_size], real[i:i + batch_size]) for i in range(0, B, batch_size)]
+    is_lm = probe[0].dim() == 3
     if position is not None and not is_lm:
-        raise ValueError("position is only for language models, whose logits are (B, L, V)")
-    players = real & ~torch.isin(ids, torch.as_tensor(list(keep_ids), dtype=ids.dtype, device=ids.device))
+        raise ValueError(f"position is only for language models, whose logits are (B, L, V); this model returns "
+                         f"{tuple(probe[0].shape)}")
     if is_lm:
-        position = int(torch.nonzero(real)[-1, 0]) if position is None else position
-        if not (0 <= position < n_tokens and real[position]):
-            raise ValueError(f"position must index a real token in [0, {n_tokens}), got {position}")
-        players[position + 1:] = False
+        probe = [read_at(logits, positions[i * batch_size:(i + 1) * batch_size]) for i, logits in enumerate(probe)]
+    select_target(as_numpy(torch.cat(probe)), target, probabilities)  # (B,): raises for a bad target or NaN
+
+    keep = torch.isin(input_ids, torch.as_tensor(list(keep_ids), dtype=torch.long, device=device))  # (B, L)
+    players = real & ~keep  # (B, L)
+    if is_lm:
+        after = torch.arange(L, device=device)[None, :] > positions[:, None]  # (B, L): dummies under causal attention
+        players &= ~after
         if absent != "mask":
-            players[position] = False
-    if absent != "mask" and not bool((real & ~players).any()):
+            players[torch.arange(B, device=device), positions] = False  # the read token stays
+    if absent != "mask" and not bool((real & ~players).any(-1).all()):
         raise ValueError(f"absent={absent!r} with every token a player leaves an empty text; keep one present "
                          "with keep_ids= (e.g. the ids of [CLS] and [SEP])")
-    index, fill = torch.nonzero(players)[:, 0], 0 if pad_id is None else pad_id  # (P,) player positions
-    batch_size = check_budget("batch_size", batch_size)
+    n_players = players.sum(-1).tolist()  # B ints
+    for m in n_players:  # every row's budget is checked before the coalitions
+        if m > exact_up_to:
+            _kernel_budget(m, n_samples)
 
-    def game(masks: np.ndarray) -> np.ndarray:
-        out = [np.zeros(0)]
-        for start in range(0, len(masks), batch_size):
-            chunk = torch.as_tensor(masks[start:start + batch_size], device=ids.device)  # (k, P)
-            gone = torch.zeros(len(chunk), n_tokens, dtype=torch.bool, device=ids.device)  # (k, L)
-            gone[:, index] = ~chunk
-            batch, seen = ids.repeat(len(chunk), 1), real.repeat(len(chunk), 1)  # (k, L), (k, L)
-            read = torch.full((len(chunk),), position or 0, device=ids.device)  # (k,): where an LM is read
-            if absent == "mask":
-                batch[gone] = mask_id
-            else:
-                seen &= ~gone
-            if absent == "delete":
-                read = seen[:, :(position or 0) + 1].sum(1) - 1  # (k,): the read token's new place
-                order = torch.argsort((~seen).to(torch.int8), dim=1, stable=True)  # (k, L): kept tokens first
-                batch, seen = batch.gather(1, order), seen.gather(1, order)
-            if absent != "mask":
-                batch[~seen] = fill  # never attended
-            with torch.no_grad():
-                out_k = model(batch, attention_mask=seen.long())
-            logits = getattr(out_k, "logits", out_k)  # (k, C) or (k, L, V)
-            if is_lm:
-                logits = logits[torch.arange(len(chunk), device=logits.device), read.to(logits.device)]  # (k, V)
-            out.append(select_target(as_numpy(logits), target, probabilities))  # (k,)
-        return np.concatenate(out)
-
-    m = len(index)
-    phi, base, n_coalitions = _exact_game(game, m) if m <= exact_up_to else _kernel_game(game, m, n_samples, seed)
-    values = np.zeros(n_tokens)
-    values[index.cpu().numpy()] = phi
-    return ShapleyValues(values.reshape(tuple(np.shape(input_ids))), base, n_coalitions + 1)  # input's shape
+    attributions, base = np.zeros((B, L)), np.zeros(B)  # (B, L), (B,)
+    n_evaluations = B  # the probe
+    for b in range(B):
+        index = torch.nonzero(players[b])[:, 0]  # (P,) player positions
+        game = _token_game(run, input_ids[b], real[b], index, int(positions[b]) if is_lm else None, absent,
+                           mask_id, fill, target_of_row(target, b), probabilities, batch_size)
+        m = len(index)
+        phi, base[b], n_coalitions = (_exact_game(game, m) if m <= exact_up_to
+                                      else _kernel_game(game, m, n_samples, seed))
+        attributions[b, index.cpu().numpy()] = phi
+        n_evaluations += n_coalitions
+    return ShapleyValues(attributions, base, n_evaluations)

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from bigtut.checks import CheckFailure
-from bigtut.checks.evaluation import check_precision_at_k, check_rollout
+from bigtut.checks.evaluating_explanations import check_precision_at_k, check_rollout
 
 
 # ------------------------------------------------------------------------------------------- right answers

@@ -1,7 +1,7 @@
 """Checkers for chapter 09 (evaluating explanations).
 
 Each takes the student's function, compares it with :mod:`bigtut.explain.metrics` or
-:mod:`bigtut.explain.baselines` on fresh random cases, and is built to catch the usual mistakes:
+:mod:`bigtut.explain.attention_scores` on fresh random cases, and is built to catch the usual mistakes:
 
 ==========================  =================================================================================
 checker                     what it holds the candidate to (and the usual mistake it catches)
@@ -61,7 +61,7 @@ def check_rollout(candidate: Callable, seed: int | None = None) -> None:
     """``candidate(attentions) -> (L, L)``: attention rollout of one text, ``attentions`` a list of ``n``
     tensors ``(h, L, L)``, first layer first. Per layer ``A = mean over heads``, ``Â = 0.5·A + 0.5·I`` with
     every row renormalised to sum to 1, and ``R = Â_n ⋯ Â_2 Â_1`` (the last layer on the left)."""
-    from bigtut.explain.baselines import attention_rollout
+    from bigtut.explain.attention_scores import attention_rollout
 
     gen, seed = checker_generator(seed)
     name = "rollout"
