@@ -97,7 +97,8 @@ def test_equals_captum(method, batch):
     model, target, n = tanh_mlp(), [0, 2, 1, 2], 20
     ref, ref_delta = IntegratedGradients(model).attribute(x, base, target=target, n_steps=n, method=method,
                                                           return_convergence_delta=True)
-    ours = integrated_gradients(model, x, baseline=base, target=target, n_steps=n, method=method, captum_compatible=True)
+    ours = integrated_gradients(model, x, baseline=base, target=target, n_steps=n, method=method,
+                                captum_compatible=True)
     # captum's own rule reproduces it to rounding (about 1e-16; the sum over steps runs in another order)
     assert gap(ours.attributions, ref) < 1e-12
     assert gap(ours.delta, ref_delta) < 1e-12
@@ -235,7 +236,8 @@ def test_token_ig_completeness(bert, padded_ids):
             else:
                 base_ids = torch.where(keep, ids, torch.full_like(ids, 5) if isinstance(baseline, str) else baseline)
                 x_base = embeddings(base_ids)
-            change = (bert(inputs_embeds=x, attention_mask=mask) - bert(inputs_embeds=x_base, attention_mask=mask))[:, 2]
+            change = (bert(inputs_embeds=x, attention_mask=mask)
+                      - bert(inputs_embeds=x_base, attention_mask=mask))[:, 2]
         assert gap(result.attributions.sum(-1) - result.delta, change) < 1e-12
 
 

@@ -173,9 +173,12 @@ def test_tabular_tensor_inputs_reach_f_as_tensors(table):
     assert seen and all(kind is torch.Tensor and dtype == torch.float64 for kind, dtype in seen)
     reference = lime_tabular(f, x[None], training_data=train, target=1, n_samples=300)
     np.testing.assert_allclose(ours.attributions, reference.attributions, rtol=0, atol=1e-12)
+    torch.manual_seed(0)
     mlp = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 3)).eval()  # float32 module, float32 rows
     out = lime_tabular(mlp, torch.tensor(x[None], dtype=torch.float32), training_data=train, target=0, n_samples=300)
     assert_result_shape(out, (1, 4))
+    from_numpy = lime_tabular(mlp, x[None], training_data=train, target=0, n_samples=300)  # a module gets tensors
+    np.testing.assert_allclose(from_numpy.attributions, out.attributions, rtol=0, atol=1e-6)  # x in float32
 
 
 def test_seed_none_batch_size_and_determinism(table):
@@ -411,6 +414,10 @@ def test_lime_image_batch_is_its_images_and_tensors_work():
     singles = [lime_image(model, torch.tensor(images[b:b + 1]), target=t, n_samples=300)
                for b, t in enumerate([0, 3, 1])]
     assert_rows_equal(batched, singles, atol=1e-12)
+    conv = nn.Sequential(nn.Flatten(), nn.Linear(128, 4)).double().eval()  # a module takes NumPy images too
+    from_numpy = lime_image(conv, images, target=2, n_samples=300)
+    np.testing.assert_array_equal(from_numpy.attributions,
+                                  lime_image(conv, torch.tensor(images), target=2, n_samples=300).attributions)
     own = np.stack([digit_segments(), digit_segments(patch=4), digit_segments(patch=8)])  # 16, 4 and 1 segments
     per_image = lime_image(model, torch.tensor(images), target=0, segments=own, n_samples=300)
     assert np.isnan(per_image.segment_coefficients[1, 4:]).all()

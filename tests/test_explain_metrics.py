@@ -5,6 +5,7 @@ sklearn/scipy for the ranking metrics. Everything in float64."""
 import numpy as np
 import pytest
 import torch
+from explain_fixtures import CLS, WEIGHTS, Additive
 from scipy import stats
 from scipy.special import expit as sigmoid
 from sklearn.metrics import average_precision_score
@@ -23,7 +24,6 @@ from bigtut.explain.metrics import (
     sufficiency,
     token_f1,
 )
-from explain_fixtures import CLS, WEIGHTS, Additive
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +102,8 @@ def test_kept_tokens_are_never_removed(additive_batch):
     model, ids, mask, scores = additive_batch
     loud = scores.clone()
     loud[:, 0] = 100.0  # [CLS] ranked first: kept anyway, so the ranking of the rest decides
-    assert np.allclose(comprehensiveness(model, ids, mask, loud, target=1, keep_ids=(CLS,), probabilities=False), [3, 1])
+    assert np.allclose(comprehensiveness(model, ids, mask, loud, target=1, keep_ids=(CLS,), probabilities=False),
+                       [3, 1])
     keep = torch.zeros_like(ids, dtype=torch.bool)
     keep[0, 1] = True  # position of the 3: never deleted, so 20 % deletes the 2
     assert np.allclose(comprehensiveness(model, ids, mask, scores, target=1, keep_ids=(CLS,), keep=keep,
@@ -170,7 +171,8 @@ def test_metrics_take_a_result_as_it_comes(additive_batch):
 def test_bad_inputs_raise(additive_batch):
     model, ids, mask, scores = additive_batch
     cases = [
-        (lambda: comprehensiveness(model, ids, mask, scores[:, :3], target=1), ValueError, "attributions must have shape"),
+        (lambda: comprehensiveness(model, ids, mask, scores[:, :3], target=1), ValueError,
+         "attributions must have shape"),
         *[(lambda f=f: comprehensiveness(model, ids, mask, scores, target=1, fraction=f), ValueError, "fraction")
           for f in (0, 1.5, -0.1, float("nan"), True)],
         (lambda: aopc(model, ids, mask, scores, target=1, metric="faithfulness"), ValueError, "metric"),

@@ -248,6 +248,13 @@ def test_target_per_row_and_tensor_inputs():
     assert isinstance(as_tensor.attributions, np.ndarray) and isinstance(as_tensor.base_value, np.ndarray)
     as_float32 = kernel_shap(model, torch.tensor(rows).float(), target=1, background=background)
     assert as_float32.attributions.dtype == np.float64 and seen[-1][1] == torch.float32
+    module = torch.nn.Linear(4, 3).double()  # a module gets tensors in its parameters' dtype, NumPy inputs too
+    with torch.no_grad():
+        module.weight.copy_(weights.T)
+        module.bias.zero_()
+    by_module = exact_shapley(torch.nn.Sequential(module, torch.nn.Tanh()), rows, target=[1, 2],
+                              background=background)
+    np.testing.assert_allclose(by_module.attributions, as_array.attributions, rtol=0, atol=1e-12)
 
 
 def test_everything_after_the_inputs_is_keyword_only():

@@ -15,10 +15,11 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-__all__ = ["Attribution", "DEFAULT_BATCH_SIZE", "DEFAULT_SEED", "as_numpy", "attributions_of", "check_budget", "check_flag",
-           "check_float_batch", "check_number", "check_same_shape", "check_token_batch", "delete_tokens",
-           "logits_of", "model_device", "read_at", "resolve_batch_size", "resolve_positions", "resolve_seed",
-           "scalar_output", "select_target", "last_real_positions", "check_target_rows", "target_of_row"]
+__all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_SEED", "Attribution", "as_numpy", "attributions_of", "check_budget",
+           "check_flag", "check_float_batch", "check_number", "check_same_shape", "check_target_rows",
+           "check_token_batch", "delete_tokens", "last_real_positions", "logits_of", "model_device", "read_at",
+           "resolve_batch_size", "resolve_positions", "resolve_seed", "scalar_output", "select_target",
+           "target_of_row", "to_model_input"]
 
 DEFAULT_SEED = 0  # seed=None: every call with the same arguments gives the same answer (the course's numbers)
 DEFAULT_BATCH_SIZE = 512  # batch_size=None: at most this many rows go through the model in one call
@@ -141,7 +142,8 @@ def check_token_batch(input_ids: Any, attention_mask: Any, vocab_size: int | Non
         real = torch.ones(B, L, dtype=torch.bool, device=input_ids.device)
     else:
         if not isinstance(attention_mask, torch.Tensor):
-            raise TypeError(f"attention_mask must be a torch tensor (B, L) or None, got {type(attention_mask).__name__}")
+            raise TypeError(f"attention_mask must be a torch tensor (B, L) or None, got "
+                            f"{type(attention_mask).__name__}")
         if tuple(attention_mask.shape) != (B, L):
             raise ValueError(f"attention_mask must have the shape of input_ids {(B, L)}, got "
                              f"{tuple(attention_mask.shape)}")
@@ -301,8 +303,9 @@ def scalar_output(f: Callable, target: Any = None, probabilities: bool = False) 
 
 
 def check_target_rows(target: Any, n: int) -> Any:
-    """``target`` unchanged when it is None, an int, or ``n`` ints; ``ValueError`` when a sequence has another
-    length (the batch size). Ranges are checked against the model's outputs by :func:`select_target`."""
+    """``target`` as None, an int, or ``n`` ints (unchanged); a 0-d tensor or array becomes an int (one class
+    for every row). ``ValueError`` when a sequence has another length than the batch. Ranges are checked
+    against the model's outputs by :func:`select_target`."""
     if target is None or isinstance(target, (int, np.integer)) and not isinstance(target, (bool, np.bool_)):
         return target
     if isinstance(target, (bool, np.bool_, float, str)):
@@ -310,15 +313,36 @@ def check_target_rows(target: Any, n: int) -> Any:
     shape = tuple(np.shape(target.detach().cpu() if isinstance(target, torch.Tensor) else target))
     if shape not in ((), (n,)):
         raise ValueError(f"target must be an int or {n} ints (one per example), got shape {shape}")
+    if shape == ():
+        value = target.item() if isinstance(target, (torch.Tensor, np.ndarray)) else target
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise TypeError(f"target must be an int or {n} ints, got {target!r}")
+        return int(value)
     return target
 
 
 def target_of_row(target: Any, b: int) -> Any:
-    """Row ``b``'s target: ``target`` itself for None or an int, else its ``b``-th entry as an int."""
+    """Row ``b``'s target (after :func:`check_target_rows`): ``target`` itself for None or an int, else its
+    ``b``-th entry as an int."""
     if target is None or isinstance(target, (int, np.integer)):
         return target
     value = target[b]
-    return int(value.item() if isinstance(value, torch.Tensor) else value)
+    return int(value.item() if isinstance(value, (torch.Tensor, np.ndarray)) else value)
+
+
+def to_model_input(f: Any, inputs: Any) -> Callable[[np.ndarray], Any]:
+    """How a float64 NumPy batch of perturbed inputs (LIME's samples, SHAP's coalition rows) goes to ``f``: as
+    a tensor of the inputs' dtype on their device for tensor inputs; as a tensor on the module's device, in its
+    parameters' dtype, for NumPy inputs and a ``torch.nn.Module`` (a module cannot take NumPy); as float64 NumPy
+    for NumPy inputs and a plain function (scikit-learn's ``decision_function``, say)."""
+    if isinstance(inputs, torch.Tensor):
+        dtype, device = inputs.dtype, inputs.device
+    elif isinstance(f, torch.nn.Module):
+        floating = [p.dtype for p in f.parameters() if p.is_floating_point()]
+        dtype, device = (floating[0] if floating else torch.get_default_dtype()), model_device(f)
+    else:
+        return lambda rows: rows
+    return lambda rows: torch.as_tensor(rows, dtype=dtype, device=device)
 
 
 def _softmax(values: np.ndarray) -> np.ndarray:

@@ -133,7 +133,7 @@ def integrated_gradients(f: Callable, inputs: torch.Tensor, *, target: int | Seq
         raise TypeError(f"f must be a model or a function, got {type(f).__name__}")
     if not isinstance(inputs, torch.Tensor):
         raise TypeError(f"inputs must be a floating-point torch tensor (B, ...), got {type(inputs).__name__}")
-    check_float_batch("inputs", inputs, 2 if inputs.dim() > 1 else 1)
+    check_float_batch("inputs", inputs, 2)
     probabilities = check_flag("probabilities", probabilities)
     inputs = inputs.detach()
     B, features = inputs.shape[0], inputs.shape[1:]
@@ -141,7 +141,8 @@ def integrated_gradients(f: Callable, inputs: torch.Tensor, *, target: int | Seq
     if baseline is None or isinstance(baseline, (int, float)) and not isinstance(baseline, bool):
         baseline = torch.full_like(inputs, float(baseline or 0))  # (B, ...)
     if not isinstance(baseline, torch.Tensor):
-        raise TypeError(f"baseline must be a tensor shaped like inputs, a number or None, got {type(baseline).__name__}")
+        raise TypeError(f"baseline must be a tensor shaped like inputs, a number or None, got "
+                        f"{type(baseline).__name__}")
     check_same_shape(inputs, baseline)
     check_float_batch("baseline", baseline, inputs.dim(), f"{tuple(inputs.shape)}")
     baseline = baseline.detach().to(inputs)  # (B, ...)

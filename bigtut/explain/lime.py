@@ -49,6 +49,7 @@ from bigtut.explain.common import (
     scalar_output,
     select_target,
     target_of_row,
+    to_model_input,
 )
 
 __all__ = ["LimeExplanation", "digit_segments", "fit_surrogate", "lime_from_neighbourhood", "lime_image",
@@ -146,27 +147,9 @@ def _check_kernel_and_alpha(kernel_width: Any, alpha: Any) -> tuple[float, float
     return (check_number("kernel_width", kernel_width, 0.0, low_open=True), check_number("alpha", alpha, 0.0))
 
 
-def _check_targets(target: Any, B: int) -> Any:
-    """``target`` checked against the batch (:func:`~bigtut.explain.common.check_target_rows`), a 0-d tensor or
-    array made an int (one class for every row)."""
-    checked = check_target_rows(target, B)
-    if isinstance(checked, (torch.Tensor, np.ndarray)) and checked.ndim == 0:
-        checked = int(checked.item())
-    return checked
-
-
-def _model_input(rows: np.ndarray, like: Any) -> Any:
-    """``rows`` (float64 NumPy) as ``f`` receives them: NumPy float64 for NumPy inputs, a tensor of the inputs'
-    dtype on their device for tensor inputs."""
-    if isinstance(like, torch.Tensor):
-        return torch.as_tensor(rows, dtype=like.dtype, device=like.device)
-    return rows
-
-
-def _evaluate(explained: Callable, rows: np.ndarray, like: Any, batch_size: int) -> np.ndarray:
+def _evaluate(explained: Callable, rows: np.ndarray, to_model: Callable, batch_size: int) -> np.ndarray:
     """The explained outputs ``(N,)`` of ``rows`` ``(N, ...)``, at most ``batch_size`` rows per call of ``f``."""
-    return np.concatenate([explained(_model_input(rows[i:i + batch_size], like))
-                           for i in range(0, len(rows), batch_size)])
+    return np.concatenate([explained(to_model(rows[i:i + batch_size])) for i in range(0, len(rows), batch_size)])
 
 
 def lime_from_neighbourhood(f: Callable, neighbourhood_features, neighbourhood_inputs, distances, *,
@@ -199,11 +182,11 @@ def lime_tabular(f: Callable, inputs, *, target: Target = None, training_data, n
                  probabilities: bool = False, alpha: float = 1.0) -> LimeExplanation:
     """LIME for table rows ``inputs (B, M)`` and a model ``f(X (N, M)) -> (N,) | (N, C)``.
 
-    ``f`` receives float64 NumPy rows when ``inputs`` is a NumPy array, tensors of the inputs' dtype on their
-    device when it is a tensor; at most ``batch_size`` rows per call. As lime's ``LimeTabularExplainer`` (same
-    draws for the same ``seed``: both use ``RandomState(seed)``, here afresh for every row): every feature is
-    standardised with the mean and standard deviation ``s`` of ``training_data`` ``(T, M)`` (a constant column
-    keeps ``s = 1``).
+    ``f`` receives tensors of the inputs' dtype on their device when ``inputs`` is a tensor; for NumPy inputs,
+    float64 NumPy rows, or tensors on its device in its parameters' dtype when ``f`` is a ``torch.nn.Module``;
+    at most ``batch_size`` rows per call. As lime's ``LimeTabularExplainer`` (same draws for the same ``seed``:
+    both use ``RandomState(seed)``, here afresh for every row): every feature is standardised with the mean and
+    standard deviation ``s`` of ``training_data`` ``(T, M)`` (a constant column keeps ``s = 1``).
 
     * ``discretize=False``: samples ``N(0, 1)`` in standardised space, centred on the training mean
       (``sample_around="mean"``, lime's default) or on the row (``"instance"``), mapped back to original units
@@ -242,10 +225,11 @@ def lime_tabular(f: Callable, inputs, *, target: Target = None, training_data, n
                                                   alpha)
     seed, chunk = resolve_seed(seed), resolve_batch_size(batch_size)
     probabilities = check_flag("probabilities", probabilities)
-    target = _check_targets(target, B)
+    target = check_target_rows(target, B)
     mean, scale = train.mean(0), train.std(0)  # (M,), (M,)
     scale[scale == 0] = 1.0
     quartiles = _Quartiles(train) if discretize else None
+    to_model = to_model_input(f, inputs)
     rows, betas = [], []
     for b, x in enumerate(x_all):
         rng = np.random.RandomState(seed)  # afresh per row: row b alone = row b in the batch = lime's draws
@@ -257,7 +241,7 @@ def lime_tabular(f: Callable, inputs, *, target: Target = None, training_data, n
         else:
             features, samples = quartiles.neighbourhood(x, n_samples, rng)  # (N, M), (N, M)
         distances = np.linalg.norm(features - features[0], axis=1)  # (N,)
-        values = _evaluate(scalar_output(f, target_of_row(target, b), probabilities), samples, inputs, chunk)
+        values = _evaluate(scalar_output(f, target_of_row(target, b), probabilities), samples, to_model, chunk)
         rows.append(_explain(values, features, distances, kernel_width, alpha))
         betas.append(rows[-1][0])
     attributions = np.stack(betas)  # (B, M)
@@ -359,7 +343,7 @@ def lime_text(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: t
     kernel_width, alpha = _check_kernel_and_alpha(kernel_width, alpha)
     seed, chunk = resolve_seed(seed), resolve_batch_size(batch_size)
     probabilities = check_flag("probabilities", probabilities)
-    target = _check_targets(target, B)
+    target = check_target_rows(target, B)
     device = model_device(model)
     input_ids, real = input_ids.to(device), real.to(device)
     positions = last_real_positions(real) if position is None else resolve_positions(position, real)  # (B,)
@@ -382,7 +366,8 @@ def lime_text(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: t
             raise ValueError(f"input_ids row {b} has {len(p)} real token(s) {where}; LIME needs at least 2 to "
                              "take out")
         check_budget("n_samples", n_samples, len(p) + 1)
-    fill = getattr(getattr(model, "config", None), "pad_id", 0)  # what a deleted slot holds (never attended)
+    fill = getattr(getattr(model, "config", None), "pad_id", None)  # what a deleted slot holds (never attended)
+    fill = int(fill) if isinstance(fill, (int, np.integer)) and 0 <= fill < (vocab_size or fill + 1) else 0
 
     attributions, rows = np.zeros((B, L)), []
     for b, p in enumerate(players):
@@ -430,12 +415,12 @@ def lime_image(f: Callable, inputs, *, target: Target = None, segments=None, n_s
     """LIME for images ``inputs`` ``(B, H, W)`` or ``(B, C, H, W)`` and a model
     ``f(images (N, [C,] H, W)) -> (N,) | (N, C)``.
 
-    ``f`` receives float64 NumPy images when ``inputs`` is a NumPy array, tensors of the inputs' dtype on their
-    device when it is a tensor; at most ``batch_size`` images per call. Each sample shows every segment or not
-    (a fair coin per segment, as lime_image; row 0 shows all); hidden pixels take ``hide_value`` (lime's
-    ``hide_color``). Distance: cosine distance of the on/off vector to all-ones, ``kernel_width`` 0.25
-    (lime_image's). ``segments``: integer labels ``(H, W)`` shared by every image, or ``(B, H, W)`` one map per
-    image; default :func:`digit_segments`.
+    ``f`` receives images as :func:`lime_tabular` hands it rows (tensors for tensor inputs or a module, else
+    float64 NumPy), at most ``batch_size`` images per call. Each sample shows every segment or not (a fair coin
+    per segment, as lime_image; row 0 shows all); hidden pixels take ``hide_value`` (lime's ``hide_color``).
+    Distance: cosine distance of the on/off vector to all-ones, ``kernel_width`` 0.25 (lime_image's).
+    ``segments``: integer labels ``(H, W)`` shared by every image, or ``(B, H, W)`` one map per image; default
+    :func:`digit_segments`.
 
     Returns a :class:`LimeExplanation`: ``attributions`` shaped like ``inputs``, each pixel holding its
     segment's slope; ``segment_coefficients`` ``(B, S)`` in the order of each image's sorted segment labels
@@ -458,8 +443,9 @@ def lime_image(f: Callable, inputs, *, target: Target = None, segments=None, n_s
     hide_value = check_number("hide_value", hide_value)
     seed, chunk = resolve_seed(seed), resolve_batch_size(batch_size)
     probabilities = check_flag("probabilities", probabilities)
-    target = _check_targets(target, B)
+    target = check_target_rows(target, B)
 
+    to_model = to_model_input(f, inputs)
     attributions, segment_coefficients = np.zeros(images.shape), np.full((B, max(len(m[0]) for m in maps)), np.nan)
     rows = []
     for b, (img, (labels, index)) in enumerate(zip(images, maps, strict=True)):
@@ -472,7 +458,7 @@ def lime_image(f: Callable, inputs, *, target: Target = None, segments=None, n_s
         for start in range(0, n_samples, chunk):
             shown = Z[start:start + chunk, index] == 1  # (n, H, W)
             hidden = np.where(shown if img.ndim == 2 else shown[:, None], img, hide_value)  # (n, [C,] H, W)
-            values.append(explained(_model_input(hidden, inputs)))
+            values.append(explained(to_model(hidden)))
         rows.append(_explain(np.concatenate(values), Z, _cosine_to_ones(Z), kernel_width, alpha))
         beta = rows[-1][0]  # (S,)
         attributions[b] = np.broadcast_to(beta[index], img.shape)  # ([C,] H, W)

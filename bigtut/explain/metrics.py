@@ -168,7 +168,8 @@ class _Removals:
             for i in range(0, B * F, self.batch_size):
                 chunk = slice(i, i + self.batch_size)
                 index = torch.as_tensor(rows[chunk], device=device)
-                out = self.model(self.input_ids[index], attention_mask=torch.as_tensor(masks[chunk], device=device).long())
+                mask = torch.as_tensor(masks[chunk], device=device).long()  # (N, L)
+                out = self.model(self.input_ids[index], attention_mask=mask)
                 logits = logits_of(out, len(index))  # (N, C)
                 values.append(as_numpy(select_target(logits, self.target[rows[chunk]], self.probabilities)))
         return np.concatenate(values).reshape(B, F)

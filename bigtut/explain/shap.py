@@ -52,6 +52,7 @@ from bigtut.explain.common import (
     scalar_output,
     select_target,
     target_of_row,
+    to_model_input,
 )
 
 __all__ = ["ShapleyValues", "coalition_weight", "exact_shapley", "kernel_shap", "permutation_shap", "token_shap"]
@@ -195,7 +196,8 @@ def _permutation_game(game: Game, m: int, n_permutations: int, seed: int) -> tup
 # ---------------------------------------------------------------------------------------------------- tabular
 def _check_tabular(f: Any, inputs: Any, background: Any) -> tuple[np.ndarray, np.ndarray, Callable]:
     """``inputs`` ``(B, M)`` and ``background`` ``(R, M)`` as float64 NumPy, and how a NumPy batch of rows goes
-    to ``f`` (as it came: NumPy, or a tensor of the inputs' dtype and device); else ``TypeError``/``ValueError``."""
+    to ``f``: a tensor for a module (on its device) or for tensor inputs (in their dtype), else NumPy float64.
+    Bad arguments raise ``TypeError``/``ValueError``."""
     if not callable(f):
         raise TypeError(f"f must be a model or a function (N, M) -> (N,) or (N, C), got {type(f).__name__}")
     check_float_batch("inputs", inputs, 2, "(B, M)")
@@ -209,16 +211,9 @@ def _check_tabular(f: Any, inputs: Any, background: Any) -> tuple[np.ndarray, np
     if background.shape[1] != inputs.shape[1]:
         raise ValueError(f"inputs have M={inputs.shape[1]} features but background rows have {background.shape[1]}; "
                          "they must match")
-    if isinstance(inputs, torch.Tensor):
-        dtype, device = inputs.dtype, inputs.device
-        background = torch.as_tensor(background).to(dtype)  # (R, M): the values f will see
-
-        def to_model(rows: np.ndarray) -> torch.Tensor:
-            return torch.as_tensor(rows, dtype=dtype, device=device)  # (N, M)
-    else:
-        def to_model(rows: np.ndarray) -> np.ndarray:
-            return rows  # (N, M) float64
-    return as_numpy(inputs), as_numpy(background), to_model
+    to_model = to_model_input(f, inputs)  # NumPy rows (N, M) -> what f takes
+    background = as_numpy(to_model(as_numpy(background)))  # (R, M): the values f will see (in its dtype)
+    return as_numpy(inputs), background, to_model
 
 
 def _tabular_game(explained: Callable, x: np.ndarray, background: np.ndarray, players: np.ndarray,
@@ -274,12 +269,12 @@ def exact_shapley(f: Callable, inputs: Any, *, target: int | Sequence[int] | Non
     """Exact Shapley values of ``f`` at each row of ``inputs`` ``(B, M)``, over all ``2**M`` coalitions
     (``M <= 20``).
 
-    ``f`` maps a batch ``(N, M)`` to ``(N,)`` or ``(N, C)`` (NumPy or torch; it gets NumPy float64 rows for
-    NumPy ``inputs``, tensors of the inputs' dtype and device for tensor ``inputs``); ``target`` (an int or one
-    per row) picks the column. ``v(S)`` averages ``f`` over ``background`` ``(R, M)`` with the row's values on
-    ``S``; ``batch_size`` bounds the rows of one call to ``f``. Returns :class:`ShapleyValues`
-    ``(attributions (B, M), base_value (B,), n_evaluations = B · 2^M · R)``; ``base_value = v(∅)``, the mean
-    output over the background.
+    ``f`` maps a batch ``(N, M)`` to ``(N,)`` or ``(N, C)``: a module gets tensors on its device (in the dtype
+    of tensor ``inputs``, else of its parameters), a function gets tensors for tensor ``inputs`` and NumPy
+    float64 rows for NumPy ``inputs``. ``target`` (an int or one per row) picks the column. ``v(S)`` averages
+    ``f`` over ``background`` ``(R, M)`` with the row's values on ``S``; ``batch_size`` bounds the rows of one
+    call to ``f``. Returns :class:`ShapleyValues` ``(attributions (B, M), base_value (B,), n_evaluations =
+    B · 2^M · R)``; ``base_value = v(∅)``, the mean output over the background.
     """
     def check_players(m: int) -> None:
         if m > MAX_EXACT_PLAYERS:
