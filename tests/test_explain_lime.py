@@ -15,16 +15,9 @@ from sklearn.linear_model import Ridge
 from torch import nn
 
 from bigtut.bert import BertConfig, BertForSequenceClassification
-from bigtut.explain.lime import (
-    LimeExplanation,
-    digit_segments,
-    fit_surrogate,
-    lime_from_neighbourhood,
-    lime_image,
-    lime_kernel,
-    lime_tabular,
-    lime_text,
-)
+from bigtut.explain.lime import LimeExplanation, fit_surrogate, lime_from_neighbourhood, lime_kernel, lime_tabular
+from bigtut.explain.lime_images import digit_segments, lime_image
+from bigtut.explain.lime_tokens import lime_text
 from bigtut.gpt import GPT, GPTConfig
 
 TOL = 1e-8

@@ -22,8 +22,8 @@ from bigtut.explain.shap import (
     exact_shapley,
     kernel_shap,
     permutation_shap,
-    token_shap,
 )
+from bigtut.explain.shap_tokens import token_shap
 from bigtut.gpt import GPT, GPTClassifier, GPTConfig
 
 CLS, SEP, MASK = 1, 2, 3

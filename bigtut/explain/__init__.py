@@ -4,15 +4,19 @@ practitioners use, one file per idea:
 ==================================  =========================================================================
 module                              what it holds (notebook)
 ==================================  =========================================================================
-``explain.lime``                    weighted local surrogates: tabular, text (tokens), images (06) — = lime
-``explain.shap``                    Shapley values: exact, KernelSHAP, permutation, tokens (07) — = shap
+``explain.lime``                    weighted local surrogates, the shared fit, and tables (06) — = lime
+``explain.lime_tokens``             LIME on a text, token by token (06) — = lime's LimeTextExplainer
+``explain.lime_images``             LIME on images, by patches (06) — = lime's LimeImageExplainer
+``explain.shap``                    Shapley values of a game: exact, KernelSHAP, permutation; tables (07) — = shap
+``explain.shap_tokens``             Shapley values of a text's tokens, absent = mask / pad / delete (07)
 ``explain.integrated_gradients``    path integrals of gradients, every integration rule, tokens (08) — = captum
 ``explain.gradients``               one-gradient yardsticks: gradient × input, gradient norm (09)
 ``explain.attention_scores``        attention read as an explanation: raw attention, attention rollout (09)
 ``explain.metrics``                 is an explanation right? deletion/insertion, ERASER/ferret AOPC, precision@k (09)
 ``explain.sanity``                  is a *method* sane? cascading model randomisation, stability across seeds (09)
 ``explain.render``                  token attributions as coloured HTML, pixel attributions beside the image
-``explain.common``                  what they share: argument checks, the explained output, positions, deletion
+``explain.common``                  what they share: the explained output (logits), positions, token deletion
+``explain.arguments``               the refusals they share: shapes, dtypes, NaN/inf, targets, budgets
 ==================================  =========================================================================
 
 One shape for every attribution method
@@ -60,7 +64,7 @@ breaks it::
   (they read ``.attributions``), or any tensor or array. Building blocks on the model's internals
   (:func:`model_attentions`, :func:`attention_rollout`) stay tensors, like the model.
 * **Bad input** is refused with a ``ValueError``/``TypeError`` that names the argument and the fix, before any
-  model call where it can be (``explain.common`` holds the checks).
+  model call where it can be (``explain.arguments`` holds the checks).
 
 Checks of a method (:func:`randomisation_check`, :func:`stability`) take it as ``explain_fn`` with this very
 signature, e.g. ``functools.partial(lime_text, n_samples=500)``. Call ``model.eval()`` first: no function
@@ -78,16 +82,9 @@ from bigtut.explain.integrated_gradients import (
     integration_rule,
     token_integrated_gradients,
 )
-from bigtut.explain.lime import (
-    LimeExplanation,
-    digit_segments,
-    fit_surrogate,
-    lime_from_neighbourhood,
-    lime_image,
-    lime_kernel,
-    lime_tabular,
-    lime_text,
-)
+from bigtut.explain.lime import LimeExplanation, fit_surrogate, lime_from_neighbourhood, lime_kernel, lime_tabular
+from bigtut.explain.lime_images import digit_segments, lime_image
+from bigtut.explain.lime_tokens import lime_text
 from bigtut.explain.metrics import (
     ERASER_FRACTIONS,
     FERRET_FRACTIONS,
@@ -106,14 +103,8 @@ from bigtut.explain.metrics import (
 )
 from bigtut.explain.render import plot_image_attributions, token_attributions_html
 from bigtut.explain.sanity import RandomisationResult, randomisation_check, stability
-from bigtut.explain.shap import (
-    ShapleyValues,
-    coalition_weight,
-    exact_shapley,
-    kernel_shap,
-    permutation_shap,
-    token_shap,
-)
+from bigtut.explain.shap import ShapleyValues, coalition_weight, exact_shapley, kernel_shap, permutation_shap
+from bigtut.explain.shap_tokens import token_shap
 
 # The attribution methods: every one keeps the shape above (tests/test_explain_family.py walks this tuple).
 TOKEN_METHODS = (gradient_norm, gradient_x_input, lime_text, raw_attention_scores, rollout_scores,

@@ -20,15 +20,8 @@ from typing import Any
 
 import torch
 
-from bigtut.explain.common import (
-    Attribution,
-    as_numpy,
-    check_flag,
-    check_target_rows,
-    check_token_batch,
-    resolve_batch_size,
-    resolve_positions,
-)
+from bigtut.explain.arguments import check_flag, check_target_rows, check_token_batch, resolve_batch_size
+from bigtut.explain.common import Attribution, as_numpy, resolve_positions
 
 __all__ = ["HEAD_REDUCTIONS", "attention_rollout", "model_attentions", "raw_attention_scores", "rollout_scores"]
 
@@ -43,8 +36,14 @@ def model_attentions(model: torch.nn.Module, input_ids: torch.Tensor, attention_
     chunk, parts = resolve_batch_size(batch_size), []
     for start in range(0, len(input_ids), chunk):
         rows = slice(start, start + chunk)
-        with torch.no_grad():
-            out = model(input_ids[rows], attention_mask=real[rows].long(), return_attention=True)
+        if not callable(model):
+            raise TypeError(f"model must be a module returning attention weights, got {type(model).__name__}")
+        try:
+            with torch.no_grad():
+                out = model(input_ids[rows], attention_mask=real[rows].long(), return_attention=True)
+        except TypeError as error:
+            raise TypeError(f"model must accept model(input_ids, attention_mask=..., return_attention=True) and "
+                            f"return (logits, attentions), as the course's BERT and GPT do: {error}") from error
         attentions = getattr(out, "attentions", None)
         if attentions is None and isinstance(out, tuple) and len(out) >= 2:
             attentions = out[-1]

@@ -1,5 +1,6 @@
-"""What every explanation method shares: the checks on its arguments, how a model's output becomes the one
-number being explained, where a token model is read, and how tokens are taken out of a text.
+"""What every explanation method shares when it runs: how a model's output becomes the one number being
+explained, where a token model is read, how tokens are taken out of a text, and the result of a method with no
+diagnostics. The refusals of bad input they share are in :mod:`bigtut.explain.arguments`.
 
 Shape legend:  B batch   N rows sent to the model   L positions   C classes   V vocabulary
 
@@ -15,11 +16,9 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-__all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_SEED", "Attribution", "as_numpy", "attributions_of", "check_budget",
-           "check_flag", "check_float_batch", "check_number", "check_same_shape", "check_target_rows",
-           "check_token_batch", "delete_tokens", "last_real_positions", "logits_of", "model_device", "read_at",
-           "resolve_batch_size", "resolve_positions", "resolve_seed", "scalar_output", "select_target",
-           "target_of_row", "to_model_input"]
+__all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_SEED", "Attribution", "as_numpy", "attributions_of", "delete_tokens",
+           "last_real_positions", "logits_of", "model_device", "read_at", "resolve_positions", "scalar_output",
+           "select_target", "target_of_row", "to_model_input"]
 
 DEFAULT_SEED = 0  # seed=None: every call with the same arguments gives the same answer (the course's numbers)
 DEFAULT_BATCH_SIZE = 512  # batch_size=None: at most this many rows go through the model in one call
@@ -48,112 +47,7 @@ def attributions_of(value: Any, name: str = "scores") -> np.ndarray:
         raise TypeError(f"{name} must hold numbers, got {type(value).__name__}") from None
 
 
-def check_budget(name: str, value: Any, minimum: int = 1) -> int:
-    """Return ``value`` if it is an int ``>= minimum`` (a number of steps, samples or permutations)."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def check_number(name: str, value: Any, low: float = -np.inf, high: float = np.inf, *,
-                 low_open: bool = False) -> float:
-    """Return ``value`` as a float if it is a finite real number in ``[low, high]`` (``(low, high]`` with
-    ``low_open``); else ``ValueError`` naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
-            or not np.isfinite(value) or value < low or value > high or (low_open and value == low):
-        interval = f"{'(' if low_open else '['}{low:g}, {high:g}]"
-        raise ValueError(f"{name} must be a finite number in {interval}, got {value!r}")
-    return float(value)
-
-
-def check_flag(name: str, value: Any) -> bool:
-    """Return ``value`` if it is a bool (``probabilities``, ``residual``...), else ``TypeError``."""
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False, got {value!r}")
-    return bool(value)
-
-
-def check_same_shape(x: Any, reference: Any, x_name: str = "inputs", reference_name: str = "baseline") -> None:
-    """Raise ``ValueError`` when ``x`` and ``reference`` do not have the same shape."""
-    if tuple(np.shape(x)) != tuple(np.shape(reference)):
-        raise ValueError(f"{x_name} {tuple(np.shape(x))} and {reference_name} {tuple(np.shape(reference))} must "
-                         "have the same shape")
-
-
-def resolve_seed(seed: Any) -> int:
-    """``seed`` as an int >= 0; ``None`` is :data:`DEFAULT_SEED`, so a call without a seed is reproducible."""
-    if seed is None:
-        return DEFAULT_SEED
-    return check_budget("seed", seed, 0)
-
-
-def resolve_batch_size(batch_size: Any) -> int:
-    """``batch_size`` (rows per model call) as an int >= 1; ``None`` is :data:`DEFAULT_BATCH_SIZE`."""
-    return DEFAULT_BATCH_SIZE if batch_size is None else check_budget("batch_size", batch_size)
-
-
 # ---------------------------------------------------------------------------------------------------- inputs
-def check_float_batch(name: str, value: Any, min_dim: int = 2, legend: str = "(B, ...)") -> Any:
-    """Return ``value`` (a tensor or an array) if it is a finite floating-point batch of ``>= 1`` examples with
-    at least ``min_dim`` dimensions; else a ``TypeError``/``ValueError`` that says what to pass."""
-    if isinstance(value, torch.Tensor):
-        floating = value.is_floating_point()
-    elif isinstance(value, np.ndarray):
-        floating = value.dtype.kind == "f"
-    else:
-        raise TypeError(f"{name} must be a tensor or a NumPy array {legend}, got {type(value).__name__}")
-    if not floating:
-        raise TypeError(f"{name} must hold floating-point numbers, got dtype {value.dtype}; convert it first "
-                        "(e.g. .float() or .astype(float))")
-    if value.ndim < min_dim:
-        hint = "; add the batch dimension for one example (x[None])" if value.ndim == min_dim - 1 else ""
-        raise ValueError(f"{name} must be a batch {legend}, got shape {tuple(value.shape)}{hint}")
-    if value.shape[0] == 0 or any(s == 0 for s in value.shape[1:]):
-        raise ValueError(f"{name} must hold at least one example with at least one feature, got shape "
-                         f"{tuple(value.shape)}")
-    finite = bool(torch.isfinite(value).all()) if isinstance(value, torch.Tensor) else bool(np.isfinite(value).all())
-    if not finite:
-        raise ValueError(f"{name} must be finite, got NaN or inf")
-    return value
-
-
-def check_token_batch(input_ids: Any, attention_mask: Any, vocab_size: int | None = None
-                      ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(input_ids (B, L) long, real (B, L) bool)`` after checking a padded batch of token ids.
-
-    ``input_ids`` must be a 2-D integer tensor with ``B, L >= 1`` (ids in ``[0, vocab_size)`` when it is
-    given); ``attention_mask`` None (all real) or ``(B, L)`` of 0/1 or bool, with a real token in every row.
-    """
-    if not isinstance(input_ids, torch.Tensor):
-        raise TypeError(f"input_ids must be a torch tensor of token ids (B, L), got {type(input_ids).__name__}")
-    if input_ids.is_floating_point() or input_ids.is_complex() or input_ids.dtype == torch.bool:
-        raise TypeError(f"input_ids must be an integer tensor, got {input_ids.dtype}; token ids are never "
-                        "fractional (use .long())")
-    if input_ids.dim() != 2:
-        hint = "; add the batch dimension for one text (ids[None])" if input_ids.dim() == 1 else ""
-        raise ValueError(f"input_ids must be a batch (B, L), got shape {tuple(input_ids.shape)}{hint}")
-    B, L = input_ids.shape
-    if B == 0 or L == 0:
-        raise ValueError(f"input_ids must hold at least one text of at least one token, got shape {(B, L)}")
-    if int(input_ids.min()) < 0 or (vocab_size is not None and int(input_ids.max()) >= vocab_size):
-        raise ValueError(f"input_ids must lie in [0, {vocab_size}), got values from {int(input_ids.min())} to "
-                         f"{int(input_ids.max())}")
-    if attention_mask is None:
-        real = torch.ones(B, L, dtype=torch.bool, device=input_ids.device)
-    else:
-        if not isinstance(attention_mask, torch.Tensor):
-            raise TypeError(f"attention_mask must be a torch tensor (B, L) or None, got "
-                            f"{type(attention_mask).__name__}")
-        if tuple(attention_mask.shape) != (B, L):
-            raise ValueError(f"attention_mask must have the shape of input_ids {(B, L)}, got "
-                             f"{tuple(attention_mask.shape)}")
-        if not bool(((attention_mask == 0) | (attention_mask == 1)).all()):
-            raise ValueError("attention_mask must hold 0/1 or True/False (1 = real token, 0 = padding)")
-        real = (attention_mask != 0).to(input_ids.device)
-    if not bool(real.any(-1).all()):
-        empty = torch.nonzero(~real.any(-1))[:, 0].tolist()
-        raise ValueError(f"every row needs at least one real token (attention_mask 1); rows {empty} have none")
-    return input_ids.long(), real
 
 
 def last_real_positions(real: torch.Tensor) -> torch.Tensor:
@@ -302,25 +196,6 @@ def scalar_output(f: Callable, target: Any = None, probabilities: bool = False) 
     return explained
 
 
-def check_target_rows(target: Any, n: int) -> Any:
-    """``target`` as None, an int, or ``n`` ints (unchanged); a 0-d tensor or array becomes an int (one class
-    for every row). ``ValueError`` when a sequence has another length than the batch. Ranges are checked
-    against the model's outputs by :func:`select_target`."""
-    if target is None or isinstance(target, (int, np.integer)) and not isinstance(target, (bool, np.bool_)):
-        return target
-    if isinstance(target, (bool, np.bool_, float, str)):
-        raise TypeError(f"target must be an int or {n} ints, got {target!r}")
-    shape = tuple(np.shape(target.detach().cpu() if isinstance(target, torch.Tensor) else target))
-    if shape not in ((), (n,)):
-        raise ValueError(f"target must be an int or {n} ints (one per example), got shape {shape}")
-    if shape == ():
-        value = target.item() if isinstance(target, (torch.Tensor, np.ndarray)) else target
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-            raise TypeError(f"target must be an int or {n} ints, got {target!r}")
-        return int(value)
-    return target
-
-
 def target_of_row(target: Any, b: int) -> Any:
     """Row ``b``'s target (after :func:`check_target_rows`): ``target`` itself for None or an int, else its
     ``b``-th entry as an int."""
@@ -349,7 +224,6 @@ def _softmax(values: np.ndarray) -> np.ndarray:
     shifted = values - values.max(-1, keepdims=True)
     e = np.exp(shifted)
     return e / e.sum(-1, keepdims=True)
-
 
 
 class Attribution(NamedTuple):

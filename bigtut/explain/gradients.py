@@ -17,16 +17,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from bigtut.explain.common import (
-    Attribution,
-    as_numpy,
+from bigtut.explain.arguments import (
     check_flag,
     check_target_rows,
     check_token_batch,
+    input_embeddings,
+    resolve_batch_size,
+)
+from bigtut.explain.common import (
+    Attribution,
+    as_numpy,
     last_real_positions,
     logits_of,
     read_at,
-    resolve_batch_size,
     resolve_positions,
     select_target,
 )
@@ -39,7 +42,7 @@ def _embedding_gradient(model: torch.nn.Module, input_ids: torch.Tensor, attenti
                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Token embeddings ``x`` ``(B, L, d)``, the gradient ``∂F/∂x`` ``(B, L, d)`` of the explained output, and
     the real positions ``(B, L)`` as a 0/1 float mask."""
-    embedding = model.get_input_embeddings()
+    embedding = input_embeddings(model)
     input_ids, real = check_token_batch(input_ids, attention_mask, embedding.num_embeddings)  # (B, L), (B, L)
     B = len(input_ids)
     target = check_target_rows(target, B)

@@ -22,21 +22,18 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from bigtut.explain.common import (
-    as_numpy,
+from bigtut.explain.arguments import (
     check_budget,
     check_flag,
     check_float_batch,
+    check_keep_ids,
     check_same_shape,
     check_target_rows,
     check_token_batch,
-    last_real_positions,
-    logits_of,
-    read_at,
+    input_embeddings,
     resolve_batch_size,
-    resolve_positions,
-    select_target,
 )
+from bigtut.explain.common import as_numpy, last_real_positions, logits_of, read_at, resolve_positions, select_target
 
 __all__ = ["INTEGRATION_RULES", "IGResult", "TokenIGResult", "integrated_gradients", "integration_rule",
            "token_integrated_gradients"]
@@ -79,6 +76,7 @@ def integration_rule(method: str, n_steps: int, *, captum_compatible: bool = Fal
     if method not in INTEGRATION_RULES:
         raise ValueError(f"unknown integration method {method!r}; choose one of {', '.join(INTEGRATION_RULES)}")
     n = check_budget("n_steps", n_steps, 2 if method == "riemann_trapezoid" else 1)
+    captum_compatible = check_flag("captum_compatible", captum_compatible)
     if method == "gausslegendre":
         nodes, weights = np.polynomial.legendre.leggauss(n)  # (n,), (n,) on [-1, 1]
         alphas, weights = 0.5 * (1 + nodes), 0.5 * weights  # (n,), (n,) mapped to [0, 1]
@@ -152,6 +150,9 @@ def integrated_gradients(f: Callable, inputs: torch.Tensor, *, target: int | Seq
     if target is not None and not isinstance(target, (int, np.integer)):
         targets = torch.as_tensor(np.asarray(target.detach().cpu() if isinstance(target, torch.Tensor) else target),
                                   device=inputs.device)
+    if forward_kwargs is not None and not isinstance(forward_kwargs, dict):
+        raise TypeError(f"forward_kwargs must be a dict of per-example tensors or None, got "
+                        f"{type(forward_kwargs).__name__}")
     per_example = dict(forward_kwargs or {})  # name -> (B, ...) tensor
     for key, value in per_example.items():
         if not isinstance(value, torch.Tensor) or value.shape[:1] != (B,):
@@ -220,7 +221,8 @@ def token_integrated_gradients(model: torch.nn.Module, input_ids: torch.Tensor,
     Returns :class:`TokenIGResult` ``(attributions (B, L), delta (B,), embedding_attributions (B, L, d))``.
     Other arguments as :func:`integrated_gradients`.
     """
-    embedding = model.get_input_embeddings()
+    embedding = input_embeddings(model)
+    keep_ids = check_keep_ids(keep_ids)
     input_ids, real = check_token_batch(input_ids, attention_mask, embedding.num_embeddings)  # (B, L), (B, L)
     B, L = input_ids.shape
     if token_type_ids is not None:

@@ -11,7 +11,9 @@ Every LIME explainer is the same four steps; only the first three change with th
 4. a weighted ridge regression of the explained output on ``Z``. Its slopes are the explanation, and its
    weighted R² (``score``) says how well a plane describes the model *around this input*.
 
-The three explainers (:func:`lime_tabular`, :func:`lime_text`, :func:`lime_image`) keep the family's shape
+This module holds steps 3 and 4 (shared) and the tabular explainer; :mod:`bigtut.explain.lime_tokens` and
+:mod:`bigtut.explain.lime_images` hold the other two. The three explainers (:func:`lime_tabular`,
+``lime_text``, ``lime_image``) keep the family's shape
 (see :mod:`bigtut.explain`): a batch in, every row explained on its own neighbourhood drawn with the same
 ``seed`` (``RandomState(seed)`` afresh per row, so a row explained alone equals the same row in a batch, and
 one row equals lime's own explainer with ``random_state=seed``), a :class:`LimeExplanation` of float64 NumPy
@@ -30,30 +32,19 @@ import numpy as np
 import torch
 from scipy.stats import truncnorm
 
-from bigtut.explain.common import (
-    as_numpy,
+from bigtut.explain.arguments import (
     check_budget,
     check_flag,
     check_float_batch,
     check_number,
     check_target_rows,
-    check_token_batch,
-    delete_tokens,
-    last_real_positions,
-    logits_of,
-    model_device,
-    read_at,
     resolve_batch_size,
-    resolve_positions,
     resolve_seed,
-    scalar_output,
-    select_target,
-    target_of_row,
-    to_model_input,
 )
+from bigtut.explain.common import as_numpy, scalar_output, target_of_row, to_model_input
 
-__all__ = ["LimeExplanation", "digit_segments", "fit_surrogate", "lime_from_neighbourhood", "lime_image",
-           "lime_kernel", "lime_tabular", "lime_text"]
+__all__ = ["LimeExplanation", "check_kernel_and_alpha", "cosine_to_ones", "diagnostics", "evaluate_rows",
+           "explain_neighbourhood", "fit_surrogate", "lime_from_neighbourhood", "lime_kernel", "lime_tabular"]
 
 Target = int | Sequence[int] | torch.Tensor | None
 
@@ -97,6 +88,8 @@ def lime_kernel(distances, kernel_width: float) -> np.ndarray:
     """
     width = check_number("kernel_width", kernel_width, 0.0, low_open=True)
     d = as_numpy(distances)
+    if not (np.isfinite(d).all() and (d >= 0).all()):
+        raise ValueError("distances must be finite and >= 0, got NaN, inf or a negative value")
     return np.sqrt(np.exp(-(d ** 2) / width ** 2))
 
 
@@ -115,6 +108,10 @@ def fit_surrogate(features, targets, weights, *, alpha: float = 1.0) -> tuple[np
     Z, y, w = as_numpy(features), as_numpy(targets), as_numpy(weights)
     if Z.ndim != 2 or y.shape != (len(Z),) or w.shape != (len(Z),):
         raise ValueError(f"need features (N, K), targets (N,) and weights (N,), got {Z.shape}, {y.shape}, {w.shape}")
+    if len(Z) == 0 or Z.shape[1] == 0:
+        raise ValueError(f"features must hold at least one sample and one feature, got shape {Z.shape}")
+    if not (np.isfinite(Z).all() and np.isfinite(y).all()):
+        raise ValueError("features and targets must be finite, got NaN or inf")
     if not (np.isfinite(w).all() and (w >= 0).all() and w.sum() > 0):
         raise ValueError("weights must be finite, non-negative and not all zero")
     alpha = check_number("alpha", alpha, 0.0)
@@ -131,23 +128,24 @@ def fit_surrogate(features, targets, weights, *, alpha: float = 1.0) -> tuple[np
     return beta, intercept, float(score)
 
 
-def _explain(values: np.ndarray, features: np.ndarray, distances: np.ndarray, kernel_width: float, alpha: float):
+def explain_neighbourhood(values: np.ndarray, features: np.ndarray, distances: np.ndarray, kernel_width: float,
+                          alpha: float) -> tuple:
     """Steps 3 and 4 for one input: ``(coefficients (K,), intercept, score, prediction, value)`` for explained
     outputs ``(N,)``, features ``(N, K)`` and distances ``(N,)`` to the input (row 0)."""
     beta, intercept, score = fit_surrogate(features, values, lime_kernel(distances, kernel_width), alpha=alpha)
     return beta, intercept, score, float(intercept + features[0] @ beta), float(values[0])
 
 
-def _diagnostics(rows: list[tuple]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def diagnostics(rows: list[tuple]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``(intercept, score, prediction, value)``, each ``(B,)`` float64, of the rows' ``_explain`` tuples."""
     return tuple(np.array([row[i] for row in rows], dtype=np.float64) for i in (1, 2, 3, 4))
 
 
-def _check_kernel_and_alpha(kernel_width: Any, alpha: Any) -> tuple[float, float]:
+def check_kernel_and_alpha(kernel_width: Any, alpha: Any) -> tuple[float, float]:
     return (check_number("kernel_width", kernel_width, 0.0, low_open=True), check_number("alpha", alpha, 0.0))
 
 
-def _evaluate(explained: Callable, rows: np.ndarray, to_model: Callable, batch_size: int) -> np.ndarray:
+def evaluate_rows(explained: Callable, rows: np.ndarray, to_model: Callable, batch_size: int) -> np.ndarray:
     """The explained outputs ``(N,)`` of ``rows`` ``(N, ...)``, at most ``batch_size`` rows per call of ``f``."""
     return np.concatenate([explained(to_model(rows[i:i + batch_size])) for i in range(0, len(rows), batch_size)])
 
@@ -168,11 +166,11 @@ def lime_from_neighbourhood(f: Callable, neighbourhood_features, neighbourhood_i
         raise ValueError(f"need neighbourhood_features (N, K), neighbourhood_inputs (N, ...) and distances (N,) "
                          f"with one N, got {Z.shape}, {len(neighbourhood_inputs)} inputs and {d.shape}")
     check_budget("number of samples (neighbourhood rows)", len(Z), Z.shape[1] + 1)
-    kernel_width, alpha = _check_kernel_and_alpha(kernel_width, alpha)
+    kernel_width, alpha = check_kernel_and_alpha(kernel_width, alpha)
     probabilities = check_flag("probabilities", probabilities)
     values = scalar_output(f, target, probabilities)(neighbourhood_inputs)  # (N,)
-    row = _explain(values, Z, d, kernel_width, alpha)
-    return LimeExplanation(row[0][None], *_diagnostics([row]), n_samples=len(Z))
+    row = explain_neighbourhood(values, Z, d, kernel_width, alpha)
+    return LimeExplanation(row[0][None], *diagnostics([row]), n_samples=len(Z))
 
 
 # ---------------------------------------------------------------------------------------------------- tables
@@ -221,7 +219,7 @@ def lime_tabular(f: Callable, inputs, *, target: Target = None, training_data, n
     if feature_selection != "none":
         raise ValueError(f"only feature_selection='none' (all features) is implemented, got {feature_selection!r}")
     n_samples = check_budget("n_samples", n_samples, M + 1)
-    kernel_width, alpha = _check_kernel_and_alpha(0.75 * np.sqrt(M) if kernel_width is None else kernel_width,
+    kernel_width, alpha = check_kernel_and_alpha(0.75 * np.sqrt(M) if kernel_width is None else kernel_width,
                                                   alpha)
     seed, chunk = resolve_seed(seed), resolve_batch_size(batch_size)
     probabilities = check_flag("probabilities", probabilities)
@@ -241,12 +239,12 @@ def lime_tabular(f: Callable, inputs, *, target: Target = None, training_data, n
         else:
             features, samples = quartiles.neighbourhood(x, n_samples, rng)  # (N, M), (N, M)
         distances = np.linalg.norm(features - features[0], axis=1)  # (N,)
-        values = _evaluate(scalar_output(f, target_of_row(target, b), probabilities), samples, to_model, chunk)
-        rows.append(_explain(values, features, distances, kernel_width, alpha))
+        values = evaluate_rows(scalar_output(f, target_of_row(target, b), probabilities), samples, to_model, chunk)
+        rows.append(explain_neighbourhood(values, features, distances, kernel_width, alpha))
         betas.append(rows[-1][0])
     attributions = np.stack(betas)  # (B, M)
     per_unit = attributions / scale if quartiles is None else None  # (B, M) slopes per original unit
-    return LimeExplanation(attributions, *_diagnostics(rows), n_samples=n_samples, per_unit=per_unit)
+    return LimeExplanation(attributions, *diagnostics(rows), n_samples=n_samples, per_unit=per_unit)
 
 
 class _Quartiles:
@@ -293,175 +291,7 @@ class _Quartiles:
         return features, inputs
 
 
-def _cosine_to_ones(on: np.ndarray) -> np.ndarray:
+def cosine_to_ones(on: np.ndarray) -> np.ndarray:
     """Cosine distance ``(N,)`` of each binary row of ``on (N, K)`` to the all-ones row: with ``k`` ones it is
     ``1 − k / (√k·√K) = 1 − √(k/K)`` (1 for an empty row, scikit-learn's convention for a zero vector)."""
     return 1.0 - np.sqrt(on.sum(1) / on.shape[1])
-
-
-# ---------------------------------------------------------------------------------------------------- tokens
-def lime_text(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, *,
-              target: Target = None, absent: str = "pad", keep_ids: Sequence[int] = (), n_samples: int = 1000,
-              kernel_width: float = 25.0, seed: int | None = None, batch_size: int | None = None,
-              probabilities: bool = False, position: int | Sequence[int] | torch.Tensor | None = None,
-              alpha: float = 1.0) -> LimeExplanation:
-    """LIME for a batch of token sequences, taking tokens out by id (the text is never re-tokenised), each row
-    explained on its own neighbourhood.
-
-    The interpretable features of a row are its real positions whose id is not in ``keep_ids`` (e.g. [CLS],
-    [SEP]). Each sample takes out ``k`` of those ``n`` tokens, ``k`` uniform in 1..n−1, then which ones
-    uniformly (as lime_text, which also allows taking out all n: here one token always stays, so no input is
-    empty). Row 0 is the full text. ``absent="pad"`` sets the mask to 0 (the token becomes invisible, the
-    others keep their positions); ``"delete"`` removes it and moves the rest left
-    (:func:`~bigtut.explain.common.delete_tokens`). Distance: cosine distance between the on/off vector and
-    all-ones, times 100 (lime_text's scale for ``kernel_width=25``).
-
-    Args:
-        model: the classifier contract, ``model(ids (N, L), attention_mask=(N, L)) -> logits (N, C)``, in
-            eval mode; or a language model returning ``(N, L, V)`` logits (or a tuple/output starting with
-            them): then ``target`` is a token id and the explained logit is read at ``position`` (an int or one
-            per row; negative counts back from the row's last real token; default: the last real token), which
-            is never taken out (after a deletion it is read where that token went).
-        input_ids, attention_mask: ``(B, L)`` integer ids; mask 1 = real token, 0 = padding (None: all real).
-        target: the class (or token id) explained, an int or one per row.
-    Returns:
-        a :class:`LimeExplanation` with ``attributions`` ``(B, L)`` and diagnostics ``(B,)``; ``n_samples`` model
-        rows per text.
-    """
-    embeddings = getattr(model, "get_input_embeddings", None)
-    vocab_size = getattr(embeddings(), "num_embeddings", None) if callable(embeddings) else None
-    input_ids, real = check_token_batch(input_ids, attention_mask, vocab_size)  # (B, L), (B, L) bool
-    B, L = input_ids.shape
-    if absent not in ("pad", "delete"):
-        raise ValueError(f"absent must be 'pad' (mask the token out) or 'delete' (remove it, the rest move "
-                         f"left), got {absent!r}")
-    try:
-        keep = torch.as_tensor(list(keep_ids), dtype=torch.long)
-    except (TypeError, ValueError, RuntimeError):
-        raise TypeError(f"keep_ids must be a sequence of token ids, got {keep_ids!r}") from None
-    n_samples = check_budget("n_samples", n_samples, 3)  # at least 2 tokens to take out, checked per row below
-    kernel_width, alpha = _check_kernel_and_alpha(kernel_width, alpha)
-    seed, chunk = resolve_seed(seed), resolve_batch_size(batch_size)
-    probabilities = check_flag("probabilities", probabilities)
-    target = check_target_rows(target, B)
-    device = model_device(model)
-    input_ids, real = input_ids.to(device), real.to(device)
-    positions = last_real_positions(real) if position is None else resolve_positions(position, real)  # (B,)
-
-    def logits(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            return logits_of(model(ids, attention_mask=mask.long()), len(ids))  # (N, C) or (N, L, V)
-
-    language_model = logits(input_ids[:1], real[:1]).dim() == 3  # one probe row tells a classifier from an LM
-    if position is not None and not language_model:
-        raise ValueError(f"position= only applies to language models returning (B, L, V) logits; this model "
-                         f"returns (B, C) class logits, got position={position!r}")
-    explainable = real & ~torch.isin(input_ids, keep.to(device))  # (B, L)
-    if language_model:
-        explainable[torch.arange(B, device=device), positions] = False  # the read token always stays
-    players = [torch.nonzero(row)[:, 0].cpu().numpy() for row in explainable]  # B x (n,) the features
-    for b, p in enumerate(players):
-        if len(p) < 2:
-            where = "outside keep_ids and the read position" if language_model else "outside keep_ids"
-            raise ValueError(f"input_ids row {b} has {len(p)} real token(s) {where}; LIME needs at least 2 to "
-                             "take out")
-        check_budget("n_samples", n_samples, len(p) + 1)
-    fill = getattr(getattr(model, "config", None), "pad_id", None)  # what a deleted slot holds (never attended)
-    fill = int(fill) if isinstance(fill, (int, np.integer)) and 0 <= fill < (vocab_size or fill + 1) else 0
-
-    attributions, rows = np.zeros((B, L)), []
-    for b, p in enumerate(players):
-        n = len(p)
-        rng = np.random.RandomState(seed)  # afresh per row: row b alone = row b in the batch
-        Z = np.ones((n_samples, n))  # (N, n) 1 = token kept
-        for i, size in enumerate(rng.randint(1, n, n_samples - 1), start=1):
-            Z[i, rng.choice(n, size, replace=False)] = 0
-        on = real[b].repeat(n_samples, 1)  # (N, L) what the model sees of each sample
-        on[:, torch.as_tensor(p, device=device)] = torch.as_tensor(Z == 1, device=device)
-        ids = input_ids[b].repeat(n_samples, 1)  # (N, L)
-        read = positions[b].repeat(n_samples)  # (N,) where a language model's logits are read
-        if absent == "delete":
-            ids, on, new_position = delete_tokens(ids, on, fill)  # (N, L) each
-            read = new_position[:, positions[b]]  # (N,) where the read token went
-        explained = target_of_row(target, b)
-        values = []
-        for start in range(0, n_samples, chunk):
-            part = slice(start, start + chunk)
-            out = logits(ids[part], on[part])  # (n, C) or (n, L, V)
-            if language_model:
-                out = read_at(out, read[part])  # (n, V)
-            values.append(as_numpy(select_target(out, explained, probabilities)))  # (n,)
-        rows.append(_explain(np.concatenate(values), Z, 100 * _cosine_to_ones(Z), kernel_width, alpha))
-        attributions[b, p] = rows[-1][0]
-    return LimeExplanation(attributions, *_diagnostics(rows), n_samples=n_samples)
-
-
-# ---------------------------------------------------------------------------------------------------- images
-def digit_segments(shape: tuple[int, int] = (8, 8), patch: int = 2) -> np.ndarray:
-    """An integer segment map ``(H, W)`` of ``patch × patch`` squares, numbered row by row (16 for 8×8 / 2).
-
-    Superpixel algorithms (quickshift, SLIC, felzenszwalb) group neighbouring pixels of similar colour over
-    regions of dozens of pixels; an 8×8 digit has 64 pixels in all, so they return a handful of arbitrary
-    blobs or single pixels. A fixed grid of 2×2 patches gives every stroke fragment its own feature.
-    """
-    check_budget("patch", patch)
-    H, W = shape
-    return (np.arange(H) // patch)[:, None] * (-(-W // patch)) + (np.arange(W) // patch)[None, :]  # (H, W)
-
-
-def lime_image(f: Callable, inputs, *, target: Target = None, segments=None, n_samples: int = 1000,
-               kernel_width: float = 0.25, hide_value: float = 0.0, seed: int | None = None,
-               batch_size: int | None = None, probabilities: bool = False, alpha: float = 1.0) -> LimeExplanation:
-    """LIME for images ``inputs`` ``(B, H, W)`` or ``(B, C, H, W)`` and a model
-    ``f(images (N, [C,] H, W)) -> (N,) | (N, C)``.
-
-    ``f`` receives images as :func:`lime_tabular` hands it rows (tensors for tensor inputs or a module, else
-    float64 NumPy), at most ``batch_size`` images per call. Each sample shows every segment or not (a fair coin
-    per segment, as lime_image; row 0 shows all); hidden pixels take ``hide_value`` (lime's ``hide_color``).
-    Distance: cosine distance of the on/off vector to all-ones, ``kernel_width`` 0.25 (lime_image's).
-    ``segments``: integer labels ``(H, W)`` shared by every image, or ``(B, H, W)`` one map per image; default
-    :func:`digit_segments`.
-
-    Returns a :class:`LimeExplanation`: ``attributions`` shaped like ``inputs``, each pixel holding its
-    segment's slope; ``segment_coefficients`` ``(B, S)`` in the order of each image's sorted segment labels
-    (``S`` the most segments of any image; an image with fewer has NaN after its last); diagnostics ``(B,)``.
-    """
-    check_float_batch("inputs", inputs, 3, "(B, H, W) or (B, C, H, W)")
-    if inputs.ndim not in (3, 4):
-        raise ValueError(f"inputs must be images (B, H, W) or (B, C, H, W), got shape {tuple(inputs.shape)}")
-    images = as_numpy(inputs)  # (B, [C,] H, W)
-    B, (H, W) = len(images), images.shape[-2:]
-    seg = digit_segments((H, W)) if segments is None else np.asarray(
-        segments.detach().cpu() if isinstance(segments, torch.Tensor) else segments)
-    if seg.dtype.kind not in "iu" or seg.shape not in ((H, W), (B, H, W)):
-        raise ValueError(f"segments must be integer labels of shape {(H, W)} (every image) or {(B, H, W)} (one "
-                         f"map per image), got {seg.dtype} {seg.shape}")
-    seg = np.broadcast_to(seg, (B, H, W))
-    maps = [np.unique(s, return_inverse=True) for s in seg]  # B x (labels (S_b,), index (H*W,))
-    n_samples = check_budget("n_samples", n_samples, max(len(labels) for labels, _ in maps) + 1)
-    kernel_width, alpha = _check_kernel_and_alpha(kernel_width, alpha)
-    hide_value = check_number("hide_value", hide_value)
-    seed, chunk = resolve_seed(seed), resolve_batch_size(batch_size)
-    probabilities = check_flag("probabilities", probabilities)
-    target = check_target_rows(target, B)
-
-    to_model = to_model_input(f, inputs)
-    attributions, segment_coefficients = np.zeros(images.shape), np.full((B, max(len(m[0]) for m in maps)), np.nan)
-    rows = []
-    for b, (img, (labels, index)) in enumerate(zip(images, maps, strict=True)):
-        index = index.reshape(H, W)  # (H, W) segment number in 0..S-1
-        S = len(labels)
-        rng = np.random.RandomState(seed)  # afresh per image: image b alone = image b in the batch
-        Z = rng.randint(0, 2, n_samples * S).reshape(n_samples, S).astype(float)  # (N, S)
-        Z[0] = 1
-        explained, values = scalar_output(f, target_of_row(target, b), probabilities), []
-        for start in range(0, n_samples, chunk):
-            shown = Z[start:start + chunk, index] == 1  # (n, H, W)
-            hidden = np.where(shown if img.ndim == 2 else shown[:, None], img, hide_value)  # (n, [C,] H, W)
-            values.append(explained(to_model(hidden)))
-        rows.append(_explain(np.concatenate(values), Z, _cosine_to_ones(Z), kernel_width, alpha))
-        beta = rows[-1][0]  # (S,)
-        attributions[b] = np.broadcast_to(beta[index], img.shape)  # ([C,] H, W)
-        segment_coefficients[b, :S] = beta
-    return LimeExplanation(attributions, *_diagnostics(rows), n_samples=n_samples,
-                           segment_coefficients=segment_coefficients)

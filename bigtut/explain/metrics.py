@@ -31,17 +31,15 @@ import numpy as np
 import torch
 from scipy import stats
 
-from bigtut.explain.common import (
-    as_numpy,
-    attributions_of,
+from bigtut.explain.arguments import (
     check_budget,
     check_flag,
+    check_keep_ids,
     check_same_shape,
     check_token_batch,
-    logits_of,
     resolve_batch_size,
-    select_target,
 )
+from bigtut.explain.common import as_numpy, attributions_of, logits_of, select_target
 
 __all__ = ["ERASER_FRACTIONS", "FERRET_FRACTIONS", "Agreement", "Curve", "aopc", "auprc", "comprehensiveness",
            "deletion_curve", "insertion_curve", "precision_at_k", "rank_agreement", "recall_at_k", "sufficiency",
@@ -85,7 +83,7 @@ def _real(mask: Any, shape: tuple[int, int], name: str = "mask") -> np.ndarray:
     """Real positions ``(B, L)`` bool: ``mask`` (1/True = real) or, without one, all True."""
     if mask is None:
         return np.ones(shape, dtype=bool)
-    check_same_shape(mask, np.empty(shape), name, f"the attributions {shape}")
+    check_same_shape(mask, np.empty(shape), name, "the attributions")
     values = as_numpy(mask)
     if not np.isin(values, (0, 1)).all():
         raise ValueError(f"{name} must hold 0/1 or True/False, got other values")
@@ -107,6 +105,8 @@ def top_k_sets(scores: np.ndarray, allowed: np.ndarray, k: np.ndarray) -> np.nda
 
 def _check_fractions(fractions: Iterable[Any]) -> np.ndarray:
     """``fractions`` as a non-empty float64 array ``(F,)`` of numbers in ``(0, 1]``."""
+    if isinstance(fractions, (str, bytes)) or not hasattr(fractions, "__iter__"):
+        raise TypeError(f"fractions must be a sequence of numbers in (0, 1], got {fractions!r}")
     fractions = list(fractions)
     for f in fractions:
         if isinstance(f, bool) or not isinstance(f, (int, float, np.floating)) or not 0 < f <= 1:
@@ -135,7 +135,7 @@ class _Removals:
         input_ids, real = check_token_batch(input_ids, attention_mask)  # (B, L), (B, L)
         B, L = input_ids.shape
         self.real = real.cpu().numpy()
-        kept = np.isin(input_ids.cpu().numpy(), np.asarray(list(keep_ids), dtype=np.int64))  # (B, L)
+        kept = np.isin(input_ids.cpu().numpy(), np.asarray(check_keep_ids(keep_ids), dtype=np.int64))  # (B, L)
         self.removable = self.real & ~kept & ~(_real(keep, (B, L), "keep") if keep is not None else False)
         self.rank = _ranks(_scores(scores, (B, L)), self.removable)  # (B, L)
         self.n = self.removable.sum(1)  # (B,)

@@ -105,7 +105,7 @@ def token_attributions_html(tokens: Sequence[str], scores, *, title: str | None 
                             f"{token!r} at position {i}")
     if len(tokens) == 0:
         raise ValueError("tokens is empty: nothing to show")
-    values = _array("scores", scores, "(L,)")
+    values = _array("scores", getattr(scores, "attributions", scores), "(L,)")  # a method's result goes in too
     if sum(n > 1 for n in values.shape) > 1:
         raise ValueError(f"scores must be one row (L,) = ({len(tokens)},), got shape {values.shape}")
     values = values.reshape(-1)  # (L,)

@@ -13,6 +13,7 @@ its options fixed by ``functools.partial(lime_text, n_samples=500, keep_ids=KEEP
 from __future__ import annotations
 
 import copy
+import inspect
 import itertools
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
@@ -20,15 +21,8 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from bigtut.explain.common import (
-    attributions_of,
-    check_budget,
-    check_number,
-    check_target_rows,
-    check_token_batch,
-    logits_of,
-    resolve_seed,
-)
+from bigtut.explain.arguments import check_budget, check_number, check_target_rows, check_token_batch, resolve_seed
+from bigtut.explain.common import attributions_of, logits_of
 from bigtut.explain.metrics import rank_agreement, top_k_sets
 
 __all__ = ["HEAD_NAMES", "RandomisationResult", "randomisation_check", "stability"]
@@ -48,6 +42,14 @@ class RandomisationResult(NamedTuple):
 
 def _explained(explain_fn: Callable, model, input_ids, attention_mask, shape, **kwargs) -> np.ndarray:
     """``explain_fn``'s attributions as ``(B, L)`` float64, or ``ValueError``."""
+    try:
+        inspect.signature(explain_fn).bind(model, input_ids, attention_mask, **kwargs)
+    except TypeError:
+        keywords = ", ".join(f"{key}=" for key in kwargs)
+        raise TypeError(f"explain_fn must take (model, input_ids, attention_mask, *, {keywords}) like every method "
+                        f"of the family; {getattr(explain_fn, '__name__', explain_fn)!r} does not") from None
+    except ValueError:  # a builtin without a signature: let the call speak
+        pass
     scores = attributions_of(explain_fn(model, input_ids, attention_mask, **kwargs), "explain_fn's result")
     if scores.shape != tuple(shape):
         raise ValueError(f"explain_fn must return (B, L) = {tuple(shape)} attributions, got {scores.shape}")

@@ -12,13 +12,15 @@ of a background row, averaged over the ``R`` background rows::
 
     v(S) = 1/R Σ_r f(x_S, b^r_{N∖S})
 
-:func:`token_shap` masks, hides or deletes absent tokens instead. Every estimator works on a *game*: a
+:func:`~bigtut.explain.shap_tokens.token_shap` (in :mod:`bigtut.explain.shap_tokens`) masks, hides or deletes
+absent tokens instead. Every estimator works on a *game*: a
 function from coalition masks ``(K, M)`` bool (True = present) to values ``(K,)``; exact enumeration,
 KernelSHAP and permutation sampling are written once against it, and each row of a batch ``(B, ...)`` is
 its own game, played with the same seed (a row explained alone = the same row explained in a batch).
 
-All four functions keep the family's shape (:mod:`bigtut.explain`): ``method(f_or_model, <batch>, *,
-target=None, ..., seed=None, batch_size=None, probabilities=False)`` -> :class:`ShapleyValues`.
+The three tabular methods here and ``token_shap`` keep the family's shape (:mod:`bigtut.explain`):
+``method(f_or_model, <batch>, *, target=None, ..., seed=None, batch_size=None, probabilities=False)``
+-> :class:`ShapleyValues`.
 
 Shape legend:  B batch   M features (players)   R background rows   K coalitions   N rows sent to the model
                L tokens   P token players   C classes   V vocabulary
@@ -32,30 +34,19 @@ from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
-import torch
 
-from bigtut.explain.common import (
-    as_numpy,
+from bigtut.explain.arguments import (
     check_budget,
     check_flag,
     check_float_batch,
     check_target_rows,
-    check_token_batch,
-    delete_tokens,
-    last_real_positions,
-    logits_of,
-    model_device,
-    read_at,
     resolve_batch_size,
-    resolve_positions,
     resolve_seed,
-    scalar_output,
-    select_target,
-    target_of_row,
-    to_model_input,
 )
+from bigtut.explain.common import as_numpy, scalar_output, target_of_row, to_model_input
 
-__all__ = ["ShapleyValues", "coalition_weight", "exact_shapley", "kernel_shap", "permutation_shap", "token_shap"]
+__all__ = ["MAX_EXACT_PLAYERS", "Game", "ShapleyValues", "coalition_weight", "exact_game", "exact_shapley",
+           "kernel_budget", "kernel_game", "kernel_shap", "permutation_shap"]
 
 MAX_EXACT_PLAYERS = 20  # 2**20 coalitions: about a million model calls per background row
 ABSENT_MODES = ("mask", "pad", "delete")
@@ -89,7 +80,7 @@ def _all_coalitions(m: int) -> np.ndarray:
     return ((codes[:, None] >> np.arange(m)) & 1).astype(bool)  # (2^m, m)
 
 
-def _exact_game(game: Game, m: int) -> tuple[np.ndarray, float, int]:
+def exact_game(game: Game, m: int) -> tuple[np.ndarray, float, int]:
     """``(φ (m,), v(∅), coalitions evaluated)`` by Shapley's formula over every coalition."""
     masks = _all_coalitions(m)  # (2^m, m)
     v = game(masks)  # (2^m,), v[code]
@@ -151,7 +142,7 @@ def _kernel_design(m: int, n_samples: int, rng: np.random.Generator) -> tuple[np
     return np.concatenate(masks), np.concatenate(weights)
 
 
-def _kernel_budget(m: int, n_samples: int | None) -> int:
+def kernel_budget(m: int, n_samples: int | None) -> int:
     """The number of coalitions KernelSHAP draws for ``m`` players (besides ∅ and N), or ``ValueError`` when
     ``n_samples`` is too small to determine ``m`` values."""
     cap = 2**m - 2  # every coalition but ∅ and N
@@ -162,11 +153,11 @@ def _kernel_budget(m: int, n_samples: int | None) -> int:
     return min(n_samples, cap)
 
 
-def _kernel_game(game: Game, m: int, n_samples: int | None, seed: int) -> tuple[np.ndarray, float, int]:
+def kernel_game(game: Game, m: int, n_samples: int | None, seed: int) -> tuple[np.ndarray, float, int]:
     """``(φ (m,), v(∅), coalitions evaluated)`` by KernelSHAP: weighted least squares with Σφ = v(N) - v(∅)."""
     if m <= 1:  # one player takes everything: nothing to fit
-        return _exact_game(game, m)
-    masks, weights = _kernel_design(m, _kernel_budget(m, n_samples), np.random.default_rng(seed))  # (K, m), (K,)
+        return exact_game(game, m)
+    masks, weights = _kernel_design(m, kernel_budget(m, n_samples), np.random.default_rng(seed))  # (K, m), (K,)
     empty, full = game(np.stack([np.zeros(m, bool), np.ones(m, bool)]))
     v = game(masks)  # (K,)
     # Minimise Σ_k w_k (v_k - v(∅) - z_k·φ)² under Σφ = v(N) - v(∅): substitute φ_m = total - Σ_{j<m} φ_j
@@ -281,7 +272,7 @@ def exact_shapley(f: Callable, inputs: Any, *, target: int | Sequence[int] | Non
             raise ValueError(f"exact_shapley enumerates 2**M coalitions and allows M <= {MAX_EXACT_PLAYERS}, got "
                              f"M={m}; use kernel_shap or permutation_shap")
 
-    return _explain_rows(f, inputs, background, target, batch_size, probabilities, _exact_game,
+    return _explain_rows(f, inputs, background, target, batch_size, probabilities, exact_game,
                          check_players=check_players)
 
 
@@ -301,8 +292,8 @@ def kernel_shap(f: Callable, inputs: Any, *, target: int | Sequence[int] | None 
     n_samples = None if n_samples is None else check_budget("n_samples", n_samples)
     seed = resolve_seed(seed)
     return _explain_rows(f, inputs, background, target, batch_size, probabilities,
-                         lambda game, m: _kernel_game(game, m, n_samples, seed), varying_only=True,
-                         check_players=lambda m: _kernel_budget(m, n_samples))
+                         lambda game, m: kernel_game(game, m, n_samples, seed), varying_only=True,
+                         check_players=lambda m: kernel_budget(m, n_samples))
 
 
 def permutation_shap(f: Callable, inputs: Any, *, target: int | Sequence[int] | None = None, background: Any,
@@ -318,147 +309,3 @@ def permutation_shap(f: Callable, inputs: Any, *, target: int | Sequence[int] | 
     n_permutations, seed = check_budget("n_permutations", n_permutations), resolve_seed(seed)
     return _explain_rows(f, inputs, background, target, batch_size, probabilities,
                          lambda game, m: _permutation_game(game, m, n_permutations, seed))
-
-
-# ---------------------------------------------------------------------------------------------------- tokens
-def _check_token_id(name: str, value: Any, vocab_size: int | None) -> int:
-    """``value`` as a token id in ``[0, vocab_size)``, else ``ValueError`` naming ``name``."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 0 \
-            or (vocab_size is not None and value >= vocab_size):
-        raise ValueError(f"{name} must be a token id in [0, {vocab_size}), got {value!r}")
-    return int(value)
-
-
-def _token_game(run: Callable, ids: torch.Tensor, real: torch.Tensor, index: torch.Tensor, read: int | None,
-                absent: str, mask_id: int | None, fill: int, target: Any, probabilities: bool,
-                batch_size: int) -> Game:
-    """The game of one text ``ids`` ``(L,)`` (``real`` ``(L,)`` its real tokens) whose players sit at ``index``
-    ``(P,)``: each coalition ``(P,)`` becomes one row for ``run(ids, attended)``; a language model's logits are
-    read at ``read`` (None for a classifier), wherever "delete" moved that token."""
-    L, device = len(ids), ids.device
-
-    def game(masks: np.ndarray) -> np.ndarray:
-        out = [np.zeros(0)]
-        for start in range(0, len(masks), batch_size):
-            chunk = torch.as_tensor(masks[start:start + batch_size], device=device)  # (k, P)
-            gone = torch.zeros(len(chunk), L, dtype=torch.bool, device=device)  # (k, L)
-            gone[:, index] = ~chunk
-            batch, attended = ids.repeat(len(chunk), 1), real.repeat(len(chunk), 1)  # (k, L), (k, L)
-            where = torch.full((len(chunk),), read or 0, device=device)  # (k,): where a language model is read
-            if absent == "mask":
-                batch[gone] = mask_id
-            elif absent == "pad":
-                attended &= ~gone
-                batch[~attended] = fill  # never attended
-            else:  # "delete": the present tokens move left, the read token with them
-                batch, attended, new_position = delete_tokens(batch, attended & ~gone, fill)  # (k, L) x 3
-                where = new_position[:, read or 0]  # (k,)
-            logits = run(batch, attended)  # (k, C) or (k, L, V)
-            if read is not None:
-                logits = read_at(logits, where)  # (k, V)
-            out.append(select_target(as_numpy(logits), target, probabilities))  # (k,)
-        return np.concatenate(out)
-
-    return game
-
-
-def token_shap(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, *,
-               target: int | Sequence[int] | None = None, absent: str = "mask", mask_id: int | None = None,
-               pad_id: int | None = None, keep_ids: Sequence[int] = (), n_samples: int | None = None,
-               seed: int | None = None, exact_up_to: int = 10, batch_size: int | None = None,
-               probabilities: bool = False, position: int | Sequence[int] | None = None) -> ShapleyValues:
-    """Shapley values of the tokens of each text of ``input_ids`` ``(B, L)``, one game per row.
-
-    ``model(ids (N, L), attention_mask=(N, L))`` is a classifier (logits ``(N, C)``) or a language model
-    (``(N, L, V)``; then ``target`` is a token id and the logit is read at ``position``: an int or one per row,
-    negative counting back from the row's last real token; default ``-1``, the last real token — the next-token
-    prediction). ``target`` is an int or one per row. The players are the real tokens (``attention_mask`` 1)
-    whose id is not in ``keep_ids`` (say [CLS] and [SEP], which stay present); for a language model also not
-    after ``position`` (causal attention makes them dummies).
-
-    What an absent token is decides what the values mean:
-
-    * ``"mask"``: its id becomes ``mask_id`` (BERT's [MASK]); the model still sees a token there;
-    * ``"pad"``: ``attention_mask`` 0, the model cannot see it and every other token keeps its position;
-    * ``"delete"``: removed, the later tokens move left (a shorter text, padded on the right with ``pad_id``;
-      default ``model.config.pad_id``, else 0: never attended).
-
-    With "pad"/"delete" the language model's token at ``position`` is no player (its prediction is read
-    there), and a classifier needs a kept token (an id in ``keep_ids``) so that no text is empty. Exact for
-    at most ``exact_up_to`` players, else KernelSHAP with ``n_samples`` coalitions (as :func:`kernel_shap`,
-    the same ``seed`` for every row). The ids go to the model's device, at most ``batch_size`` rows per call.
-
-    Returns :class:`ShapleyValues` ``(attributions (B, L), base_value (B,), n_evaluations)``: attributions 0 at
-    non-players, ``base_value`` the value with every player absent, ``n_evaluations`` the model rows used (the
-    coalitions of every row, plus one call on the texts themselves that tells a classifier from a language
-    model). Put the model in ``eval()`` mode: dropout would make the game random.
-    """
-    if absent not in ABSENT_MODES:
-        raise ValueError(f"absent must be one of {ABSENT_MODES}, got {absent!r}")
-    get_embeddings = getattr(model, "get_input_embeddings", None)
-    vocab_size = get_embeddings().num_embeddings if callable(get_embeddings) else None
-    input_ids, real = check_token_batch(input_ids, attention_mask, vocab_size)  # (B, L), (B, L)
-    B, L = input_ids.shape
-    if absent == "mask":
-        if mask_id is None:
-            raise ValueError("absent='mask' replaces tokens by mask_id; pass mask_id= (e.g. the id of [MASK])")
-        mask_id = _check_token_id("mask_id", mask_id, vocab_size)
-    if pad_id is None:
-        pad_id = getattr(getattr(model, "config", None), "pad_id", None)
-    fill = 0 if pad_id is None else _check_token_id("pad_id", pad_id, vocab_size)  # what padded positions hold
-    if isinstance(keep_ids, (str, bytes)) or not all(
-            isinstance(k, (int, np.integer)) and not isinstance(k, (bool, np.bool_)) for k in keep_ids):
-        raise TypeError(f"keep_ids must be a sequence of token ids (ints), got {keep_ids!r}")
-    if check_budget("exact_up_to", exact_up_to, 0) > MAX_EXACT_PLAYERS:
-        raise ValueError(f"exact_up_to must be <= {MAX_EXACT_PLAYERS}, got {exact_up_to}")
-    n_samples = None if n_samples is None else check_budget("n_samples", n_samples)
-    seed, batch_size = resolve_seed(seed), resolve_batch_size(batch_size)
-    probabilities = check_flag("probabilities", probabilities)
-    target = check_target_rows(target, B)
-    positions = last_real_positions(real) if position is None else resolve_positions(position, real)  # (B,)
-    device = model_device(model)
-    input_ids, real, positions = input_ids.to(device), real.to(device), positions.to(device)
-
-    def run(ids: torch.Tensor, seen: torch.Tensor) -> torch.Tensor:
-        """The model's logits ``(N, C)`` or ``(N, L, V)`` of ``ids`` ``(N, L)`` with ``seen`` ``(N, L)`` attended."""
-        with torch.no_grad():
-            return logits_of(model(ids, attention_mask=seen.long()), len(ids))
-
-    # One call on the texts themselves tells a classifier (N, C) from a language model (N, L, V) and checks
-    # the target and the outputs before the first coalition.
-    probe = [run(input_ids[i:i + batch_size], real[i:i + batch_size]) for i in range(0, B, batch_size)]
-    is_lm = probe[0].dim() == 3
-    if position is not None and not is_lm:
-        raise ValueError(f"position is only for language models, whose logits are (B, L, V); this model returns "
-                         f"{tuple(probe[0].shape)}")
-    if is_lm:
-        probe = [read_at(logits, positions[i * batch_size:(i + 1) * batch_size]) for i, logits in enumerate(probe)]
-    select_target(as_numpy(torch.cat(probe)), target, probabilities)  # (B,): raises for a bad target or NaN
-
-    keep = torch.isin(input_ids, torch.as_tensor(list(keep_ids), dtype=torch.long, device=device))  # (B, L)
-    players = real & ~keep  # (B, L)
-    if is_lm:
-        after = torch.arange(L, device=device)[None, :] > positions[:, None]  # (B, L): dummies under causal attention
-        players &= ~after
-        if absent != "mask":
-            players[torch.arange(B, device=device), positions] = False  # the read token stays
-    if absent != "mask" and not bool((real & ~players).any(-1).all()):
-        raise ValueError(f"absent={absent!r} with every token a player leaves an empty text; keep one present "
-                         "with keep_ids= (e.g. the ids of [CLS] and [SEP])")
-    n_players = players.sum(-1).tolist()  # B ints
-    for m in n_players:  # every row's budget is checked before the coalitions
-        if m > exact_up_to:
-            _kernel_budget(m, n_samples)
-
-    attributions, base = np.zeros((B, L)), np.zeros(B)  # (B, L), (B,)
-    n_evaluations = B  # the probe
-    for b in range(B):
-        index = torch.nonzero(players[b])[:, 0]  # (P,) player positions
-        game = _token_game(run, input_ids[b], real[b], index, int(positions[b]) if is_lm else None, absent,
-                           mask_id, fill, target_of_row(target, b), probabilities, batch_size)
-        m = len(index)
-        phi, base[b], n_coalitions = (_exact_game(game, m) if m <= exact_up_to
-                                      else _kernel_game(game, m, n_samples, seed))
-        attributions[b, index.cpu().numpy()] = phi
-        n_evaluations += n_coalitions
-    return ShapleyValues(attributions, base, n_evaluations)
