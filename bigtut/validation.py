@@ -6,11 +6,15 @@ and raises ``ValueError``/``TypeError`` naming the argument, what was given and 
 
 from __future__ import annotations
 
+import math
+from numbers import Real
+
 import torch
+from torch import nn
 
 __all__ = [
-    "check_attention_mask", "check_dropout", "check_positive_int", "check_shape", "check_token_ids",
-    "resolve_inputs",
+    "check_attention_mask", "check_dropout", "check_model", "check_number", "check_positive_int", "check_shape",
+    "check_tensor", "check_token_ids", "non_finite", "resolve_inputs",
 ]
 
 _INTEGER_DTYPES = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8)
@@ -81,3 +85,53 @@ def resolve_inputs(input_ids: torch.Tensor | None, inputs_embeds: torch.Tensor |
         raise ValueError(f"inputs_embeds must be (B, L, d_model={embedding.embedding_dim}), "
                          f"got {tuple(getattr(inputs_embeds, 'shape', ()))}")
     return inputs_embeds
+
+
+def check_model(model: object, name: str = "model") -> nn.Module:
+    """Return ``model`` if it is an ``nn.Module``; else raise ``TypeError`` naming ``name``."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"{name} must be a torch.nn.Module, got {type(model).__name__}")
+    return model
+
+
+def check_number(name: str, value: object, low: float = -math.inf, high: float = math.inf, *,
+                 low_open: bool = False, high_open: bool = False, need: str = "") -> float:
+    """Return ``value`` as a float if it is a finite real number in the interval ``low .. high`` (each end
+    closed unless ``*_open``); else raise ``ValueError`` (``need``: what the number is, for the message)."""
+    ok = isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
+    if ok:
+        ok = (low < value if low_open else low <= value) and (value < high if high_open else value <= high)
+    if not ok:
+        interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        if high == math.inf:
+            bounds = "" if low == -math.inf else f" {'>' if low_open else '>='} {low:g}"
+        else:
+            bounds = f" in {interval}"
+        raise ValueError(f"{name}{need} must be a finite number{bounds}, got {value!r}")
+    return float(value)
+
+
+def non_finite(tensor: torch.Tensor) -> int:
+    """How many entries of ``tensor`` are NaN or inf (0 for a tensor without data, on the ``meta`` device)."""
+    if tensor.device.type == "meta" or not (tensor.is_floating_point() or tensor.is_complex()):
+        return 0
+    return int((~torch.isfinite(tensor)).sum())
+
+
+def check_tensor(name: str, value: object, legend: str, *, dim: int | None = None, kind: str = "float",
+                 finite: bool = True) -> torch.Tensor:
+    """Return ``value`` if it is a non-empty torch tensor of ``kind`` (``"float"`` or ``"int"``) with ``dim``
+    axes (any if None) and, with ``finite``, no NaN or inf; ``legend`` (e.g. ``"(B, C)"``) names the axes."""
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor {legend}, got {type(value).__name__}")
+    integer = not value.is_floating_point() and not value.is_complex() and value.dtype != torch.bool
+    if (kind == "float" and not value.is_floating_point()) or (kind == "int" and not integer):
+        what = "a floating-point" if kind == "float" else "an integer"
+        raise TypeError(f"{name} must be {what} tensor {legend}, got dtype {value.dtype}")
+    if dim is not None and value.dim() != dim:
+        raise ValueError(f"{name} must be a {dim}-D tensor {legend}, got shape {tuple(value.shape)}")
+    if value.numel() == 0:
+        raise ValueError(f"{name} must not be empty, got shape {tuple(value.shape)}")
+    if finite and (bad := non_finite(value)):
+        raise ValueError(f"{name} must be finite, got {bad} NaN/inf value{'s' if bad > 1 else ''}")
+    return value

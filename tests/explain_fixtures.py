@@ -30,6 +30,15 @@ class Additive(nn.Module):
         return torch.stack([torch.zeros_like(logit), logit], -1)  # (B, 2)
 
 
+def additive_case():
+    """The additive model, a padded batch and its perfect attribution (each token's own weight):
+    row 0: [CLS] 2 3 4 5 -> weights 0.25 | 3, -1, 2, 0.5;  row 1: [CLS] 6 7 [PAD] [PAD] -> 0.25 | 1, -2.
+    Padding gets the largest score, 5, and must not count."""
+    ids = torch.tensor([[CLS, 2, 3, 4, 5], [CLS, 6, 7, PAD, PAD]])
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
+    return Additive(), ids, mask, WEIGHTS[ids].clone()
+
+
 class FixedAttention(nn.Module):
     """A 'model' whose attention weights are given: ``model(ids, attention_mask=..., return_attention=True)``
     returns ``(logits (B, 2) of zeros, attentions)``, each row of the batch reading its own slice."""

@@ -5,7 +5,7 @@ sklearn/scipy for the ranking metrics. Everything in float64."""
 import numpy as np
 import pytest
 import torch
-from explain_fixtures import CLS, WEIGHTS, Additive
+from explain_fixtures import CLS, additive_case
 from scipy import stats
 from scipy.special import expit as sigmoid
 from sklearn.metrics import average_precision_score
@@ -28,11 +28,7 @@ from bigtut.explain.metrics import (
 
 @pytest.fixture(scope="module")
 def additive_batch():
-    # row 0: [CLS] 2 3 4 5 -> weights 0.25 | 3, -1, 2, 0.5;  row 1: [CLS] 6 7 [PAD] [PAD] -> 0.25 | 1, -2
-    ids = torch.tensor([[CLS, 2, 3, 4, 5], [CLS, 6, 7, 0, 0]])
-    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
-    scores = WEIGHTS[ids].clone()  # the perfect attribution; padding gets the largest score, 5, and must not count
-    return Additive(), ids, mask, scores
+    return additive_case()  # model, ids (2, 5), mask (2, 5), the perfect attribution (2, 5)
 
 
 # ------------------------------------------------------------------------------------------------ faithfulness

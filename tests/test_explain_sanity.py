@@ -7,7 +7,7 @@ import functools
 import numpy as np
 import pytest
 import torch
-from explain_fixtures import CLS, WEIGHTS, Additive, FixedAttention, tiny_bert
+from explain_fixtures import WEIGHTS, FixedAttention, additive_case, tiny_bert
 from torch import nn
 
 from bigtut.explain import (
@@ -27,9 +27,8 @@ from bigtut.gpt import GPT, GPTClassifier, GPTConfig
 
 @pytest.fixture(scope="module")
 def additive_batch():
-    ids = torch.tensor([[CLS, 2, 3, 4, 5], [CLS, 6, 7, 0, 0]])
-    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
-    return Additive(), ids, mask
+    model, ids, mask, _ = additive_case()
+    return model, ids, mask
 
 
 @pytest.fixture(scope="module")

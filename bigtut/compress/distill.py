@@ -25,9 +25,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from bigtut.bert.heads import BertForSequenceClassification
-from bigtut.compress.common import check_model, check_number, check_tensor
 from bigtut.compress.prune import prune_ffn_neurons
 from bigtut.training import History, fit
+from bigtut.validation import check_model, check_number, check_tensor
 
 __all__ = ["distill", "distillation_loss", "make_student", "soft_target_loss"]
 

@@ -5,8 +5,8 @@
 * :func:`cpu_latency` — the median wall time of repeated forward calls, with the thread count stated;
   :func:`compare_latency` times several models side by side, in rounds whose order rotates, so that a
   machine's drifting load hits them all alike;
-* the task metrics are those of :mod:`bigtut.evaluation` (called from here after checking their inputs):
-  :func:`accuracy` for classifiers, :func:`bits_per_character` for the character GPT.
+* the task metrics are those of :mod:`bigtut.evaluation` (re-exported here): :func:`accuracy` for
+  classifiers, :func:`bits_per_character` for the character GPT.
 """
 
 from __future__ import annotations
@@ -22,10 +22,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from bigtut import evaluation
-from bigtut.compress.common import check_model, check_tensor
 from bigtut.compress.prune import make_pruning_permanent
-from bigtut.validation import check_attention_mask, check_positive_int
+from bigtut.evaluation import accuracy, bits_per_character
+from bigtut.validation import check_model, check_positive_int
 
 __all__ = ["Latency", "accuracy", "bits_per_character", "compare_latency", "cpu_latency", "parameter_bytes",
            "size_on_disk"]
@@ -154,54 +153,3 @@ def compare_latency(jobs: dict[Hashable, tuple], *, rounds: int = 5, repeats: in
         q1, median, q3 = np.percentile(medians, [25, 50, 75])
         result[name] = Latency(float(median), float(q1), float(q3), threads, rounds * repeats)
     return result
-
-
-def accuracy(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
-             labels: torch.Tensor, batch_size: int = 128) -> float:
-    """Fraction of rows whose arg-max logit is the label ``(N,)``: :func:`bigtut.evaluation.accuracy`, after
-    checking its inputs and (on the first row) that the model returns class logits ``(B, C)``.
-
-    Raises:
-        TypeError: ``model`` not an ``nn.Module``; ids or labels not integer tensors.
-        ValueError: ids not ``(N, L)`` or empty, a mask not ``(N, L)``, labels not ``(N,)`` or outside
-            ``[0, C)``, a model that does not return ``(B, C)`` logits.
-    """
-    check_model(model)
-    check_tensor("input_ids", input_ids, "(N, L)", dim=2, kind="int")
-    n, length = input_ids.shape
-    check_attention_mask(attention_mask, n, length)
-    check_tensor("labels", labels, f"(N,) = ({n},)", dim=1, kind="int")
-    if labels.shape[0] != n:
-        raise ValueError(f"labels must have shape (N,) = ({n},), one per row of input_ids, got {tuple(labels.shape)}")
-    check_positive_int("batch_size", batch_size)
-    first = evaluation.predict_logits(model, input_ids[:1], None if attention_mask is None else attention_mask[:1])
-    if first.dim() != 2 or first.shape[0] != 1:
-        raise ValueError(f"the model must return class logits (B, C), got shape {tuple(first.shape)} for B=1 row")
-    classes = first.shape[1]
-    if int(labels.min()) < 0 or int(labels.max()) >= classes:
-        raise ValueError(f"labels must lie in [0, {classes}) (the model's C={classes} classes), got values from "
-                         f"{int(labels.min())} to {int(labels.max())}")
-    return evaluation.accuracy(model, input_ids, attention_mask, labels, batch_size)
-
-
-def bits_per_character(model: nn.Module, text: str, tokenizer, batch_size: int = 32) -> float:
-    """Validation loss of ``text`` in bits per character: :func:`bigtut.evaluation.bits_per_character`, after
-    checking its inputs (a language model with ``config.block_size``, a non-empty text, a tokenizer).
-
-    Raises:
-        TypeError: ``model`` not a language model with ``config.block_size``, ``text`` not a str, a tokenizer
-            without ``encode``/``decode``.
-        ValueError: an empty text, one shorter than ``block_size + 1`` tokens, ``batch_size`` not positive.
-    """
-    check_model(model)
-    if not isinstance(getattr(getattr(model, "config", None), "block_size", None), int):
-        raise TypeError(f"model must be a language model with config.block_size (a bigtut GPT), got "
-                        f"{type(model).__name__}")
-    if not isinstance(text, str):
-        raise TypeError(f"text must be a str, got {type(text).__name__}")
-    if not text:
-        raise ValueError("text is empty: bits per character need at least block_size + 1 tokens of text")
-    if not (callable(getattr(tokenizer, "encode", None)) and callable(getattr(tokenizer, "decode", None))):
-        raise TypeError(f"tokenizer must have encode(text) and decode(ids), got {type(tokenizer).__name__}")
-    check_positive_int("batch_size", batch_size)
-    return evaluation.bits_per_character(model, text, tokenizer, batch_size)

@@ -22,9 +22,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from bigtut.attention import MultiHeadAttention
-from bigtut.compress.common import check_finite_parameters, check_model, linear_layers, non_finite, replace_module
+from bigtut.compress.common import check_finite_parameters, linear_layers, replace_module
 from bigtut.gpt.model import MLP
 from bigtut.transformer.layers import EncoderLayer
+from bigtut.validation import check_model, non_finite
 
 __all__ = ["MaskedLinear", "check_sparsity", "count_heads", "head_scores", "magnitude_masks",
            "make_pruning_permanent", "prune_ffn_neurons", "prune_heads", "prune_magnitude", "sparsity",

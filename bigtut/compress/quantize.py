@@ -24,7 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bigtut.compress.common import check_finite_parameters, check_tensor, linear_layers, non_finite, replace_module
+from bigtut.compress.common import check_finite_parameters, linear_layers, replace_module
+from bigtut.validation import check_tensor, non_finite
 
 __all__ = ["Int8Linear", "QuantizedTensor", "dequantize", "quantize_model", "quantize_symmetric"]
 

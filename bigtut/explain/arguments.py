@@ -13,7 +13,7 @@ import torch
 
 from bigtut.explain.common import DEFAULT_BATCH_SIZE, DEFAULT_SEED
 
-__all__ = ["check_budget", "check_flag", "check_float_batch", "check_keep_ids", "check_number", "check_same_shape",
+__all__ = ["check_budget", "check_flag", "check_float_batch", "check_keep_ids", "check_same_shape",
            "check_target_rows", "check_token_batch", "check_token_id", "input_embeddings", "resolve_batch_size",
            "resolve_seed"]
 
@@ -23,20 +23,6 @@ def check_budget(name: str, value: Any, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
     return int(value)
-
-
-def check_number(name: str, value: Any, low: float = -np.inf, high: float = np.inf, *,
-                 low_open: bool = False) -> float:
-    """Return ``value`` as a float if it is a finite real number in ``[low, high]`` (``(low, high]`` with
-    ``low_open``); else ``ValueError`` naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
-            or not np.isfinite(value) or value < low or value > high or (low_open and value == low):
-        if np.isinf(high):
-            where = "" if np.isinf(low) else f" {'>' if low_open else '>='} {low:g}"
-        else:
-            where = f" in {'(' if low_open else '['}{low:g}, {high:g}]"
-        raise ValueError(f"{name} must be a finite number{where}, got {value!r}")
-    return float(value)
 
 
 def check_flag(name: str, value: Any) -> bool:

@@ -36,12 +36,12 @@ from bigtut.explain.arguments import (
     check_budget,
     check_flag,
     check_float_batch,
-    check_number,
     check_target_rows,
     resolve_batch_size,
     resolve_seed,
 )
 from bigtut.explain.common import as_numpy, scalar_output, target_of_row, to_model_input
+from bigtut.validation import check_number
 
 __all__ = ["LimeExplanation", "check_kernel_and_alpha", "cosine_to_ones", "diagnostics", "evaluate_rows",
            "explain_neighbourhood", "fit_surrogate", "lime_from_neighbourhood", "lime_kernel", "lime_tabular"]

@@ -15,7 +15,6 @@ from bigtut.explain.arguments import (
     check_budget,
     check_flag,
     check_float_batch,
-    check_number,
     check_target_rows,
     resolve_batch_size,
     resolve_seed,
@@ -29,6 +28,7 @@ from bigtut.explain.lime import (
     diagnostics,
     explain_neighbourhood,
 )
+from bigtut.validation import check_number
 
 __all__ = ["digit_segments", "lime_image"]
 

@@ -21,9 +21,10 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from bigtut.explain.arguments import check_budget, check_number, check_target_rows, check_token_batch, resolve_seed
+from bigtut.explain.arguments import check_budget, check_target_rows, check_token_batch, resolve_seed
 from bigtut.explain.common import attributions_of, logits_of
 from bigtut.explain.metrics import rank_agreement, top_k_sets
+from bigtut.validation import check_number
 
 __all__ = ["HEAD_NAMES", "RandomisationResult", "randomisation_check", "stability"]
 
