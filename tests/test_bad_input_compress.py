@@ -22,8 +22,6 @@ from bigtut.compress import (
     Int8Linear,
     MaskedLinear,
     QuantizedTensor,
-    accuracy,
-    bits_per_character,
     check_sparsity,
     compare_latency,
     count_heads,
@@ -48,6 +46,7 @@ from bigtut.compress import (
     sparsity_sweep,
     tied_to_embedding,
 )
+from bigtut.evaluation import accuracy, bits_per_character
 from bigtut.explain.render import attribution_color, plot_image_attributions, token_attributions_html
 from bigtut.gpt import GPT, GPTConfig
 

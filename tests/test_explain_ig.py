@@ -314,7 +314,7 @@ def test_errors_name_the_problem(batch, bert, padded_ids):
     gpt_clf = GPTClassifier(GPT(GPTConfig(vocab_size=31, block_size=20, n_layer=1, n_head=2, d_model=8)), 2)
     with pytest.raises(ValueError, match="baseline='pad' needs pad_id="):
         token_integrated_gradients(gpt_clf, ids, target=0)
-    with pytest.raises(ValueError, match=r"position= only applies to models returning \(B, L, V\) logits"):
+    with pytest.raises(ValueError, match=r"position= only applies to language models returning \(B, L, V\) logits"):
         token_integrated_gradients(bert, ids, mask, target=0, position=2)
     with pytest.raises(ValueError, match="position must point at a real token"):
         token_integrated_gradients(bert, ids, mask, target=0, position=8)

@@ -7,7 +7,7 @@ module                         what it holds
 ``compress.quantize``          symmetric per-channel int8 weights, per-token int8 activations — = torchao
 ``compress.prune``             unstructured magnitude pruning (global / per layer); heads and FFN neurons
 ``compress.distill``           soft targets with temperature (the T² factor) + hard labels; students
-``compress.measure``           size on disk (safetensors), CPU latency, accuracy / bits per character
+``compress.measure``           size on disk (safetensors), CPU latency (task metrics: :mod:`bigtut.evaluation`)
 ``compress.common``            choosing the Linear layers to compress by name
 =============================  ==========================================================================
 
@@ -18,8 +18,6 @@ from bigtut.compress.common import linear_layers, tied_to_embedding
 from bigtut.compress.distill import distill, distillation_loss, make_student, soft_target_loss
 from bigtut.compress.measure import (
     Latency,
-    accuracy,
-    bits_per_character,
     compare_latency,
     cpu_latency,
     parameter_bytes,
@@ -41,7 +39,7 @@ from bigtut.compress.prune import (
 from bigtut.compress.quantize import Int8Linear, QuantizedTensor, dequantize, quantize_model, quantize_symmetric
 
 __all__ = [
-    "Int8Linear", "Latency", "MaskedLinear", "QuantizedTensor", "accuracy", "bits_per_character", "check_sparsity",
+    "Int8Linear", "Latency", "MaskedLinear", "QuantizedTensor", "check_sparsity",
     "compare_latency", "count_heads", "cpu_latency", "dequantize", "distill", "distillation_loss", "head_scores",
     "linear_layers", "magnitude_masks", "make_pruning_permanent", "make_student", "parameter_bytes",
     "prune_ffn_neurons", "prune_heads", "prune_magnitude", "quantize_model", "quantize_symmetric", "size_on_disk",

@@ -5,8 +5,8 @@
 * :func:`cpu_latency` — the median wall time of repeated forward calls, with the thread count stated;
   :func:`compare_latency` times several models side by side, in rounds whose order rotates, so that a
   machine's drifting load hits them all alike;
-* the task metrics are those of :mod:`bigtut.evaluation` (re-exported here): :func:`accuracy` for
-  classifiers, :func:`bits_per_character` for the character GPT.
+* the task metrics live in :mod:`bigtut.evaluation` (one import path): ``accuracy`` for classifiers,
+  ``bits_per_character`` for the character GPT.
 """
 
 from __future__ import annotations
@@ -23,10 +23,9 @@ import torch
 from torch import nn
 
 from bigtut.compress.prune import make_pruning_permanent
-from bigtut.evaluation import accuracy, bits_per_character
 from bigtut.validation import check_model, check_positive_int
 
-__all__ = ["Latency", "accuracy", "bits_per_character", "compare_latency", "cpu_latency", "parameter_bytes",
+__all__ = ["Latency", "compare_latency", "cpu_latency", "parameter_bytes",
            "size_on_disk"]
 
 

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 __all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_SEED", "Attribution", "as_numpy", "attributions_of", "delete_tokens",
-           "last_real_positions", "logits_of", "model_device", "read_at", "resolve_positions", "scalar_output",
-           "select_target", "target_of_row", "to_model_input"]
+           "explained_logits", "last_real_positions", "logits_of", "model_device", "read_at", "resolve_positions",
+           "scalar_output", "select_target", "target_of_row", "to_model_input"]
 
 DEFAULT_SEED = 0  # seed=None: every call with the same arguments gives the same answer (the course's numbers)
 DEFAULT_BATCH_SIZE = 512  # batch_size=None: at most this many rows go through the model in one call
@@ -135,6 +135,18 @@ def read_at(logits: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
     ``positions`` ``(N,)``."""
     rows = torch.arange(len(logits), device=logits.device)
     return logits[rows, positions.to(logits.device)]  # (N, V)
+
+
+def explained_logits(logits: torch.Tensor, positions: torch.Tensor, position_given: bool) -> torch.Tensor:
+    """The logits a token method explains: a classifier's ``(N, C)`` as they are, a language model's
+    ``(N, L, V)`` read at ``positions`` ``(N,)`` -> ``(N, V)``. The one place that tells the two apart by the
+    output's shape; a ``position`` passed for a classifier (``position_given``) is refused."""
+    if logits.dim() == 3:
+        return read_at(logits, positions)  # (N, V)
+    if position_given:
+        raise ValueError(f"position= only applies to language models returning (B, L, V) logits; this model "
+                         f"returns {tuple(logits.shape)}")
+    return logits
 
 
 def select_target(outputs: torch.Tensor | np.ndarray, target: Any, probabilities: bool = False):

@@ -27,9 +27,9 @@ from bigtut.explain.arguments import (
 from bigtut.explain.common import (
     Attribution,
     as_numpy,
+    explained_logits,
     last_real_positions,
     logits_of,
-    read_at,
     resolve_positions,
     select_target,
 )
@@ -58,11 +58,7 @@ def _embedding_gradient(model: torch.nn.Module, input_ids: torch.Tensor, attenti
         mask = None if attention_mask is None else attention_mask[rows]
         with torch.enable_grad():
             logits = logits_of(model(attention_mask=mask, inputs_embeds=leaf), len(leaf))  # (N, C) or (N, L, V)
-            if logits.dim() == 3:
-                logits = read_at(logits, positions[rows])  # (N, V)
-            elif position is not None:
-                raise ValueError(f"position= only applies to models returning (B, L, V) logits, got "
-                                 f"{tuple(logits.shape)}")
+            logits = explained_logits(logits, positions[rows], position is not None)  # (N, C) or (N, V)
             row_target = target if target is None or isinstance(target, (int, np.integer)) else target[rows]
             explained = select_target(logits, row_target, probabilities)  # (N,)
             (grad,) = torch.autograd.grad(explained.sum(), leaf)  # (N, L, d): rows are independent in eval mode

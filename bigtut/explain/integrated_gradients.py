@@ -33,7 +33,14 @@ from bigtut.explain.arguments import (
     input_embeddings,
     resolve_batch_size,
 )
-from bigtut.explain.common import as_numpy, last_real_positions, logits_of, read_at, resolve_positions, select_target
+from bigtut.explain.common import (
+    as_numpy,
+    explained_logits,
+    last_real_positions,
+    logits_of,
+    resolve_positions,
+    select_target,
+)
 
 __all__ = ["INTEGRATION_RULES", "IGResult", "TokenIGResult", "integrated_gradients", "integration_rule",
            "token_integrated_gradients"]
@@ -262,12 +269,7 @@ def token_integrated_gradients(model: torch.nn.Module, input_ids: torch.Tensor,
     def forward(embeds: torch.Tensor, position: torch.Tensor, **kwargs: Any) -> torch.Tensor:
         """Logits ``(N, C)`` (a classifier) or ``(N, V)`` at ``position`` (a language model) of ``embeds``."""
         logits = logits_of(model(inputs_embeds=embeds, **kwargs), len(embeds))  # (N, C) or (N, L, V)
-        if logits.dim() == 3:
-            return read_at(logits, position)  # (N, V)
-        if explicit_position:
-            raise ValueError(f"position= only applies to models returning (B, L, V) logits, got "
-                             f"{tuple(logits.shape)}")
-        return logits
+        return explained_logits(logits, position, explicit_position)  # (N, C) or (N, V)
 
     attributions, delta = integrated_gradients(
         forward, x, target=target, baseline=x_base, n_steps=n_steps, method=method, batch_size=batch_size,

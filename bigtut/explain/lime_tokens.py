@@ -23,6 +23,7 @@ from bigtut.explain.arguments import (
 from bigtut.explain.common import (
     as_numpy,
     delete_tokens,
+    explained_logits,
     last_real_positions,
     logits_of,
     model_device,
@@ -92,10 +93,9 @@ def lime_text(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: t
         with torch.no_grad():
             return logits_of(model(ids, attention_mask=mask.long()), len(ids))  # (N, C) or (N, L, V)
 
-    language_model = logits(input_ids[:1], real[:1]).dim() == 3  # one probe row tells a classifier from an LM
-    if position is not None and not language_model:
-        raise ValueError(f"position= only applies to language models returning (B, L, V) logits; this model "
-                         f"returns (B, C) class logits, got position={position!r}")
+    probe = logits(input_ids[:1], real[:1])  # one probe row tells a classifier from a language model
+    explained_logits(probe, positions[:1], position is not None)  # refuses a position for a classifier
+    language_model = probe.dim() == 3
     explainable = real & ~torch.isin(input_ids, keep.to(device))  # (B, L)
     if language_model:
         explainable[torch.arange(B, device=device), positions] = False  # the read token always stays

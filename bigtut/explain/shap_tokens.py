@@ -25,6 +25,7 @@ from bigtut.explain.arguments import (
 from bigtut.explain.common import (
     as_numpy,
     delete_tokens,
+    explained_logits,
     last_real_positions,
     logits_of,
     model_device,
@@ -137,14 +138,11 @@ def token_shap(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: 
     # the target and the outputs before the first coalition.
     probe = [run(input_ids[i:i + batch_size], real[i:i + batch_size]) for i in range(0, B, batch_size)]
     is_lm = probe[0].dim() == 3
-    if position is not None and not is_lm:
-        raise ValueError(f"position is only for language models, whose logits are (B, L, V); this model returns "
-                         f"{tuple(probe[0].shape)}")
-    if is_lm:
-        probe = [read_at(logits, positions[i * batch_size:(i + 1) * batch_size]) for i, logits in enumerate(probe)]
+    probe = [explained_logits(logits, positions[i * batch_size:(i + 1) * batch_size], position is not None)
+             for i, logits in enumerate(probe)]  # (N, C) or (N, V) each
     select_target(as_numpy(torch.cat(probe)), target, probabilities)  # (B,): raises for a bad target or NaN
 
-    keep = torch.isin(input_ids, torch.as_tensor(list(keep_ids), dtype=torch.long, device=device))  # (B, L)
+    keep = torch.isin(input_ids, torch.as_tensor(keep_ids, dtype=torch.long, device=device))  # (B, L)
     players = real & ~keep  # (B, L)
     if is_lm:
         after = torch.arange(L, device=device)[None, :] > positions[:, None]  # (B, L): dummies under causal attention
