@@ -205,13 +205,17 @@ def test_stability():
     ids, mask = torch.zeros(3, 7, dtype=torch.long), None
     fixed = np.random.default_rng(2).normal(size=(3, 7))
     assert np.allclose(stability(None, ids, mask, explain_fn=lambda m, i, a, *, target, seed: fixed,
-                                 seeds=[0, 0, 0], k=3), 1.0)
-    tops = {0: [[3.0, 2.0, 1.0, 0.0]], 1: [[1.0, 3.0, 2.0, 0.0]]}  # top-2 sets {0, 1} and {1, 2}
+                                 seeds=[0, 1, 2], k=3), 1.0)
+    tops = {0: [[3.0, 2.0, 1.0, 0.0]], 1: [[1.0, 3.0, 2.0, 0.0]], 2: [[3.0, 2.0, 0.0, 1.0]]}  # {0, 1}, {1, 2}, {0, 1}
     one = torch.zeros(1, 4, dtype=torch.long)
     by_seed = lambda m, i, a, *, target, seed: np.array(tops[seed])  # noqa: E731
     assert np.allclose(stability(None, one, explain_fn=by_seed, seeds=[0, 1], k=2), 0.5)
-    assert np.allclose(stability(None, one, explain_fn=by_seed, seeds=[0, 1, 0], k=2), (0.5 + 1.0 + 0.5) / 3)
+    assert np.allclose(stability(None, one, explain_fn=by_seed, seeds=[0, 1, 2], k=2), (0.5 + 1.0 + 0.5) / 3)
     with pytest.raises(ValueError, match="k must"):
         stability(None, one, explain_fn=by_seed, seeds=[0, 1], k=0)
     with pytest.raises(ValueError, match="2 seeds"):
         stability(None, one, explain_fn=by_seed, seeds=[0])
+    with pytest.raises(ValueError, match="all different"):  # a repeated seed would agree with itself
+        stability(None, one, explain_fn=by_seed, seeds=[0, 0])
+    with pytest.raises(TypeError, match="seeds must be"):
+        stability(None, one, explain_fn=by_seed, seeds=None)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence, Sized
 from numbers import Integral
 from typing import Any
 
@@ -166,6 +166,8 @@ def distill(teacher: nn.Module, student: nn.Module, train_batches: Callable[[], 
     if isinstance(train_batches, (str, bytes)) or not (callable(train_batches) or isinstance(train_batches, Iterable)):
         raise TypeError(f"train_batches must be a function returning (input_ids, attention_mask, labels) or a list "
                         f"of such batches, got {type(train_batches).__name__}")
+    if isinstance(train_batches, Sized) and len(train_batches) == 0:
+        raise ValueError("train_batches is empty: give at least one (input_ids, attention_mask, labels) batch")
     teacher.eval()
     if device is not None:
         teacher.to(device)

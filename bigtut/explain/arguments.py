@@ -15,7 +15,7 @@ from bigtut.explain.common import DEFAULT_BATCH_SIZE, DEFAULT_SEED
 
 __all__ = ["check_budget", "check_flag", "check_float_batch", "check_keep_ids", "check_same_shape",
            "check_target_rows", "check_token_batch", "check_token_id", "input_embeddings", "resolve_batch_size",
-           "resolve_seed"]
+           "resolve_pad_id", "resolve_seed", "vocab_size_of"]
 
 
 def check_budget(name: str, value: Any, minimum: int = 1) -> int:
@@ -40,10 +40,14 @@ def check_same_shape(x: Any, reference: Any, x_name: str = "inputs", reference_n
 
 
 def resolve_seed(seed: Any) -> int:
-    """``seed`` as an int >= 0; ``None`` is :data:`DEFAULT_SEED`, so a call without a seed is reproducible."""
+    """``seed`` as an int in ``[0, 2**32)`` (what NumPy's and torch's generators take); ``None`` is
+    :data:`~bigtut.explain.common.DEFAULT_SEED`, so a call without a seed is reproducible."""
     if seed is None:
         return DEFAULT_SEED
-    return check_budget("seed", seed, 0)
+    seed = check_budget("seed", seed, 0)
+    if seed >= 2**32:
+        raise ValueError(f"seed must be an int in [0, 2**32), got {seed}")
+    return seed
 
 
 def resolve_batch_size(batch_size: Any) -> int:
@@ -133,6 +137,8 @@ def check_keep_ids(keep_ids: Any) -> tuple[int, ...]:
         raise TypeError(f"keep_ids must be a sequence of token ids (ints), got {keep_ids!r}") from None
     if not all(isinstance(k, (int, np.integer)) and not isinstance(k, (bool, np.bool_)) for k in values):
         raise TypeError(f"keep_ids must be a sequence of token ids (ints), got {keep_ids!r}")
+    if any(not 0 <= k < 2**63 for k in values):
+        raise ValueError(f"keep_ids must be token ids >= 0, got {keep_ids!r}")
     return tuple(int(k) for k in values)
 
 
@@ -147,12 +153,29 @@ def check_target_rows(target: Any, n: int) -> Any:
     shape = tuple(np.shape(target.detach().cpu() if isinstance(target, torch.Tensor) else target))
     if shape not in ((), (n,)):
         raise ValueError(f"target must be an int or {n} ints (one per example), got shape {shape}")
+    kind = np.asarray(target.detach().cpu() if isinstance(target, torch.Tensor) else target).dtype.kind
+    if kind not in "iu":
+        raise TypeError(f"target must be an int or {n} ints (one per example), got {target!r}")
     if shape == ():
         value = target.item() if isinstance(target, (torch.Tensor, np.ndarray)) else target
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
             raise TypeError(f"target must be an int or {n} ints, got {target!r}")
         return int(value)
     return target
+
+
+def vocab_size_of(model: Any) -> int | None:
+    """The model's vocabulary size (rows of ``get_input_embeddings()``), or None when it does not say."""
+    getter = getattr(model, "get_input_embeddings", None)
+    embedding = getter() if callable(getter) else None
+    return int(embedding.num_embeddings) if isinstance(embedding, torch.nn.Embedding) else None
+
+
+def resolve_pad_id(model: Any, pad_id: Any, vocab_size: int | None) -> int | None:
+    """``pad_id`` checked as a token id; ``None`` is the model's ``config.pad_id`` when it has one, else None."""
+    if pad_id is None:
+        pad_id = getattr(getattr(model, "config", None), "pad_id", None)
+    return None if pad_id is None else check_token_id("pad_id", pad_id, vocab_size)
 
 
 def input_embeddings(model: Any) -> torch.nn.Embedding:

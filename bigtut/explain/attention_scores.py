@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 from bigtut.explain.arguments import check_flag, check_target_rows, check_token_batch, resolve_batch_size
@@ -147,7 +148,7 @@ def raw_attention_scores(model: torch.nn.Module, input_ids: torch.Tensor, attent
     layers, real = _reduced_heads(model_attentions(model, input_ids, attention_mask, batch_size=batch_size),
                                   attention_mask, "mean")  # (n, B, L, L), (B, L)
     n = len(layers)
-    if isinstance(layer, bool) or not isinstance(layer, int) or not -n <= layer < n:
+    if isinstance(layer, (bool, np.bool_)) or not isinstance(layer, (int, np.integer)) or not -n <= layer < n:
         raise ValueError(f"layer must be an int in [-{n}, {n}) for {n} layers, got {layer!r}")
     A = layers[layer]  # (B, L, L)
     rows = torch.arange(A.shape[0], device=A.device)

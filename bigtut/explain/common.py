@@ -25,14 +25,18 @@ DEFAULT_BATCH_SIZE = 512  # batch_size=None: at most this many rows go through t
 
 
 # ---------------------------------------------------------------------------------------------------- numbers
-def as_numpy(value: Any) -> np.ndarray:
-    """``value`` (tensor, array, list) as a float64 NumPy array (tensors are detached and moved to the CPU)."""
+def as_numpy(value: Any, name: str = "value") -> np.ndarray:
+    """``value`` (tensor, array, list) as a float64 NumPy array (tensors are detached and moved to the CPU);
+    ``TypeError`` naming ``name`` when it does not hold numbers."""
     if isinstance(value, torch.Tensor):
         value = value.detach().cpu()
-        if value.dtype == torch.bfloat16:
+        if value.dtype in (torch.bfloat16, torch.float16):
             value = value.float()
         value = value.numpy()
-    return np.asarray(value, dtype=np.float64)
+    try:
+        return np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must hold numbers, got {type(value).__name__}") from None
 
 
 def attributions_of(value: Any, name: str = "scores") -> np.ndarray:
@@ -41,10 +45,7 @@ def attributions_of(value: Any, name: str = "scores") -> np.ndarray:
     value = getattr(value, "attributions", value)
     if not isinstance(value, (torch.Tensor, np.ndarray, list, tuple)):
         raise TypeError(f"{name} must be a method's result, a tensor or an array, got {type(value).__name__}")
-    try:
-        return as_numpy(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must hold numbers, got {type(value).__name__}") from None
+    return as_numpy(value, name)
 
 
 # ---------------------------------------------------------------------------------------------------- inputs
@@ -163,9 +164,12 @@ def select_target(outputs: torch.Tensor | np.ndarray, target: Any, probabilities
     if not finite:
         raise ValueError("the model returned NaN or inf; attributions of a non-finite output are undefined")
     if values.ndim == 1:
-        if target is not None and not (isinstance(target, (int, np.integer)) and target == 0):
+        if target is not None:
             raise ValueError(f"the model returns one number per row (shape {tuple(values.shape)}); target must be "
                              f"None, got {target!r}")
+        if probabilities:
+            raise ValueError("probabilities=True needs (N, C) class logits to soften; this model returns one number "
+                             "per row")
         return values
     if values.ndim != 2:
         raise ValueError(f"the model must return (N,) or (N, C) outputs here, got shape {tuple(values.shape)}")
@@ -199,7 +203,10 @@ def scalar_output(f: Callable, target: Any = None, probabilities: bool = False) 
         with torch.no_grad():
             out = f(batch)
         if not isinstance(out, (torch.Tensor, np.ndarray)):
-            out = logits_of(out) if isinstance(out, tuple) or hasattr(out, "logits") else np.asarray(out)
+            wrapped = isinstance(out, tuple) or hasattr(out, "logits")
+            out = logits_of(out) if wrapped else as_numpy(out, "the model's output")
+        if isinstance(out, np.ndarray) and out.dtype.kind not in "fiub":
+            raise TypeError(f"the model must return numbers, got an array of dtype {out.dtype}")
         if out.ndim == 0 or out.shape[0] != len(batch):
             raise ValueError(f"the model returned shape {tuple(out.shape)} for {len(batch)} rows; it must return "
                              "(N,) or (N, C), one row per input row")

@@ -32,6 +32,7 @@ from bigtut.explain.arguments import (
     check_token_batch,
     input_embeddings,
     resolve_batch_size,
+    resolve_pad_id,
 )
 from bigtut.explain.common import (
     as_numpy,
@@ -192,6 +193,9 @@ def integrated_gradients(f: Callable, inputs: torch.Tensor, *, target: int | Seq
                                  "Integrated Gradients needs a differentiable PyTorch model")
             grads.append(torch.autograd.grad(out.sum(), rows)[0])  # (N, ...): each row's gradient, rows being
             # independent (no batch statistics: eval mode)
+        if not bool(torch.isfinite(grads[-1]).all()):
+            raise ValueError("the model's gradient is NaN or inf on the path from the baseline to the input "
+                             "(a kink such as sqrt(|x|) at 0?); Integrated Gradients is undefined there")
     grads = torch.cat(grads).view(B, n, *features)  # (B, n, ...)
     weight = weights.to(inputs).view(1, n, *[1] * len(features))  # (1, n, 1...)
     average_grad = (grads * weight).sum(1)  # (B, ...): Σ_k w_k ∇F(x' + α_k (x - x'))
@@ -240,8 +244,8 @@ def token_integrated_gradients(model: torch.nn.Module, input_ids: torch.Tensor,
             raise ValueError(f"baseline must be 'pad', 'mask', 'zero' or a (B, L) tensor of ids, got {baseline!r}")
         keep = keep | torch.isin(input_ids, torch.as_tensor(list(keep_ids), dtype=input_ids.dtype,
                                                              device=input_ids.device))  # (B, L)
-        if baseline == "pad" and pad_id is None:
-            pad_id = getattr(getattr(model, "config", None), "pad_id", None)
+        if baseline == "pad":
+            pad_id = resolve_pad_id(model, pad_id, embedding.num_embeddings)
         fill = {"pad": pad_id, "mask": mask_id, "zero": 0}[baseline]  # "zero" replaces the embeddings below
         if fill is None:
             raise ValueError(f"baseline={baseline!r} needs {baseline}_id= (the id of the [{baseline.upper()}] token)")

@@ -168,7 +168,8 @@ def lime_from_neighbourhood(f: Callable, neighbourhood_features, neighbourhood_i
     check_budget("number of samples (neighbourhood rows)", len(Z), Z.shape[1] + 1)
     kernel_width, alpha = check_kernel_and_alpha(kernel_width, alpha)
     probabilities = check_flag("probabilities", probabilities)
-    values = scalar_output(f, target, probabilities)(neighbourhood_inputs)  # (N,)
+    to_model = to_model_input(f, neighbourhood_inputs)  # a module gets tensors, a function what it was given
+    values = scalar_output(f, target, probabilities)(to_model(neighbourhood_inputs))  # (N,)  # (N,)
     row = explain_neighbourhood(values, Z, d, kernel_width, alpha)
     return LimeExplanation(row[0][None], *diagnostics([row]), n_samples=len(Z))
 

@@ -17,8 +17,11 @@ from bigtut.explain.arguments import (
     check_keep_ids,
     check_target_rows,
     check_token_batch,
+    check_token_id,
     resolve_batch_size,
+    resolve_pad_id,
     resolve_seed,
+    vocab_size_of,
 )
 from bigtut.explain.common import (
     as_numpy,
@@ -27,7 +30,6 @@ from bigtut.explain.common import (
     last_real_positions,
     logits_of,
     model_device,
-    read_at,
     resolve_positions,
     select_target,
     target_of_row,
@@ -45,7 +47,8 @@ __all__ = ["lime_text"]
 
 
 def lime_text(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, *,
-              target: Target = None, absent: str = "pad", keep_ids: Sequence[int] = (), n_samples: int = 1000,
+              target: Target = None, absent: str = "pad", mask_id: int | None = None, pad_id: int | None = None,
+              keep_ids: Sequence[int] = (), n_samples: int = 1000,
               kernel_width: float = 25.0, seed: int | None = None, batch_size: int | None = None,
               probabilities: bool = False, position: int | Sequence[int] | torch.Tensor | None = None,
               alpha: float = 1.0) -> LimeExplanation:
@@ -55,10 +58,12 @@ def lime_text(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: t
     The interpretable features of a row are its real positions whose id is not in ``keep_ids`` (e.g. [CLS],
     [SEP]). Each sample takes out ``k`` of those ``n`` tokens, ``k`` uniform in 1..n−1, then which ones
     uniformly (as lime_text, which also allows taking out all n: here one token always stays, so no input is
-    empty). Row 0 is the full text. ``absent="pad"`` sets the mask to 0 (the token becomes invisible, the
-    others keep their positions); ``"delete"`` removes it and moves the rest left
-    (:func:`~bigtut.explain.common.delete_tokens`). Distance: cosine distance between the on/off vector and
-    all-ones, times 100 (lime_text's scale for ``kernel_width=25``).
+    empty). Row 0 is the full text. What a token taken out becomes is ``absent``, the family's word:
+    ``"pad"`` sets the mask to 0 (the token becomes invisible, the others keep their positions); ``"delete"``
+    removes it and moves the rest left (:func:`~bigtut.explain.common.delete_tokens`; the freed slots hold
+    ``pad_id``, by default ``model.config.pad_id``, else 0); ``"mask"`` replaces it by ``mask_id`` ([MASK]).
+    Distance: cosine distance between the on/off vector and all-ones, times 100 (lime_text's scale for
+    ``kernel_width=25``).
 
     Args:
         model: the classifier contract, ``model(ids (N, L), attention_mask=(N, L)) -> logits (N, C)``, in
@@ -72,13 +77,18 @@ def lime_text(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: t
         a :class:`LimeExplanation` with ``attributions`` ``(B, L)`` and diagnostics ``(B,)``; ``n_samples`` model
         rows per text.
     """
-    embeddings = getattr(model, "get_input_embeddings", None)
-    vocab_size = getattr(embeddings(), "num_embeddings", None) if callable(embeddings) else None
+    vocab_size = vocab_size_of(model)
     input_ids, real = check_token_batch(input_ids, attention_mask, vocab_size)  # (B, L), (B, L) bool
     B, L = input_ids.shape
-    if absent not in ("pad", "delete"):
-        raise ValueError(f"absent must be 'pad' (mask the token out) or 'delete' (remove it, the rest move "
-                         f"left), got {absent!r}")
+    if absent not in ("pad", "delete", "mask"):
+        raise ValueError(f"absent must be 'pad' (mask the token out), 'delete' (remove it, the rest move left) or "
+                         f"'mask' (replace it by mask_id), got {absent!r}")
+    if absent == "mask":
+        if mask_id is None:
+            raise ValueError("absent='mask' replaces tokens by mask_id; pass mask_id= (e.g. the id of [MASK])")
+        mask_id = check_token_id("mask_id", mask_id, vocab_size)
+    fill = resolve_pad_id(model, pad_id, vocab_size)  # what a deleted slot holds (never attended)
+    fill = 0 if fill is None else fill
     keep = torch.as_tensor(check_keep_ids(keep_ids), dtype=torch.long)
     n_samples = check_budget("n_samples", n_samples, 3)  # at least 2 tokens to take out, checked per row below
     kernel_width, alpha = check_kernel_and_alpha(kernel_width, alpha)
@@ -106,8 +116,6 @@ def lime_text(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: t
             raise ValueError(f"input_ids row {b} has {len(p)} real token(s) {where}; LIME needs at least 2 to "
                              "take out")
         check_budget("n_samples", n_samples, len(p) + 1)
-    fill = getattr(getattr(model, "config", None), "pad_id", None)  # what a deleted slot holds (never attended)
-    fill = int(fill) if isinstance(fill, (int, np.integer)) and 0 <= fill < (vocab_size or fill + 1) else 0
 
     attributions, rows = np.zeros((B, L)), []
     for b, p in enumerate(players):
@@ -123,13 +131,14 @@ def lime_text(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: t
         if absent == "delete":
             ids, on, new_position = delete_tokens(ids, on, fill)  # (N, L) each
             read = new_position[:, positions[b]]  # (N,) where the read token went
+        elif absent == "mask":
+            ids = ids.masked_fill(real[b] & ~on, mask_id)  # (N, L): taken out = [MASK], still attended
+            on = real[b].repeat(n_samples, 1)  # (N, L)
         explained = target_of_row(target, b)
         values = []
         for start in range(0, n_samples, chunk):
             part = slice(start, start + chunk)
-            out = logits(ids[part], on[part])  # (n, C) or (n, L, V)
-            if language_model:
-                out = read_at(out, read[part])  # (n, V)
+            out = explained_logits(logits(ids[part], on[part]), read[part], False)  # (n, C) or (n, V)
             values.append(as_numpy(select_target(out, explained, probabilities)))  # (n,)
         rows.append(explain_neighbourhood(np.concatenate(values), Z, 100 * cosine_to_ones(Z), kernel_width, alpha))
         attributions[b, p] = rows[-1][0]

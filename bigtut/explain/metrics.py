@@ -1,6 +1,6 @@
 """How good is a token attribution? Faithfulness (does the model need the tokens ranked high?), plausibility
-(are the planted evidence tokens ranked high?), agreement of two rankings, and stability across seeds. The
-checks of a *method* (model randomisation, stability across seeds) live in :mod:`bigtut.explain.sanity`.
+(are the planted evidence tokens ranked high?), and agreement of two rankings. The checks of a *method*
+(model randomisation, stability across seeds) live in :mod:`bigtut.explain.sanity`.
 
 Shape legend:  B batch   L positions   K points of a curve   F fractions   C classes
 
@@ -36,6 +36,7 @@ from bigtut.explain.arguments import (
     check_flag,
     check_keep_ids,
     check_same_shape,
+    check_target_rows,
     check_token_batch,
     resolve_batch_size,
 )
@@ -109,7 +110,8 @@ def _check_fractions(fractions: Iterable[Any]) -> np.ndarray:
         raise TypeError(f"fractions must be a sequence of numbers in (0, 1], got {fractions!r}")
     fractions = list(fractions)
     for f in fractions:
-        if isinstance(f, bool) or not isinstance(f, (int, float, np.floating)) or not 0 < f <= 1:
+        if isinstance(f, (bool, np.bool_)) or not isinstance(f, (int, float, np.integer, np.floating)) \
+                or not 0 < f <= 1:
             raise ValueError(f"fraction must be a number in (0, 1], got {f!r}")
     if not fractions:
         raise ValueError("fractions must hold at least one number in (0, 1]")
@@ -141,11 +143,8 @@ class _Removals:
         self.n = self.removable.sum(1)  # (B,)
         if target is None:
             raise ValueError("target is needed: the class whose probability the deletions follow (an int or B ints)")
-        if isinstance(target, (bool, np.bool_, float, str)):
-            raise TypeError(f"target must be an int or {B} ints (one per row), got {target!r}")
-        index = np.asarray(target.cpu() if isinstance(target, torch.Tensor) else target)
-        if index.dtype.kind not in "iu" or index.ndim > 1 or index.size not in (1, B):
-            raise ValueError(f"target must be an int or {B} ints (one per row), got {target!r}")
+        target = check_target_rows(target, B)  # an int or B ints; the range is checked against the outputs
+        index = np.asarray(target.detach().cpu() if isinstance(target, torch.Tensor) else target)
         self.target = np.broadcast_to(index, (B,))
         self.model, self.input_ids = model, input_ids
         self.probabilities = check_flag("probabilities", probabilities)

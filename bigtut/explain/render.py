@@ -125,6 +125,8 @@ def token_attributions_html(tokens: Sequence[str], scores, *, title: str | None 
             raise ValueError("mask hides every token: nothing to show")
     if title is not None and not isinstance(title, str):
         raise TypeError(f"title must be a str or None, got {type(title).__name__}")
+    if not isinstance(legend, (bool, np.bool_)):
+        raise TypeError(f"legend must be True or False, got {legend!r}")
     if max_abs is not None:
         _number("max_abs", max_abs, positive=True)
     scale = float(np.abs(values[show]).max(initial=0.0)) if max_abs is None else float(max_abs)

@@ -123,6 +123,8 @@ def randomisation_check(model: torch.nn.Module, input_ids: torch.Tensor, attenti
     target = check_target_rows(target, len(input_ids))
     std = check_number("std", std, 0, np.inf, low_open=True)
     seed = resolve_seed(seed)
+    if not any(True for _ in model.parameters()):
+        raise ValueError("model has no parameters: there is nothing to randomise")
     original = _explained(explain_fn, model, input_ids, attention_mask, input_ids.shape, target=target)  # (B, L)
     randomised = copy.deepcopy(model)
     if layers is None:
@@ -163,9 +165,12 @@ def stability(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor 
                         f"seed), got {type(explain_fn).__name__}")
     input_ids, real = check_token_batch(input_ids, attention_mask)
     target = check_target_rows(target, len(input_ids))
-    seeds, k = list(seeds), check_budget("k", k)
-    if len(seeds) < 2:
-        raise ValueError(f"stability needs at least 2 seeds to compare, got {seeds!r}")
+    if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__iter__"):
+        raise TypeError(f"seeds must be a sequence of at least 2 different ints, got {seeds!r}")
+    seeds, k = [resolve_seed(seed) for seed in seeds], check_budget("k", k)
+    if len(set(seeds)) < 2 or len(set(seeds)) != len(seeds):
+        raise ValueError(f"stability needs at least 2 seeds to compare, all different (a repeated seed agrees with "
+                         f"itself), got {seeds!r}")
     runs = [_explained(explain_fn, model, input_ids, attention_mask, input_ids.shape, target=target,
                        seed=resolve_seed(seed)) for seed in seeds]  # S x (B, L)
     real = real.cpu().numpy()

@@ -49,7 +49,6 @@ __all__ = ["MAX_EXACT_PLAYERS", "Game", "ShapleyValues", "coalition_weight", "ex
            "kernel_budget", "kernel_game", "kernel_shap", "permutation_shap"]
 
 MAX_EXACT_PLAYERS = 20  # 2**20 coalitions: about a million model calls per background row
-ABSENT_MODES = ("mask", "pad", "delete")
 Game = Callable[[np.ndarray], np.ndarray]  # coalition masks (K, M) bool -> values v(S) (K,) float64
 
 

@@ -20,7 +20,9 @@ from bigtut.explain.arguments import (
     check_token_batch,
     check_token_id,
     resolve_batch_size,
+    resolve_pad_id,
     resolve_seed,
+    vocab_size_of,
 )
 from bigtut.explain.common import (
     as_numpy,
@@ -107,17 +109,15 @@ def token_shap(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: 
     """
     if absent not in ABSENT_MODES:
         raise ValueError(f"absent must be one of {ABSENT_MODES}, got {absent!r}")
-    get_embeddings = getattr(model, "get_input_embeddings", None)
-    vocab_size = get_embeddings().num_embeddings if callable(get_embeddings) else None
+    vocab_size = vocab_size_of(model)
     input_ids, real = check_token_batch(input_ids, attention_mask, vocab_size)  # (B, L), (B, L)
     B, L = input_ids.shape
     if absent == "mask":
         if mask_id is None:
             raise ValueError("absent='mask' replaces tokens by mask_id; pass mask_id= (e.g. the id of [MASK])")
         mask_id = check_token_id("mask_id", mask_id, vocab_size)
-    if pad_id is None:
-        pad_id = getattr(getattr(model, "config", None), "pad_id", None)
-    fill = 0 if pad_id is None else check_token_id("pad_id", pad_id, vocab_size)  # what padded positions hold
+    fill = resolve_pad_id(model, pad_id, vocab_size)  # what padded positions hold
+    fill = 0 if fill is None else fill
     keep_ids = check_keep_ids(keep_ids)
     if check_budget("exact_up_to", exact_up_to, 0) > MAX_EXACT_PLAYERS:
         raise ValueError(f"exact_up_to must be <= {MAX_EXACT_PLAYERS}, got {exact_up_to}")
