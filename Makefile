@@ -1,6 +1,7 @@
 # bigtut — the two commands a reader needs:
 #   make lab    set everything up (first time only) and open the course in JupyterLab
-#   make test   set everything up (first time only), lint, run the unit tests, build the explained models
+#   make test   set everything up (first time only), lint, check the prose's numbers against the stored outputs,
+#               run the unit tests, build the explained models
 #               (first time only) and execute every notebook
 # and for authors:
 #   make outputs   re-execute every notebook in place, storing fresh outputs
@@ -23,7 +24,7 @@ NB_WORKERS ?= 2
 export OMP_NUM_THREADS ?= 1
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: lab test lint unit models notebooks outputs student lock clean setup book book-check
+.PHONY: lab test lint claims unit models notebooks outputs student lock clean setup book book-check
 
 setup: $(STAMP)
 
@@ -43,6 +44,11 @@ lab: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check bigtut tests notebooks benchmarks book conftest.py
 
+# Every number and comparison in the notebooks' markdown, the chapters and the README's course map, checked against
+# the notebooks' stored outputs (bigtut/claims.py says how a sentence binds a number or declares it a constant).
+claims: $(STAMP)
+	$(BIN)/python -m bigtut.claims
+
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests -q -n $(NB_WORKERS); rc=$$?; [ $$rc -eq 5 ] && rc=0; exit $$rc
 
@@ -57,7 +63,7 @@ notebooks: $(STAMP)
 		--nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout=600 \
 		-n $(NB_WORKERS) --dist loadscope; rc=$$?; [ $$rc -eq 5 ] && rc=0; exit $$rc
 
-test: lint unit models notebooks
+test: lint claims unit models notebooks
 
 outputs: models
 	BIGTUT_PROGRESS=text $(BIN)/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=600 \

@@ -25,7 +25,7 @@ from bigtut.recipes import (
     train_gpt_docstring_classifier,
 )
 from bigtut.recipes import cache as cache_module
-from bigtut.recipes.cache import write_atomically
+from bigtut.recipes.cache import NOT_TRAINING, write_atomically
 
 PACKAGE = Path(bigtut.__file__).resolve().parent
 TINY = BertRecipe(vocab_size=300, d_model=16, num_heads=2, d_ff=32, num_layers=1, max_len=48, pretrain_steps=3,
@@ -43,7 +43,8 @@ def package_copy(tmp_path):
 def test_fingerprint_covers_every_module(package_copy):
     original = source_fingerprint(package_copy)
     assert original == source_fingerprint(PACKAGE) and len(original) == 16
-    modules = sorted(package_copy.rglob("*.py"))
+    modules = sorted(m for m in package_copy.rglob("*.py")
+                     if m.relative_to(package_copy).parts[0] not in NOT_TRAINING)
     assert len(modules) > 30
     seen = {original}
     for module in modules:  # an edit to any one module gives a new fingerprint
@@ -53,6 +54,24 @@ def test_fingerprint_covers_every_module(package_copy):
         module.write_text(text)
     assert len(seen) == len(modules) + 1
     assert source_fingerprint(package_copy) == original  # undone edits give the old one back
+
+
+def test_fingerprint_leaves_out_only_what_no_recipe_imports(package_copy):
+    """Editing an explanation, a checker or a picture does not retrain: no recipe (nor anything it imports) loads
+    those modules, so they cannot change what a recipe builds."""
+    original = source_fingerprint(package_copy)
+    for part in NOT_TRAINING:
+        assert (package_copy / part).exists(), part
+        for module in [package_copy / part] if part.endswith(".py") else sorted((package_copy / part).rglob("*.py")):
+            text = module.read_text()
+            module.write_text(text + "\n# edited\n")
+            assert source_fingerprint(package_copy) == original, module
+            module.write_text(text)
+    code = ("import sys, bigtut.recipes, bigtut.recipes.__main__, bigtut.recipes.checkpoints; "
+            "print(sorted(m for m in sys.modules if m.startswith('bigtut.')))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    for part in NOT_TRAINING:
+        assert f"'bigtut.{part.removesuffix('.py')}" not in loaded, part
 
 
 def test_fingerprint_sees_new_and_renamed_files_but_not_bytecode(package_copy):

@@ -2,10 +2,12 @@
 
 An entry's folder name carries a key over everything that decides what the recipe builds: the recipe's
 name and fields, the versions of bigtut and torch, and :func:`source_fingerprint` — a hash over every source
-file of the package. Editing any module (the model, the tokenizer, the data, the training loop) changes the
-key, so a later chapter never loads a model built by older code. Entries are written to a temporary folder
-and renamed into place (readers see a complete entry or none); an entry that fails to load is rebuilt with
-a warning, never used.
+file of the package that building a model can run. Editing any of them (the model, the tokenizer, the data, the
+training loop) changes the key, so a later chapter never loads a model built by older code. The modules that only
+read a trained model (:data:`NOT_TRAINING`: explanations, compression, checkers, pictures, the prose check) are
+left out, so editing them does not retrain anything; a test proves no recipe imports them. Entries are written
+to a temporary folder and renamed into place (readers see a complete entry or none); an entry that fails to load
+is rebuilt with a warning, never used.
 """
 
 from __future__ import annotations
@@ -22,15 +24,18 @@ from typing import Any, TypeVar
 
 import torch
 
-__all__ = ["cache_folder", "cache_key", "default_cache_dir", "load_or_build", "source_fingerprint",
+__all__ = ["NOT_TRAINING", "cache_folder", "cache_key", "default_cache_dir", "load_or_build", "source_fingerprint",
            "write_atomically"]
 
 T = TypeVar("T")
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # the bigtut folder this module was imported from
+# Parts of the package (relative to it) that no recipe imports: they read trained models, never build them.
+NOT_TRAINING = ("checks", "claims.py", "compress", "diagrams.py", "exercises.py", "explain", "plots.py")
 
 
 def source_fingerprint(package_dir: str | Path | None = None) -> str:
-    """SHA-256 (16 hex digits) over the relative path and bytes of every source file of the package.
+    """SHA-256 (16 hex digits) over the relative path and bytes of every source file of the package that
+    training can run (all but :data:`NOT_TRAINING`).
 
     Compiled caches (``__pycache__``, ``*.pyc``) are left out. Computed afresh on every call (a few ms), so an
     edit made while Python runs is seen too. ``package_dir`` defaults to the installed ``bigtut`` folder.
@@ -40,7 +45,8 @@ def source_fingerprint(package_dir: str | Path | None = None) -> str:
         raise FileNotFoundError(f"no package folder at {root}")
     digest = hashlib.sha256()
     files = sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts
-                   and p.suffix not in (".pyc", ".pyo"))
+                   and p.suffix not in (".pyc", ".pyo")
+                   and p.relative_to(root).parts[0] not in NOT_TRAINING)
     for path in files:
         digest.update(path.relative_to(root).as_posix().encode() + b"\0")
         digest.update(path.read_bytes() + b"\0")
