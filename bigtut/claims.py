@@ -14,9 +14,11 @@ number only if one of these holds:
 * **it comes from elsewhere**, named by ``<!-- from: notebooks/05_bert.ipynb -->`` (another notebook's outputs
   or a committed text file), with the same two scopes.
 
-Numbers that are not quantities are skipped by rule: code (inline or fenced), links, names with a digit
-(GPT-2, int8, BPE-512), references (chapter 04, layer 2, step 4800, Python 3.11), list numbering, years,
-and whole numbers inside ``$math$`` (exponents, indices); decimals inside math are checked.
+Counts written as words ("seven module families") are numbers too, from "three" up ("one" and "two" are
+mostly pronouns and articles in English). Numbers that are not quantities are skipped by rule: code (inline or
+fenced), links, names with a digit (GPT-2, int8, BPE-512), references (chapter 04, layer 2, step 4800,
+Python 3.11), the course's two-digit numbering (05–09), list numbering, years, and whole numbers inside
+``$math$`` (exponents, indices); decimals inside math are checked.
 
 Comparisons that carry no number ("Random is worst on every column", "the curve is still rising") are found by
 their words (:data:`COMPARISON`). Such a sentence must contain a statement a notebook cell asserted with
@@ -315,8 +317,28 @@ def _math_spans(sentence: str) -> list[tuple[int, int]]:
     return [m.span() for m in re.finditer(r"\$\$.*?\$\$|\$[^$]+\$", sentence, re.S)]
 
 
+NUMBER_WORDS = {w: i for i, w in enumerate(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+    "seventeen eighteen nineteen twenty".split())} | {"thirty": 30, "forty": 40, "fifty": 50, "hundred": 100,
+                                                      "thousand": 1000, "million": 1_000_000}
+# "one" and "two" are left out: in English they are more often pronouns and articles ("one idea") than counts.
+_NUMBER_WORD = re.compile(r"\b(" + "|".join(w for w in NUMBER_WORDS if w not in ("zero", "one", "two")) + r")\b",
+                          re.I)
+
+
 def quantities(sentence: str) -> Iterator[Number]:
-    """The numbers of a sentence that state a quantity (see the module docstring for what is skipped)."""
+    """The numbers of a sentence that state a quantity (see the module docstring for what is skipped), digits
+    first, then counts written as words from "three" up ("seven module families" is a claim about 7)."""
+    yield from _digit_quantities(sentence)
+    math_spans = _math_spans(sentence)
+    for m in _NUMBER_WORD.finditer(sentence):
+        if any(a <= m.start() < b for a, b in math_spans) or _REFERENCE.search(sentence[max(0, m.start() - 40):
+                                                                                         m.start()]):
+            continue
+        yield Number(m.group(0), float(NUMBER_WORDS[m.group(0).lower()]), 0)
+
+
+def _digit_quantities(sentence: str) -> Iterator[Number]:
     math_spans = _math_spans(sentence)
     previous_reference_end = None
     line_start = re.match(r"\s*(?:#+\s*|[-*+]\s+|>\s*)*(?:\d+[.)](?=\s))?", sentence)
