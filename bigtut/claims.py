@@ -196,11 +196,11 @@ class Evidence:
         unit = 10.0 ** (-number.decimals)
         for values in candidates:
             if number.mode == "above":
-                hit = (values >= target - 1e-12) & (values < target + unit)
+                hit = (values >= target * (1 - 1e-9)) & (values < target + unit)
             elif number.mode == "below":
-                hit = (values <= target + 1e-12) & (values > target - unit)
+                hit = (values <= target * (1 + 1e-9)) & (values > target - unit)
             else:
-                hit = np.abs(values - target) <= unit / 2 * (1 + 1e-9) + 1e-12
+                hit = np.abs(values - target) <= unit / 2 * (1 + 1e-9)
             if hit.any():
                 return True
         return False
@@ -414,13 +414,20 @@ def check_text(blocks: Iterable[tuple[str, str]], evidence: Evidence, *, root: P
                 hint = f" (nearest printed: {nearest:.6g})" if nearest is not None else ""
                 failures.append(Failure(where, f"{number.text} is not in the stored outputs{hint} and not "
                                                f"declared a constant", shown))
-            comparison = COMPARISON.search(shown)
-            if comparison and not scope.argument:
-                normal = _normalise(shown)
-                if not any(s and s in normal for e in sources for s in e.statements):
-                    failures.append(Failure(where, f"comparison “{comparison.group(0)}” is not asserted by a "
-                                                   f"holds() cell nor marked <!-- argument -->", shown))
+            if not scope.argument:
+                failures += [Failure(where, f"comparison “{word}” is not asserted by a holds() cell nor marked "
+                                            f"<!-- argument -->", shown)
+                             for word in _unasserted_comparisons(shown, sources)]
     return failures
+
+
+def _unasserted_comparisons(sentence: str, sources: list[Evidence]) -> list[str]:
+    """The comparison words of a sentence (outside math) that no asserted statement in it covers."""
+    normal = _normalise(re.sub(r"\$\$.*?\$\$|\$[^$]+\$", " ", sentence, flags=re.S))
+    covered = [(m.start(), m.start() + len(s)) for e in sources for s in e.statements if s
+               for m in re.finditer(re.escape(s), normal)]
+    return [m.group(0) for m in COMPARISON.finditer(normal)
+            if not any(a <= m.start() and m.end() <= b for a, b in covered)]
 
 
 # ------------------------------------------------------------------------------------------------ files
