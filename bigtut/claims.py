@@ -233,6 +233,7 @@ COMPARISON = re.compile(
     r"\b(?:beats?|beaten|beating|outperform\w*|worst|best|wins?|loses|better than|worse than|faster than|"
     r"slower than|higher than|lower than|larger than|smaller than|more accurate|less accurate|still rising|"
     r"keeps? (?:rising|falling|improving)|plateau\w*|levels? off|overtakes?|ahead of|on every|in every|"
+    r"faster|slower|(?:more|less|fewer|higher|lower|larger|smaller|better|worse) \w+ than|"
     r"fastest|slowest|highest|lowest|largest|smallest|most faithful|least faithful|"
     r"(?:more|fewer|less) than(?!\s*[-−~≈]?\s*\d))\b", re.I)
 
