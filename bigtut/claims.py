@@ -253,7 +253,9 @@ class Scope:
     def add(self, kind: str, body: str) -> None:
         kind = kind.lower().rstrip("s")
         if kind == "constant":
-            self.constants |= {_canonical(m.group(0)) for m in _NUMBER.finditer(body)}
+            # each space- or comma-separated piece is read on its own ("1M 256 512" is three constants)
+            self.constants |= {_canonical(m.group(0)) for piece in re.split(r"[\s,;]+", body)
+                               for m in _NUMBER.finditer(piece)}
         elif kind == "from":
             self.sources += body.split()
         else:
