@@ -9,7 +9,8 @@ number only if one of these holds:
   a unit of its last non-zero digit), "over 90%" matches 0.93 (above it, within one such unit). A whole number
   also matches the same number written in the notebook's code (``steps=300`` binds "300 steps");
 * **it is a constant of the text** (a definition, a hyper-parameter, a year, a citation): listed in a marker
-  ``<!-- constants: 80/10/10 2017 -->``. Written inside a paragraph, the marker covers its sentence; on a line
+  ``<!-- constants: 80/10/10 2017 51200 -->`` (pieces separated by spaces or commas, so write a grouped
+  number without its spaces). Written inside a paragraph, the marker covers its sentence; on a line
   of its own, the whole markdown cell (or, in a chapter, the section up to the next heading);
 * **it comes from elsewhere**, named by ``<!-- from: notebooks/05_bert.ipynb -->`` (another notebook's outputs
   or a committed text file), with the same two scopes.
@@ -24,6 +25,8 @@ Comparisons that carry no number ("Random is worst on every column", "the curve 
 their words (:data:`COMPARISON`). Such a sentence must contain a statement a notebook cell asserted with
 :func:`holds` — which prints ``claim holds: <statement>`` or raises, so a re-execution that flips the comparison
 fails — or be marked ``<!-- argument -->``: reasoning or general knowledge, not a measurement of this course.
+Every asserted statement must in turn appear in the notebook's markdown or its chapter, so a sentence changed
+after its assertion (a flipped comparison) fails even where its words are not in :data:`COMPARISON`.
 
 Markdown comments are invisible in JupyterLab and on the site, so the text reads as plain prose in both; a
 MyST ``{glue}`` role would show as raw markup in JupyterLab, and a number the reader sees is what the stored
@@ -233,7 +236,8 @@ COMPARISON = re.compile(
     r"\b(?:beats?|beaten|beating|outperform\w*|worst|best|wins?|loses|better than|worse than|faster than|"
     r"slower than|higher than|lower than|larger than|smaller than|more accurate|less accurate|still rising|"
     r"keeps? (?:rising|falling|improving)|plateau\w*|levels? off|overtakes?|ahead of|on every|in every|"
-    r"faster|slower|(?:more|less|fewer|higher|lower|larger|smaller|better|worse) \w+ than|"
+    r"(?:sits?|stays?|lies|lie|remains?|ends? up)(?: \w+)? (?:below|above)(?!\s*[-−~≈]?\s*\d)|"
+    r"faster|slower|(?:more|less|fewer|higher|lower|larger|smaller|better|worse)\b[^.;:!?]{1,40}?\bthan|"
     r"fastest|slowest|highest|lowest|largest|smallest|most faithful|least faithful|"
     r"(?:more|fewer|less) than(?!\s*[-−~≈]?\s*\d))\b", re.I)
 
@@ -465,6 +469,15 @@ def readme_results(path: Path, name: str) -> list[tuple[str, str, str]]:
     return rows
 
 
+def _unused_statements(evidence: Evidence, blocks: list[tuple[str, str]], chapter: Path, name: str) -> list[Failure]:
+    """An asserted statement backs a sentence of the notebook or its chapter: one that appears in neither means
+    that sentence was changed (a flipped comparison) or removed."""
+    prose = _normalise(" ".join(text for _, text in blocks) + (chapter.read_text() if chapter.exists() else ""))
+    return [Failure(name, "a holds() statement appears in no sentence of the notebook or its chapter (was the "
+                          "sentence it backs changed?)", statement)
+            for statement in dict.fromkeys(evidence.statements) if statement not in prose]
+
+
 def default_files(root: Path = ROOT) -> list[Path]:
     return sorted((root / "notebooks").glob("*.ipynb")) + sorted((root / "chapters").glob("*.md")) + \
         [root / "README.md"]
@@ -477,7 +490,10 @@ def check_files(paths: Iterable[Path], root: Path = ROOT) -> list[Failure]:
         path = Path(path).resolve()
         name = path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
         if path.suffix == ".ipynb":
-            failures += check_text(notebook_blocks(path, name), Evidence.of_notebook(path), root=root)
+            evidence = Evidence.of_notebook(path)
+            blocks = notebook_blocks(path, name)
+            failures += check_text(blocks, evidence, root=root)
+            failures += _unused_statements(evidence, blocks, path.parents[1] / "chapters" / f"{path.stem}.md", name)
         elif path.name == "README.md":
             for where, cell, notebook in readme_results(path, name):
                 failures += check_text([(where, cell)], Evidence.of_notebook(root / notebook), root=root)
