@@ -1,7 +1,8 @@
 """Every number the course's prose states, checked against what its notebooks printed.
 
-A sentence in a notebook's markdown, in a chapter or in the README's course-map results column may state a
-number only if one of these holds:
+A sentence in a notebook's markdown, in a chapter, in the README's course-map results column or in a row of its
+benchmark table (whose numbers come from the committed outputs under ``benchmarks/results/``) may state a number
+only if one of these holds:
 
 * **the notebook printed it** — the number appears in the stored outputs of its notebook (a chapter's
   notebook is the one with the same name; a README row's is the one it links) at the precision the sentence
@@ -465,7 +466,7 @@ def readme_results(path: Path, name: str) -> list[tuple[str, str, str]]:
     for number, line in enumerate(path.read_text().splitlines(), start=1):
         m = re.match(r"\|\s*[0-9A]\w*\s*\|.*?\((notebooks/[^)]+\.ipynb)\)", line)
         if m:
-            rows.append((f"{name} line {number}", line.rstrip().rstrip("|").split("|")[-1], m.group(1)))
+            rows.append((f"{name} line {number}", "|" + line.rstrip().rstrip("|").split("|")[-1] + "|", m.group(1)))
     return rows
 
 
@@ -476,6 +477,13 @@ def _unused_statements(evidence: Evidence, blocks: list[tuple[str, str]], chapte
     return [Failure(name, "a holds() statement appears in no sentence of the notebook or its chapter (was the "
                           "sentence it backs changed?)", statement)
             for statement in dict.fromkeys(evidence.statements) if statement not in prose]
+
+
+def readme_benchmarks(path: Path, name: str) -> list[tuple[str, str]]:
+    """``(where, row)`` of each row of the README's benchmark table (a row that starts with a script's path):
+    its numbers must come from the committed output its from-marker names, or be declared (the goals)."""
+    return [(f"{name} line {number}", "|" + line.split("|", 2)[2]) for number, line in
+            enumerate(path.read_text().splitlines(), start=1) if line.startswith("| `benchmarks/")]
 
 
 def default_files(root: Path = ROOT) -> list[Path]:
@@ -497,6 +505,7 @@ def check_files(paths: Iterable[Path], root: Path = ROOT) -> list[Failure]:
         elif path.name == "README.md":
             for where, cell, notebook in readme_results(path, name):
                 failures += check_text([(where, cell)], Evidence.of_notebook(root / notebook), root=root)
+            failures += check_text(readme_benchmarks(path, name), Evidence([]), root=root)
         else:
             notebook = root / "notebooks" / f"{path.stem}.ipynb"
             evidence = Evidence.of_notebook(notebook) if notebook.exists() else Evidence([])
