@@ -244,3 +244,13 @@ def test_a_flipped_sentence_is_caught_by_its_comparison_word_too():
     ev = evidence(statements=("random is worst on every column",))
     assert failures("Random is worst on every column.", ev) == []
     assert failures("Random is best on every column.", ev)[0].problem.startswith("comparison")
+
+
+def test_readme_benchmark_rows_need_their_committed_output(tmp_path):
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "out.txt").write_text("ratio 0.90x\n")
+    row = "| `benchmarks/a.py` | fast vs torch | {} the time<!-- from: out.txt --> | ≤ 1.2×<!-- constants: 1.2 --> |\n"
+    (tmp_path / "README.md").write_text("## Benchmarks\n\n" + row.format("0.90×"))
+    assert check_files([tmp_path / "README.md"], tmp_path) == []
+    (tmp_path / "README.md").write_text("## Benchmarks\n\n" + row.format("0.80×"))
+    assert [f.problem.split()[0] for f in check_files([tmp_path / "README.md"], tmp_path)] == ["0.80"]
