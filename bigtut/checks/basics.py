@@ -15,23 +15,41 @@ The references are PyTorch's own functions (``torch.nn.functional``) and, for th
 Inputs are drawn from a private ``torch.Generator``, so a checker never disturbs the notebook's random
 state. Every checker takes an optional ``seed``; without one it draws fresh inputs each call, and the seed
 used is named in any failure message so the case can be replayed.
+
+Beyond the values, the checkers reject what students often get wrong while the numbers still come out
+right: modifying an input in place, returning another dtype or a non-tensor, a loss that no gradient flows
+through, and calling the very library function an exercise asks them to write (``F.gelu``,
+``torch.log_softmax``, ``F.cross_entropy``, autograd in the hand-derived step). Forbidden calls are found
+twice: in the candidate's code before it runs (:func:`scan_for_forbidden_names`, which reads the bytecode,
+so it works without the source and sees through ``from torch.nn.functional import gelu as g``), and while it
+runs (:func:`record_forbidden_calls`, a torch-function and a dispatch mode that see every call that reaches
+PyTorch, however it is spelled).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dis
+import functools
+import inspect
+import numbers
+import types
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.overrides import TorchFunctionMode
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from bigtut.checks.core import (
     CheckFailure,
-    _call,
     _describe,
     assert_close,
-    check_function,
     checker_generator,
+    guarded,
     passed,
     random_float64,
 )
@@ -40,6 +58,304 @@ __all__ = [
     "check_count_parameters", "check_cross_entropy", "check_gelu", "check_linear_regression_step",
     "check_log_softmax", "check_standardize",
 ]
+
+
+# --------------------------------------------------------------------------------------------------------
+# Forbidden library calls: found in the candidate's code, and caught while it runs
+# --------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Forbidden:
+    """The library calls an exercise asks the student to write by hand.
+
+    Attributes:
+        names: base names (see :func:`_base_name`) of forbidden functions, tensor methods, ``nn`` modules and
+            ATen operators, e.g. ``{"log_softmax", "LogSoftmax", "logsumexp"}``.
+        what: how a failure message names them.
+        hint: what to do instead.
+        autograd: also forbid autograd (``.backward()``, ``torch.autograd.grad``, ``requires_grad``).
+    """
+
+    names: frozenset[str]
+    what: str
+    hint: str
+    autograd: bool = False
+
+
+# Names that mean "autograd" in code (``w.requires_grad_()``, ``loss.backward()``, ``torch.autograd.grad``,
+# ``torch.func.grad``, ``torch.autograd.functional.jacobian``), as base names.
+_AUTOGRAD_NAMES = frozenset({"backward", "grad", "requires_grad", "autograd", "enable_grad", "jacobian", "hessian",
+                             "vjp", "jvp", "jacrev", "jacfwd"})
+
+
+def _base_name(name: str) -> str:
+    """``"aten::_log_softmax"``, ``"special_log_softmax"``, ``"gelu_"`` → ``"log_softmax"``, …, ``"gelu"``."""
+    name = name.rsplit("::", 1)[-1].rsplit(".", 1)[-1]
+    name = name.strip("_")
+    return name.removeprefix("special_")
+
+
+def _is_forbidden(name: str, forbidden: Forbidden) -> bool:
+    base = _base_name(name)
+    return base in forbidden.names or (forbidden.autograd and base in _AUTOGRAD_NAMES)
+
+
+def _function_label(func: Any) -> str:
+    """How a student would spell a library function: ``torch.log_softmax``, ``torch.nn.functional.gelu``, …"""
+    name = getattr(func, "__name__", None) or repr(func)
+    module = getattr(func, "__module__", None) or ""
+    qualname = getattr(func, "__qualname__", "") or ""
+    if module.startswith("torch._ops"):
+        return f"torch.ops.aten.{name}"
+    if qualname.startswith(("TensorBase.", "Tensor.")):
+        return f"Tensor.{name}"
+    if module.startswith("torch.nn.modules"):
+        return f"nn.{qualname or name}"
+    if module == "torch._C._nn":
+        return f"torch.nn.functional.{name}"
+    if module == "torch._C._special":
+        return f"torch.special.{name.removeprefix('special_')}"
+    if qualname.startswith("_VariableFunctionsClass."):
+        return f"torch.{name}"
+    return f"{module}.{qualname or name}" if module else name
+
+
+def _unwrap(candidate: Any) -> Any:
+    """The plain Python function behind a partial, a bound method, a decorated function or a callable object."""
+    for _ in range(5):
+        if isinstance(candidate, functools.partial):
+            candidate = candidate.func
+        elif isinstance(candidate, types.MethodType):
+            candidate = candidate.__func__
+        elif isinstance(candidate, types.FunctionType):
+            return inspect.unwrap(candidate)
+        elif isinstance(call := inspect.getattr_static(type(candidate), "__call__", None), types.FunctionType):
+            candidate = call
+        else:
+            return None
+    return None
+
+
+def _code_objects(code: types.CodeType) -> Iterator[types.CodeType]:
+    """A code object and every code object nested in it (lambdas, comprehensions, inner functions)."""
+    yield code
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            yield from _code_objects(const)
+
+
+def _source_line(code: types.CodeType, lineno: int | None) -> str | None:
+    """The source line ``lineno`` of ``code``, or ``None`` where the source is not available (e.g. ``exec``)."""
+    if lineno is None:
+        return None
+    try:
+        lines, start = inspect.getsourcelines(code)
+    except (OSError, TypeError):
+        return None
+    index = lineno - max(start, 1)
+    return lines[index].strip() if 0 <= index < len(lines) else None
+
+
+_LOADS = frozenset({"LOAD_GLOBAL", "LOAD_NAME", "LOAD_DEREF", "LOAD_FAST", "LOAD_CLASSDEREF", "LOAD_FAST_CHECK",
+                    "LOAD_FAST_AND_CLEAR"})
+_ATTRIBUTES = frozenset({"LOAD_ATTR", "LOAD_METHOD", "STORE_ATTR", "IMPORT_FROM", "LOAD_SUPER_ATTR"})
+
+
+def scan_for_forbidden_names(candidate: Callable, forbidden: Forbidden) -> str | None:
+    """The first forbidden library call in ``candidate``'s code, as text for a message, or ``None``.
+
+    Reads the bytecode (so it needs no source file and ignores comments and strings): an attribute such as
+    ``torch.log_softmax``, ``F.gelu`` or ``z.logsumexp(...)`` whose name is forbidden, or a global or closure
+    variable bound to a forbidden library function or class (``from torch.nn.functional import gelu as g``).
+    Functions of the candidate's own module that it calls are read too. Where the source is available
+    (notebooks, files) the offending line is quoted. Returns ``None`` for anything it cannot read.
+    """
+    root = _unwrap(candidate)
+    if root is None:
+        return None
+    home = getattr(root, "__module__", None)
+    seen_codes: set[int] = set()
+    pending: list[tuple[types.FunctionType, int]] = [(root, 0)]
+    while pending:
+        function, depth = pending.pop()
+        names: dict[str, Any] = dict(function.__globals__)
+        for var, cell in zip(function.__code__.co_freevars, function.__closure__ or ()):
+            try:
+                names[var] = cell.cell_contents
+            except ValueError:  # an empty cell
+                pass
+        for code in _code_objects(function.__code__):
+            if id(code) in seen_codes:
+                continue
+            seen_codes.add(id(code))
+            chain: list[str] = []
+            for instr in dis.get_instructions(code):
+                positions = getattr(instr, "positions", None)
+                lineno = positions.lineno if positions else instr.starts_line
+                if instr.opname in _LOADS and isinstance(instr.argval, str):
+                    chain = [instr.argval]
+                    if instr.opname == "LOAD_FAST":
+                        continue
+                    obj = names.get(instr.argval)
+                    if obj is None or isinstance(obj, types.ModuleType):
+                        continue
+                    if getattr(obj, "__module__", None) == home:  # the student's own (e.g. a hand-written logsumexp)
+                        if isinstance(obj, types.FunctionType) and depth < 3 and obj is not function:
+                            pending.append((obj, depth + 1))  # a helper they call: read it too
+                        continue
+                    if isinstance(obj, nn.Module):  # e.g. a global `act = nn.GELU()`
+                        obj = type(obj)
+                    if _is_forbidden(getattr(obj, "__name__", "") or "", forbidden):
+                        return _static_report(_function_label(obj), instr.argval, code, lineno)
+                elif instr.opname in _ATTRIBUTES and isinstance(instr.argval, str):
+                    chain.append(instr.argval)
+                    if _is_forbidden(instr.argval, forbidden):  # `.x` alone: a method of a call's result
+                        return _static_report(".".join(chain if len(chain) > 1 else ["", *chain]), None, code,
+                                              lineno)
+                else:
+                    chain = []
+    return None
+
+
+def _static_report(label: str, alias: str | None, code: types.CodeType, lineno: int | None) -> str:
+    spelled = f" (as `{alias}`)" if alias and alias != label.rsplit(".", 1)[-1] else ""
+    line = _source_line(code, lineno)
+    where = f" in the line `{line}`" if line else ""
+    return f"`{label}`{spelled}{where}"
+
+
+def _requires_grad(value: Any) -> bool:
+    if isinstance(value, torch.Tensor):
+        return value.requires_grad
+    if isinstance(value, (tuple, list)):
+        return any(_requires_grad(v) for v in value)
+    return False
+
+
+class _ForbiddenFunctionSpy(TorchFunctionMode):
+    """Notes every forbidden torch function, tensor method or ``torch.ops`` call, under any alias."""
+
+    def __init__(self, forbidden: Forbidden, seen: list[str]):
+        super().__init__()
+        self.forbidden, self.seen = forbidden, seen
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001 (PyTorch's protocol)
+        if _is_forbidden(getattr(func, "__name__", "") or "", self.forbidden):
+            self.seen.append(_function_label(func))
+        out = func(*args, **(kwargs or {}))
+        if self.forbidden.autograd and not self.seen and _requires_grad(out):
+            self.seen.append("autograd (a tensor with requires_grad=True was built)")
+        return out
+
+
+class _ForbiddenOperatorSpy(TorchDispatchMode):
+    """Notes every forbidden ATen operator, whatever Python function led to it (``nn.GELU``, distributions…)."""
+
+    def __init__(self, forbidden: Forbidden, seen: list[str]):
+        super().__init__()
+        self.forbidden, self.seen = forbidden, seen
+
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        # Nothing here is compiled; PyTorch's default would wrap __torch_dispatch__ in a dynamo guard whose first
+        # call imports torch._dynamo (about a second, in the notebook's first exercise cell).
+        return False
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001 (PyTorch's protocol)
+        name = func.overloadpacket.__name__
+        if _base_name(name) in self.forbidden.names:
+            self.seen.append(f"torch.ops.aten.{name}")
+        return func(*args, **(kwargs or {}))
+
+
+@contextmanager
+def record_forbidden_calls(forbidden: Forbidden) -> Iterator[list[str]]:
+    """Within the block, note (in the list it yields) every forbidden call that reaches PyTorch.
+
+    Nothing is patched: a torch-function mode sees the Python-level call (``torch.log_softmax``,
+    ``F.gelu``, ``z.logsumexp()``, ``torch.ops.aten._log_softmax`` — under any alias), a dispatch mode the
+    ATen operator it ends in (so ``nn.GELU()``, ``torch.distributions`` or a helper in another module are
+    seen too). With ``forbidden.autograd``, building a tensor that requires grad counts as a forbidden call.
+    The calls are only noted, never blocked, so a ``try``/``except`` around them cannot hide them.
+    """
+    seen: list[str] = []
+    with _ForbiddenOperatorSpy(forbidden, seen), _ForbiddenFunctionSpy(forbidden, seen):
+        yield seen
+
+
+def _forbidden_failure(name: str, forbidden: Forbidden, found: str, where: str) -> CheckFailure:
+    return CheckFailure(
+        f"{name}: your function calls {found}{where}, but this exercise rules out {forbidden.what}: {forbidden.hint}"
+    )
+
+
+def _reject_forbidden_code(candidate: Callable, forbidden: Forbidden | None, name: str) -> None:
+    if forbidden is not None and (found := scan_for_forbidden_names(candidate, forbidden)):
+        raise _forbidden_failure(name, forbidden, found, "")
+
+
+# --------------------------------------------------------------------------------------------------------
+# Calling the candidate: errors, forbidden calls, inputs modified in place, the kind of value returned
+# --------------------------------------------------------------------------------------------------------
+
+
+def _call_watched(candidate: Callable, args: tuple, kwargs: dict, *, name: str, description: str,
+                  arg_names: tuple[str, ...], forbidden: Forbidden | None, in_place_hint: str) -> Any:
+    """``candidate(*args, **kwargs)``, failing (with ``description``) if it raises, calls a forbidden function,
+    modifies a tensor argument in place or switches on its ``requires_grad``."""
+    before = [(a.detach().clone(), a.requires_grad) if isinstance(a, torch.Tensor) else None for a in args]
+    with record_forbidden_calls(forbidden) if forbidden is not None else nullcontext([]) as seen:
+        try:
+            got = guarded(name, f"your function, called on {description},", candidate, *args, **kwargs)
+        except CheckFailure:
+            if not seen:
+                raise
+            got = None
+    if seen:
+        raise _forbidden_failure(name, forbidden, seen[0], f" (seen while it ran on {description})")
+    for label, value, kept in zip(arg_names, args, before):
+        if kept is None:
+            continue
+        if not torch.equal(value.detach(), kept[0]):
+            raise CheckFailure(f"{name}: the input {label} was modified in place for {description}; {in_place_hint}")
+        if value.requires_grad != kept[1] or value.grad is not None:
+            raise CheckFailure(f"{name}: your function switched on autograd for the input {label} "
+                               f"(requires_grad or .grad) for {description}; leave the inputs as they are")
+    return got
+
+
+def _assert_tensor_like(got: Any, expected: torch.Tensor, *, what: str, inputs: str) -> None:
+    """A tensor of the reference's dtype (a Python number, a NumPy array or float32 for float64 is a mistake)."""
+    if not isinstance(got, torch.Tensor):
+        raise CheckFailure(f"{what}: expected a torch.Tensor like {_describe(expected)} for {inputs}, got "
+                           f"{type(got).__name__} {_describe(got)}")
+    if got.dtype != expected.dtype:
+        raise CheckFailure(f"{what}: expected dtype {expected.dtype} (the inputs' dtype) for {inputs}, got "
+                           f"{got.dtype} — compute in the input's dtype, without .float(), torch.tensor(...) "
+                           f"or constants of another dtype")
+
+
+_IN_PLACE_HINT = "compute a new tensor instead (`y = x - m`, not `x -= m`, `x.sub_(m)` or `x[...] = …`)"
+
+
+def _compare_on_cases(candidate: Callable, reference: Callable, cases: Iterable[tuple[str, tuple, dict]], *,
+                      name: str, arg_names: tuple[str, ...], forbidden: Forbidden | None = None,
+                      atol: float = 1e-9, rtol: float = 1e-7) -> int:
+    """Like :func:`bigtut.checks.core.check_function`, stricter: forbidden calls, inputs changed in place,
+    errors and the returned type and dtype are reported with the input. Returns the number of cases."""
+    if not callable(candidate):
+        raise CheckFailure(f"{name}: expected a function, got {_describe(candidate)}")
+    _reject_forbidden_code(candidate, forbidden, name)
+    count = 0
+    for description, args, kwargs in cases:
+        expected = reference(*args, **kwargs)
+        got = _call_watched(candidate, args, kwargs, name=name, description=description, arg_names=arg_names,
+                            forbidden=forbidden, in_place_hint=_IN_PLACE_HINT)
+        _assert_tensor_like(got, expected, what=name, inputs=description)
+        assert_close(got, expected, what=name, inputs=description, atol=atol, rtol=rtol)
+        count += 1
+    return count
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -55,7 +371,9 @@ def check_standardize(candidate: Callable[[torch.Tensor], torch.Tensor], seed: i
     """``candidate(x)`` with ``x`` of shape ``(n, d)`` must return ``(x - mean) / std`` column by column.
 
     The mean and the standard deviation are taken over the rows (``dim=0``); the standard deviation is the
-    population one (divide by ``n``, ``correction=0``), as in ``bigtut.data``.
+    population one (divide by ``n``, ``correction=0``), as in ``bigtut.data``. ``x`` must be left unchanged
+    and the result keep its dtype. Catches the sample std (``n - 1``), row statistics, a global mean or std,
+    a missing step, an epsilon or a rounded result, and ``x -= …`` in place.
     """
     gen, seed = checker_generator(seed)
     cases = [
@@ -65,11 +383,15 @@ def check_standardize(candidate: Callable[[torch.Tensor], torch.Tensor], seed: i
         (f"x of shape (200, 6), columns on very different scales (seed={seed})",
          (random_float64(gen, 200, 6) * torch.logspace(-3, 3, 6, dtype=torch.float64),), {}),
     ]
-    check_function(candidate, _standardize_reference, cases, name="standardize", atol=1e-9, rtol=1e-7)
+    count = _compare_on_cases(candidate, _standardize_reference, cases, name="standardize", arg_names=("x",))
+    passed("standardize", f"matches the reference on {count} random cases")
 
 
 class _TiedLanguageModel(nn.Module):
-    """Embedding and output layer sharing one weight matrix (as GPT-2 does): one tensor, counted once."""
+    """Embedding and output layer sharing one weight matrix (as GPT-2 does): one tensor, counted once.
+
+    Also a learned scalar ``scale`` held by the model itself (a 0-dimensional parameter, not in a child).
+    """
 
     def __init__(self, vocab: int, width: int):
         super().__init__()
@@ -77,19 +399,26 @@ class _TiedLanguageModel(nn.Module):
         self.norm = nn.LayerNorm(width)
         self.out = nn.Linear(width, vocab, bias=False)
         self.out.weight = self.embed.weight  # tied: the same Parameter object
+        self.scale = nn.Parameter(torch.ones(()))  # () a parameter of the root module, 0-dimensional
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        return self.out(self.norm(self.embed(ids)))  # (B, L) -> (B, L, vocab)
+        return self.out(self.scale * self.norm(self.embed(ids)))  # (B, L) -> (B, L, vocab)
 
 
 def _count_parameters_reference(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)  # parameters() skips repeats
 
 
+def _model_state(model: nn.Module) -> list[tuple[str, int, bool, int]]:
+    return [(n, id(p), p.requires_grad, p.numel()) for n, p in model.named_parameters(remove_duplicate=False)]
+
+
 def check_count_parameters(candidate: Callable[[nn.Module], int], seed: int | None = None) -> None:
     """``candidate(model)`` must return the number of **trainable** parameters of ``model`` (an int).
 
-    Trainable means ``requires_grad=True``; a tensor shared by two layers (tied weights) counts once.
+    Trainable means ``requires_grad=True``; a tensor shared by two layers (tied weights) counts once; buffers
+    (a BatchNorm's running statistics) are not parameters; a parameter can sit on the model itself and be
+    0-dimensional. The model must be left unchanged.
     """
     gen, seed = checker_generator(seed)
 
@@ -105,23 +434,30 @@ def check_count_parameters(candidate: Callable[[nn.Module], int], seed: int | No
         cases = [
             (f"nn.Linear({a}, {b}) (seed={seed})", (nn.Linear(a, b),), {}),
             (f"nn.Linear({a}, {b}, bias=False) (seed={seed})", (nn.Linear(a, b, bias=False),), {}),
-            (f"nn.Sequential(nn.Linear({a}, {b}), nn.GELU(), nn.Linear({b}, {c})) (seed={seed})",
-             (nn.Sequential(nn.Linear(a, b), nn.GELU(), nn.Linear(b, c)),), {}),
+            (f"nn.Sequential(nn.Linear({a}, {b}), nn.BatchNorm1d({b}), nn.GELU(), nn.Linear({b}, {c})) — the "
+             f"BatchNorm's running mean and variance are buffers, not parameters (seed={seed})",
+             (nn.Sequential(nn.Linear(a, b), nn.BatchNorm1d(b), nn.GELU(), nn.Linear(b, c)),), {}),
             (f"nn.Embedding({n_embed}, {a}) frozen with requires_grad_(False), then nn.Linear({a}, {b}) "
              f"(seed={seed})", (frozen,), {}),
-            (f"embedding ({vocab}, {width}) tied to the output layer's weight, with a LayerNorm({width}) "
-             f"(seed={seed})", (_TiedLanguageModel(vocab, width),), {}),
+            (f"embedding ({vocab}, {width}) tied to the output layer's weight, with a LayerNorm({width}) and a "
+             f"learned scalar `scale` (a 0-dimensional parameter of the model itself) (seed={seed})",
+             (_TiedLanguageModel(vocab, width),), {}),
         ]
     name = "count_parameters"
     if not callable(candidate):
         raise CheckFailure(f"{name}: expected a function, got {_describe(candidate)}")
     for description, args, _ in cases:
-        got = _call(candidate, name, args, {})
+        model = args[0]
+        state = _model_state(model)
+        got = guarded(name, f"your function, called on {description},", candidate, *args)
+        if _model_state(model) != state:
+            raise CheckFailure(f"{name}: your function changed the model's parameters (which tensors they are or "
+                               f"their requires_grad) for {description}; only read them")
         if isinstance(got, torch.Tensor) and got.numel() == 1:
             got = got.item()
-        if isinstance(got, bool) or not isinstance(got, (int, float)) or got != int(got):
+        if isinstance(got, bool) or not isinstance(got, numbers.Real) or got != int(got):
             raise CheckFailure(f"{name}: expected a whole number for {description}, got {_describe(got)}")
-        expected = _count_parameters_reference(*args)
+        expected = _count_parameters_reference(model)
         if int(got) != expected:
             raise CheckFailure(f"{name}: for {description} expected {expected} trainable parameters, got {int(got)}")
     passed(name, f"matches the reference on {len(cases)} random models")
@@ -130,6 +466,12 @@ def check_count_parameters(candidate: Callable[[nn.Module], int], seed: int | No
 # --------------------------------------------------------------------------------------------------------
 # 01: activations and losses
 # --------------------------------------------------------------------------------------------------------
+
+_GELU_FORBIDDEN = Forbidden(
+    names=frozenset({"gelu", "GELU"}),
+    what="torch.nn.functional.gelu and nn.GELU",
+    hint="build it from torch.erf (approximate='none') and torch.tanh (approximate='tanh')",
+)
 
 
 def _gelu_reference(x: torch.Tensor, approximate: str = "none") -> torch.Tensor:
@@ -141,6 +483,8 @@ def check_gelu(candidate: Callable[..., torch.Tensor], seed: int | None = None) 
 
     ``"none"``: ``x Φ(x)`` with the normal CDF ``Φ(x) = (1 + erf(x / √2)) / 2``.
     ``"tanh"``: ``x/2 (1 + tanh(√(2/π) (x + 0.044715 x³)))``. Inputs include ±1000 and 0.
+    The candidate may not call ``F.gelu`` or ``nn.GELU`` (under any name), must keep ``x`` unchanged and
+    return ``x``'s dtype.
     """
     gen, seed = checker_generator(seed)
     extreme = torch.tensor([-1000.0, -30.0, -5.0, -1e-8, 0.0, 1e-8, 5.0, 30.0, 1000.0], dtype=torch.float64)
@@ -154,7 +498,9 @@ def check_gelu(candidate: Callable[..., torch.Tensor], seed: int | None = None) 
             (f"extreme x = {extreme.tolist()}, approximate={approximate!r}", (extreme,),
              {"approximate": approximate}),
         ]
-    check_function(candidate, _gelu_reference, cases, name="gelu", atol=1e-9, rtol=1e-7)
+    count = _compare_on_cases(candidate, _gelu_reference, cases, name="gelu", arg_names=("x",),
+                              forbidden=_GELU_FORBIDDEN)
+    passed("gelu", f"matches the reference on {count} random cases")
 
 
 def _extreme_logits() -> torch.Tensor:
@@ -163,11 +509,21 @@ def _extreme_logits() -> torch.Tensor:
                         dtype=torch.float64)  # (3, 3)
 
 
+_LOG_SOFTMAX_FORBIDDEN = Forbidden(
+    names=frozenset({"log_softmax", "LogSoftmax", "logsumexp", "softmax", "Softmax", "softmin", "Softmin"}),
+    what="torch.log_softmax, F.log_softmax, torch.logsumexp and softmax",
+    hint="subtract each row's maximum m (z.max(dim=-1, keepdim=True).values), then return "
+         "z - m - log(sum(exp(z - m))) with torch.exp, .sum(dim=-1, keepdim=True) and torch.log",
+)
+
+
 def check_log_softmax(candidate: Callable[[torch.Tensor], torch.Tensor], seed: int | None = None) -> None:
     """``candidate(logits)`` must equal ``torch.log_softmax(logits, dim=-1)`` for any number of leading axes.
 
     Includes logits of ±1000: ``log(softmax(z))`` computed naively gives NaN or -inf there, the
-    log-sum-exp trick (subtract the row maximum first) gives the exact answer.
+    log-sum-exp trick (subtract the row maximum first) gives the exact answer. The candidate may not call
+    ``torch.log_softmax``, ``torch.logsumexp`` or a softmax (under any name), must keep ``logits`` unchanged
+    and return their dtype.
     """
     gen, seed = checker_generator(seed)
     cases = [
@@ -176,8 +532,18 @@ def check_log_softmax(candidate: Callable[[torch.Tensor], torch.Tensor], seed: i
         (f"logits of shape (2, 3, 10), scale 20 (seed={seed})", (random_float64(gen, 2, 3, 10, scale=20.0),), {}),
         ("extreme logits [[1000, -1000, 0], [1000, 1000, 999], [-1000, -1000, -1001]]", (_extreme_logits(),), {}),
     ]
-    check_function(candidate, lambda z: torch.log_softmax(z, dim=-1), cases, name="log_softmax",
-                   atol=1e-9, rtol=1e-7)
+    count = _compare_on_cases(candidate, lambda z: torch.log_softmax(z, dim=-1), cases, name="log_softmax",
+                              arg_names=("logits",), forbidden=_LOG_SOFTMAX_FORBIDDEN)
+    passed("log_softmax", f"matches the reference on {count} random cases")
+
+
+_CROSS_ENTROPY_FORBIDDEN = Forbidden(
+    names=frozenset({"cross_entropy", "cross_entropy_loss", "CrossEntropyLoss", "nll_loss", "nll_loss_nd",
+                     "nll_loss_forward", "nll_loss2d", "nll_loss2d_forward", "NLLLoss"}),
+    what="F.cross_entropy, F.nll_loss, nn.CrossEntropyLoss and nn.NLLLoss",
+    hint="take log-probabilities with the log-sum-exp trick (torch.logsumexp is allowed), pick each row's "
+         "target with .gather(1, targets[:, None]), negate and average over the batch",
+)
 
 
 def check_cross_entropy(candidate: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
@@ -185,8 +551,10 @@ def check_cross_entropy(candidate: Callable[[torch.Tensor, torch.Tensor], torch.
     """``candidate(logits, targets)`` must equal ``torch.nn.functional.cross_entropy(logits, targets)``.
 
     ``logits`` has shape ``(N, C)``, ``targets`` holds ``N`` class indices (int64); the answer is the mean
-    over the batch of ``-log softmax(logits)[n, targets[n]]``, a scalar (shape ``()``). Extreme logits of
-    ±1000 included.
+    over the batch of ``-log softmax(logits)[n, targets[n]]``, a scalar tensor (shape ``()``) of the logits'
+    dtype. Extreme logits of ±1000 included. The gradient with respect to the logits must be PyTorch's
+    (so no ``.item()``, ``.detach()`` or NumPy round trip), the inputs must be left unchanged, and
+    ``F.cross_entropy`` / ``F.nll_loss`` may not be called (under any name).
     """
     gen, seed = checker_generator(seed)
 
@@ -202,13 +570,37 @@ def check_cross_entropy(candidate: Callable[[torch.Tensor, torch.Tensor], torch.
         ("extreme logits [[1000, -1000, 0], [1000, 1000, 999], [-1000, -1000, -1001]], targets [1, 2, 0]",
          (extreme, torch.tensor([1, 2, 0])), {}),
     ]
-    check_function(candidate, lambda z, t: F.cross_entropy(z, t), cases, name="cross_entropy",
-                   atol=1e-9, rtol=1e-7)
+    name = "cross_entropy"
+    count = _compare_on_cases(candidate, lambda z, t: F.cross_entropy(z, t), cases, name=name,
+                              arg_names=("logits", "targets"), forbidden=_CROSS_ENTROPY_FORBIDDEN)
+    for description, (logits, target), _ in (cases[0], cases[-1]):
+        z = logits.detach().clone().requires_grad_(True)
+        loss = _call_watched(candidate, (z, target), {}, name=name, description=description,
+                             arg_names=("logits", "targets"), forbidden=_CROSS_ENTROPY_FORBIDDEN,
+                             in_place_hint=_IN_PLACE_HINT)
+        if not isinstance(loss, torch.Tensor) or not loss.requires_grad:
+            raise CheckFailure(
+                f"{name}: no gradient flows from the returned loss back to the logits for {description} "
+                "(.item(), .detach(), .data, NumPy or torch.no_grad() cut it off); a loss must stay differentiable"
+            )
+        (got_grad,) = torch.autograd.grad(loss.sum(), z)
+        reference = logits.detach().clone().requires_grad_(True)
+        (expected_grad,) = torch.autograd.grad(F.cross_entropy(reference, target), reference)
+        assert_close(got_grad, expected_grad, what=f"{name} (gradient with respect to the logits)",
+                     inputs=description, atol=1e-9, rtol=1e-7)
+    passed(name, f"matches the reference on {count} random cases")
 
 
 # --------------------------------------------------------------------------------------------------------
 # 01: one gradient-descent step
 # --------------------------------------------------------------------------------------------------------
+
+_STEP_FORBIDDEN = Forbidden(
+    names=frozenset(),
+    what="autograd (.backward(), torch.autograd.grad, torch.func, requires_grad)",
+    hint="use the gradients derived by hand, grad_w = 2 xᵀ(x w + b - y) / N and grad_b = 2 mean(x w + b - y)",
+    autograd=True,
+)
 
 
 def _linear_regression_step_reference(w: torch.Tensor, b: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
@@ -227,8 +619,9 @@ def check_linear_regression_step(
     """``candidate(w, b, x, y, lr)`` must return ``(w_new, b_new)`` after one gradient-descent step.
 
     Model ``ŷ = x w + b`` with ``x (N, D)``, ``w (D,)``, ``b ()`` and ``y (N,)``; loss
-    ``L = mean((ŷ - y)²)``. The reference differentiates with autograd; the candidate should use the
-    gradients derived by hand. The inputs must be left unchanged (return new tensors).
+    ``L = mean((ŷ - y)²)``. The reference differentiates with autograd; the candidate must use the
+    gradients derived by hand (no ``.backward()``, ``torch.autograd`` or ``requires_grad``). The inputs must
+    be left unchanged (return new tensors of the inputs' dtype and shapes ``(D,)`` and ``()``).
     """
     gen, seed = checker_generator(seed)
     cases = []
@@ -240,18 +633,15 @@ def check_linear_regression_step(
     name = "linear_regression_step"
     if not callable(candidate):
         raise CheckFailure(f"{name}: expected a function, got {_describe(candidate)}")
+    _reject_forbidden_code(candidate, _STEP_FORBIDDEN, name)
     for description, args in cases:
-        originals = [a.clone() if isinstance(a, torch.Tensor) else a for a in args]
         expected = _linear_regression_step_reference(*args)
-        got = _call(candidate, name, args, {})
-        if not isinstance(got, tuple) or len(got) != 2:
+        got = _call_watched(candidate, args, {}, name=name, description=description, arg_names=("w", "b", "x", "y"),
+                            forbidden=_STEP_FORBIDDEN,
+                            in_place_hint="compute and return new tensors instead (e.g. `w_new = w - lr * grad_w`)")
+        if not isinstance(got, (tuple, list)) or len(got) != 2:
             raise CheckFailure(f"{name}: expected a tuple (w_new, b_new) for {description}, got {_describe(got)}")
-        for label, value, before in zip(("w", "b", "x", "y"), args, originals):
-            if not torch.equal(value, before):
-                raise CheckFailure(
-                    f"{name}: the input {label} was modified in place for {description}; "
-                    "compute and return new tensors instead (e.g. `w_new = w - lr * grad_w`)"
-                )
-        assert_close(got[0], expected[0], what=f"{name} (w_new)", inputs=description, atol=1e-9, rtol=1e-7)
-        assert_close(got[1], expected[1], what=f"{name} (b_new)", inputs=description, atol=1e-9, rtol=1e-7)
+        for label, value, wanted in zip(("w_new", "b_new"), got, expected):
+            _assert_tensor_like(value, wanted, what=f"{name} ({label})", inputs=description)
+            assert_close(value, wanted, what=f"{name} ({label})", inputs=description, atol=1e-9, rtol=1e-7)
     passed(name, f"matches autograd's gradient step on {len(cases)} random cases")
