@@ -1,4 +1,8 @@
-"""The chapter-04 checkers pass the right answers (for several seeds) and catch the usual wrong ones."""
+"""The chapter-04 checkers pass the right answers (for several seeds) and catch the usual wrong ones.
+
+Every wrong answer below is a small function with one mistake students really make; each is run on seeds 0, 1
+and 2 and must fail with a message that names the mistake (the regular expression next to it).
+"""
 
 import math
 
@@ -16,15 +20,27 @@ from bigtut.checks.gpt import (
 )
 from bigtut.gpt import top_p_filter
 
+SEEDS = (0, 1, 2)
+
 
 def stub(*args, **kwargs):
     raise NotImplementedError("Exercise: replace this line with your code")
 
 
 # ------------------------------------------------------------------------------------------------ the block
-def gpt_block(x, ln_1, attn, ln_2, mlp):
+def gpt_block(x, ln_1, attn, ln_2, mlp):  # notebook 04, exercise 1
     h = x + attn(ln_1(x))  # (B, L, d)
     return h + mlp(ln_2(h))
+
+
+def in_place_on_h(x, ln_1, attn, ln_2, mlp):  # right values, but ln_2's backward needs the h it overwrote
+    h = x + attn(ln_1(x))
+    h += mlp(ln_2(h))
+    return h
+
+
+def gpt_block_functional(x, ln_1, attn, ln_2, mlp):  # right too: no intermediate name
+    return (lambda h: h + mlp(ln_2(h)))(x + attn(ln_1(x)))
 
 
 def post_ln(x, ln_1, attn, ln_2, mlp):  # the original Transformer's order: normalise after adding
@@ -47,6 +63,11 @@ def layernorms_swapped(x, ln_1, attn, ln_2, mlp):
     return h + mlp(ln_1(h))
 
 
+def ln_1_twice(x, ln_1, attn, ln_2, mlp):
+    h = x + attn(ln_1(x))
+    return h + mlp(ln_1(h))
+
+
 def mlp_reads_x(x, ln_1, attn, ln_2, mlp):  # a "parallel" block: both branches read the block's input
     return x + attn(ln_1(x)) + mlp(ln_2(x))
 
@@ -58,46 +79,98 @@ def normalised_stream(x, ln_1, attn, ln_2, mlp):  # LayerNorm on the residual pa
     return h + mlp(h)
 
 
+def no_ln_before_attention(x, ln_1, attn, ln_2, mlp):
+    h = x + attn(x)
+    return h + mlp(ln_2(h))
+
+
+def no_ln_before_mlp(x, ln_1, attn, ln_2, mlp):
+    h = x + attn(ln_1(x))
+    return h + mlp(h)
+
+
+def mlp_forgotten(x, ln_1, attn, ln_2, mlp):
+    return x + attn(ln_1(x))
+
+
+def extra_final_norm(x, ln_1, attn, ln_2, mlp):  # GPT's final LayerNorm belongs after the last block only
+    h = x + attn(ln_1(x))
+    return ln_2(h + mlp(ln_2(h)))
+
+
+def residual_in_place(x, ln_1, attn, ln_2, mlp):  # right values, but overwrites the caller's x
+    x += attn(ln_1(x))
+    x += mlp(ln_2(x))
+    return x
+
+
+def detached_branch(x, ln_1, attn, ln_2, mlp):  # right values, but no gradient reaches the attention
+    h = x + attn(ln_1(x)).detach()
+    return h + mlp(ln_2(h))
+
+
+BLOCK_WRONG = {
+    "post_ln": (post_ln, "post-LN"),
+    "no_attention_residual": (no_attention_residual, "residual around the attention is missing"),
+    "no_mlp_residual": (no_mlp_residual, "residual around the MLP is missing"),
+    "layernorms_swapped": (layernorms_swapped, "ln_1 and ln_2 are swapped"),
+    "ln_1_twice": (ln_1_twice, "ln_1 is used before the MLP"),
+    "mlp_reads_x": (mlp_reads_x, "MLP reads the block's input x"),
+    "normalised_stream": (normalised_stream, "residual stream itself is normalised"),
+    "no_ln_before_attention": (no_ln_before_attention, "attention reads x without ln_1"),
+    "no_ln_before_mlp": (no_ln_before_mlp, "MLP reads h without ln_2"),
+    "mlp_forgotten": (mlp_forgotten, "MLP sub-layer is missing"),
+    "extra_final_norm": (extra_final_norm, "output is normalised"),
+    "residual_in_place": (residual_in_place, "changed x in place"),
+    "detached_branch": (detached_branch, "values are right but the gradient"),
+    "in_place_on_h": (in_place_on_h, "in-place update \\(h \\+= ...\\) overwrote"),
+    "stub": (stub, "not implemented"),
+}
+
+
 # ------------------------------------------------------------------------------------------------ generate
-def generate(model, idx, max_new_tokens, temperature=1.0, generator=None, *, crop="last", position=-1,
-             after_softmax=False):
-    block_size = model.config.block_size
+def generate(model, idx, max_new_tokens, temperature=1.0, generator=None):  # notebook 04, exercise 2
     for _ in range(max_new_tokens):
-        if crop == "last":
-            context = idx[:, -block_size:]
-        elif crop == "first":
-            context = idx[:, :block_size]
-        else:
-            context = idx
-        logits = model(context).logits[:, position, :]  # (B, V)
+        context = idx[:, -model.config.block_size:]  # (B, <= block_size)
+        logits = model(context).logits[:, -1, :]  # (B, V)
         if temperature == 0:
-            next_id = logits.argmax(-1, keepdim=True)
-        elif after_softmax:
-            next_id = torch.multinomial(logits.softmax(-1) / temperature, 1, generator=generator)
+            next_id = logits.argmax(dim=-1, keepdim=True)  # (B, 1)
         else:
-            next_id = torch.multinomial((logits / temperature).softmax(-1), 1, generator=generator)
+            probs = (logits / temperature).softmax(dim=-1)  # (B, V)
+            next_id = torch.multinomial(probs, 1, generator=generator)  # (B, 1)
         idx = torch.cat([idx, next_id], dim=1)  # (B, T + 1)
     return idx
 
 
-def no_crop(model, idx, n, temperature=1.0, generator=None):
-    return generate(model, idx, n, temperature, generator, crop=None)
+def _generate(model, idx, max_new_tokens, temperature=1.0, generator=None, *, crop="last", position=-1,
+              scale="divide", softmax_dim=-1, use_generator=True, greedy_branch=True):
+    """``generate`` with one mistake switched on."""
+    block_size = model.config.block_size
+    for _ in range(max_new_tokens):
+        context = {"last": idx[:, -block_size:], "first": idx[:, :block_size], "none": idx,
+                   "one_short": idx[:, -(block_size - 1):]}[crop]
+        logits = model(context).logits[:, position, :]  # (B, V)
+        if temperature == 0 and greedy_branch:
+            next_id = logits.argmax(-1, keepdim=True)
+        else:
+            if scale == "divide":
+                probs = (logits / temperature).softmax(softmax_dim)
+            elif scale == "after_softmax":
+                probs = logits.softmax(softmax_dim) / temperature
+            elif scale == "multiply":
+                probs = (logits * temperature).softmax(softmax_dim)
+            else:  # temperature ignored
+                probs = logits.softmax(softmax_dim)
+            next_id = torch.multinomial(probs, 1, generator=generator if use_generator else None)
+        idx = torch.cat([idx, next_id], dim=1)  # (B, T + 1)
+    return idx
 
 
-def crop_first(model, idx, n, temperature=1.0, generator=None):
-    return generate(model, idx, n, temperature, generator, crop="first")
+def _generate_with(**mistake):
+    def candidate(model, idx, n, temperature=1.0, generator=None):
+        return _generate(model, idx, n, temperature, generator, **mistake)
 
-
-def first_position(model, idx, n, temperature=1.0, generator=None):
-    return generate(model, idx, n, temperature, generator, position=0)
-
-
-def second_to_last_position(model, idx, n, temperature=1.0, generator=None):
-    return generate(model, idx, n, temperature, generator, position=-2)
-
-
-def temperature_after_softmax(model, idx, n, temperature=1.0, generator=None):
-    return generate(model, idx, n, temperature, generator, after_softmax=True)
+    return candidate
 
 
 def only_new_tokens(model, idx, n, temperature=1.0, generator=None):
@@ -108,82 +181,122 @@ def always_greedy(model, idx, n, temperature=1.0, generator=None):
     return generate(model, idx, n, 0.0, generator)
 
 
-# ------------------------------------------------------------------------------------------------ KV cache
-def cached_generate(model, idx, max_new_tokens, *, mode="right"):
-    cache = model.new_cache()
-    logits = model(idx, cache=cache).logits  # (B, T, V): the prompt, once
-    for step in range(max_new_tokens):
-        next_id = logits[:, -1].argmax(-1, keepdim=True)  # (B, 1)
-        idx = torch.cat([idx, next_id], dim=1)
-        if step == max_new_tokens - 1:
-            break
-        if mode == "right":
-            logits = model(next_id, cache=cache).logits
-        elif mode == "fresh_cache":  # a new cache every step: the past is forgotten
-            cache = model.new_cache()
-            logits = model(next_id, cache=cache).logits
-        elif mode == "refeed":  # the whole sequence again, into the same cache
-            logits = model(idx, cache=cache).logits
-        elif mode == "no_cache":  # correct tokens, but recomputes the past every step
-            logits = model(idx).logits
+def zero_temperature_samples(model, idx, n, temperature=1.0, generator=None):  # T = 0 treated as T = 1
+    return generate(model, idx, n, temperature or 1.0, generator)
+
+
+def one_more_token(model, idx, n, temperature=1.0, generator=None):
+    return generate(model, idx, n + 1, temperature, generator)
+
+
+def appended_on_batch_axis(model, idx, n, temperature=1.0, generator=None):  # torch.cat's default dim=0
+    for _ in range(n):
+        logits = model(idx[:, -model.config.block_size:]).logits[:, -1]
+        next_id = logits.argmax(-1, keepdim=True) if temperature == 0 else torch.multinomial(
+            (logits / temperature).softmax(-1), 1, generator=generator)
+        idx = torch.cat([idx, next_id])
     return idx
 
 
-RIGHT = [(check_gpt_block, gpt_block), (check_generate, generate), (check_cached_generate, cached_generate)]
+def sample_shared_by_rows(model, idx, n, temperature=1.0, generator=None):  # row 0's token for every row
+    for _ in range(n):
+        logits = model(idx[:, -model.config.block_size:]).logits[:, -1]
+        if temperature == 0:
+            next_id = logits.argmax(-1, keepdim=True)
+        else:
+            next_id = torch.multinomial((logits / temperature).softmax(-1), 1, generator=generator)
+        idx = torch.cat([idx, next_id[:1].expand(idx.shape[0], 1)], dim=1)
+    return idx
 
 
-@pytest.mark.parametrize("checker, solution", RIGHT, ids=[c.__name__ for c, _ in RIGHT])
-def test_new_checkers_pass_the_right_answer(checker, solution, capsys):
-    for seed in (0, 1, 2):
-        checker(solution, seed=seed)
-    assert capsys.readouterr().out.count("PASS") == 3
+GENERATE_WRONG = {
+    "no_crop": (_generate_with(crop="none"), "context was not cropped"),
+    "crop_first": (_generate_with(crop="first"), "first block_size tokens"),
+    "crop_one_short": (_generate_with(crop="one_short"), "block_size - 1"),
+    "first_position": (_generate_with(position=0), "position 0"),
+    "second_to_last_position": (_generate_with(position=-2), "second-to-last"),
+    "temperature_after_softmax": (_generate_with(scale="after_softmax"), "temperature has no effect"),
+    "temperature_multiplies": (_generate_with(scale="multiply"), "multiplied by the temperature"),
+    "temperature_ignored": (_generate_with(scale="ignored"), "temperature has no effect"),
+    "softmax_over_batch": (_generate_with(softmax_dim=0), "softmax runs over the batch axis"),
+    "generator_ignored": (_generate_with(use_generator=False), "generator"),
+    "no_greedy_branch": (_generate_with(greedy_branch=False), "arg-max instead of dividing by 0"),
+    "zero_temperature_samples": (zero_temperature_samples, "temperature=0 means greedy"),
+    "always_greedy": (always_greedy, "greedy at every temperature"),
+    "only_new_tokens": (only_new_tokens, "prompt \\+ new tokens"),
+    "one_more_token": (one_more_token, "prompt \\+ new tokens"),
+    "appended_on_batch_axis": (appended_on_batch_axis, "append along dim=1"),
+    "sample_shared_by_rows": (sample_shared_by_rows, "row"),
+    "stub": (stub, "not implemented"),
+}
 
 
-WRONG = [
-    (check_gpt_block, post_ln), (check_gpt_block, no_attention_residual), (check_gpt_block, no_mlp_residual),
-    (check_gpt_block, layernorms_swapped), (check_gpt_block, mlp_reads_x), (check_gpt_block, normalised_stream),
-    (check_gpt_block, stub),
-    (check_generate, no_crop), (check_generate, crop_first), (check_generate, first_position),
-    (check_generate, second_to_last_position), (check_generate, temperature_after_softmax),
-    (check_generate, only_new_tokens), (check_generate, always_greedy), (check_generate, stub),
-    (check_cached_generate, lambda m, i, n: cached_generate(m, i, n, mode="fresh_cache")),
-    (check_cached_generate, lambda m, i, n: cached_generate(m, i, n, mode="refeed")),
-    (check_cached_generate, lambda m, i, n: cached_generate(m, i, n, mode="no_cache")),
-    (check_cached_generate, lambda m, i, n: generate(m, i, n, 0.0)),  # right tokens, no cache at all
-    (check_cached_generate, stub),
-]
-WRONG_IDS = ["post_ln", "no_attention_residual", "no_mlp_residual", "layernorms_swapped", "mlp_reads_x",
-             "normalised_stream", "block_stub", "no_crop", "crop_first", "first_position", "second_to_last_position",
-             "temperature_after_softmax", "only_new_tokens", "always_greedy", "generate_stub", "fresh_cache",
-             "refeed_whole_sequence", "recompute_without_cache", "uncached_generate", "cached_stub"]
+# ------------------------------------------------------------------------------------------------ KV cache
+def cached_generate(model, idx, max_new_tokens):  # notebook 04, exercise 3
+    cache = model.new_cache()  # one KVCache per block, empty
+    logits = model(idx, cache=cache).logits  # (B, T, V): the prompt, once
+    for step in range(max_new_tokens):
+        next_id = logits[:, -1].argmax(dim=-1, keepdim=True)  # (B, 1)
+        idx = torch.cat([idx, next_id], dim=1)  # (B, T + step + 1)
+        if step < max_new_tokens - 1:
+            logits = model(next_id, cache=cache).logits  # (B, 1, V): only the new token
+    return idx
 
 
-@pytest.mark.parametrize("checker, wrong", WRONG, ids=WRONG_IDS)
-def test_new_checkers_catch_wrong_answers(checker, wrong):
-    for seed in (0, 1, 2):
-        with pytest.raises(CheckFailure):
-            checker(wrong, seed=seed)
+def cached_generate_feeds_last_too(model, idx, n):  # right too: one wasted call at the end
+    cache = model.new_cache()
+    logits = model(idx, cache=cache).logits
+    for _ in range(n):
+        next_id = logits[:, -1].argmax(-1, keepdim=True)
+        idx = torch.cat([idx, next_id], dim=1)
+        logits = model(next_id, cache=cache).logits
+    return idx
 
 
-def test_failure_messages_say_what_and_where():
-    with pytest.raises(CheckFailure, match=r"seed=3"):
-        check_gpt_block(post_ln, seed=3)
-    with pytest.raises(CheckFailure, match=r"block_size"):
-        check_generate(no_crop, seed=0)
-    with pytest.raises(CheckFailure, match=r"new_cache\(\) was called 0 times"):
-        check_cached_generate(lambda m, i, n: generate(m, i, n, 0.0), seed=0)
-    with pytest.raises(CheckFailure, match=r"new_cache\(\) was called \d+ times"):
-        check_cached_generate(lambda m, i, n: cached_generate(m, i, n, mode="fresh_cache"), seed=0)
-    with pytest.raises(CheckFailure, match=r"one new token per call"):
-        check_cached_generate(lambda m, i, n: cached_generate(m, i, n, mode="no_cache"), seed=0)
-    with pytest.raises(CheckFailure, match=r"not implemented"):
-        check_generate(stub, seed=0)
+def _cached(mode):
+    def candidate(model, idx, n):
+        cache = model.new_cache()
+        logits = model(idx, cache=cache).logits if mode != "prompt_not_cached" else model(idx).logits
+        for _ in range(n):
+            if mode == "first_position":
+                next_id = logits[:, 0].argmax(-1, keepdim=True)
+            elif mode == "sampled":
+                next_id = torch.multinomial(logits[:, -1].softmax(-1), 1)
+            else:
+                next_id = logits[:, -1].argmax(-1, keepdim=True)
+            if mode == "refeed_previous_token":  # feeds the token before the new one (the cache then holds it twice)
+                logits = model(idx[:, -1:], cache=cache).logits
+                idx = torch.cat([idx, next_id], dim=1)
+                continue
+            idx = torch.cat([idx, next_id], dim=1)
+            if mode == "fresh_cache":  # a new cache every step: the past is forgotten
+                cache = model.new_cache()
+                logits = model(next_id, cache=cache).logits
+            elif mode == "refeed":  # the whole sequence again, into the same cache
+                logits = model(idx, cache=cache).logits
+            elif mode == "no_cache":  # right tokens, but recomputes the past every step
+                logits = model(idx).logits
+            elif mode == "forgets_cache":  # the new token alone, without the cache: no context at all
+                logits = model(next_id).logits
+            else:
+                logits = model(next_id, cache=cache).logits
+        return idx
+
+    return candidate
 
 
-def test_seed_none_draws_fresh_cases(capsys):
-    check_gpt_block(gpt_block)
-    check_generate(generate)
-    assert capsys.readouterr().out.count("PASS") == 2
+CACHED_WRONG = {
+    "fresh_cache": (_cached("fresh_cache"), "new_cache\\(\\) was called \\d+ times"),
+    "refeed_whole_sequence": (_cached("refeed"), "one new token per call"),
+    "recompute_without_cache": (_cached("no_cache"), "one new token per call"),
+    "uncached_generate": (lambda m, i, n: generate(m, i, n, 0.0), "new_cache\\(\\) was called 0 times"),
+    "forgets_cache": (_cached("forgets_cache"), "without cache="),
+    "prompt_not_cached": (_cached("prompt_not_cached"), "prompt was fed without the cache"),
+    "refeed_previous_token": (_cached("refeed_previous_token"), "fed the previous token"),
+    "first_position": (_cached("first_position"), "differs first"),
+    "sampled": (_cached("sampled"), "cached_generate is greedy"),
+    "stub": (stub, "not implemented"),
+}
 
 
 # ------------------------------------------------------------------------------------------------ attention
@@ -192,70 +305,189 @@ def _heads(t, n_head):
     return t.view(B, L, n_head, d // n_head).transpose(1, 2)  # (B, h, L, d_head)
 
 
-def _attend(q, k, v, causal=True, scale=True, upper=False):
-    scores = q @ k.transpose(-2, -1) / (math.sqrt(q.shape[-1]) if scale else 1.0)
+def _attend(q, k, v, causal=True, scale=True, upper=False, scale_by=None, softmax_dim=-1):
+    divisor = scale_by if scale_by is not None else (math.sqrt(q.shape[-1]) if scale else 1.0)
+    scores = q @ k.transpose(-2, -1) / divisor
     if causal:
         L, T = scores.shape[-2:]
         allowed = torch.ones(L, T, dtype=torch.bool).tril(T - L)
         scores = scores.masked_fill(~(allowed.T if upper else allowed), float("-inf"))
-    return scores.softmax(-1) @ v
+    return scores.softmax(softmax_dim) @ v
 
 
-def good_attention(x, w_q, w_k, w_v, w_o, n_head, **kwargs):
-    q, k, v = (_heads(x @ w.T, n_head) for w in (w_q, w_k, w_v))
-    out = _attend(q, k, v, **kwargs)
-    B, _, L, _ = out.shape
-    return out.transpose(1, 2).reshape(B, L, -1) @ w_o.T
+def good_attention(x, w_q, w_k, w_v, w_o, n_head, *, transposed=False, split="right", merge="right", out=True,
+                   **kwargs):
+    B, L, d = x.shape
+
+    def project(w):
+        t = x @ (w if transposed else w.T)
+        return _heads(t, n_head) if split == "right" else t.view(B, n_head, L, d // n_head)
+
+    q, k, v = project(w_q), project(w_k), project(w_v)
+    o = _attend(q, k, v, **kwargs)  # (B, h, L, d_head)
+    o = o.transpose(1, 2).reshape(B, L, d) if merge == "right" else o.reshape(B, L, d)
+    if not out:
+        return o
+    return o @ (w_o if transposed else w_o.T)
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_causal_self_attention_checker(seed, capsys):
-    check_causal_self_attention(good_attention, seed=seed)
-    assert capsys.readouterr().out.startswith("PASS causal_self_attention")
-    wrong = [
-        lambda *a: good_attention(*a, causal=False),  # forgot the mask
-        lambda *a: good_attention(*a, upper=True),  # mask the past instead of the future
-        lambda *a: good_attention(*a, scale=False),  # forgot 1/sqrt(d_head)
-        lambda x, wq, wk, wv, wo, h: good_attention(x, wq, wk, wv, wo, 1),  # one head of width d
-    ]
-    for candidate in [stub, *wrong]:
-        with pytest.raises(CheckFailure):
-            check_causal_self_attention(candidate, seed=seed)
+def _attention_with(**mistake):
+    def candidate(x, w_q, w_k, w_v, w_o, n_head):
+        return good_attention(x, w_q, w_k, w_v, w_o, n_head, **mistake)
+
+    return candidate
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_top_p_checker(seed, capsys):
-    check_top_p_filter(top_p_filter, seed=seed)
-    assert "PASS top_p_filter" in capsys.readouterr().out
-
-    def stops_before_crossing(logits, p):  # keeps tokens while the running mass is <= p: one too few
-        probs, order = logits.softmax(-1).sort(-1, descending=True)
-        remove = probs.cumsum(-1) > p
-        return logits.masked_fill(torch.zeros_like(remove).scatter(-1, order, remove), float("-inf"))
-
-    def on_logits_not_probs(logits, p):  # thresholds raw logits instead of probabilities
-        return logits.masked_fill(logits < p, float("-inf"))
-
-    def renormalised(logits, p):  # returns probabilities, not logits
-        return top_p_filter(logits, p).softmax(-1)
-
-    for candidate in (stub, stops_before_crossing, on_logits_not_probs, renormalised):
-        with pytest.raises(CheckFailure):
-            check_top_p_filter(candidate, seed=seed)
+def sqrt_d_attention(x, w_q, w_k, w_v, w_o, n_head):  # 1/sqrt(d_model) instead of 1/sqrt(d_head)
+    return good_attention(x, w_q, w_k, w_v, w_o, n_head, scale_by=math.sqrt(x.shape[-1]))
 
 
-def good_step(x_new, past_k, past_v, w_q, w_k, w_v, w_o, n_head, append=True, prepend=False):
-    q, k, v = (_heads(x_new @ w.T, n_head) for w in (w_q, w_k, w_v))  # (B, h, 1, d_head)
-    if prepend:
-        keys, values = torch.cat([k, past_k], 2), torch.cat([v, past_v], 2)
+ATTENTION_WRONG = {
+    "no_mask": (_attention_with(causal=False), "sees later positions"),
+    "mask_upper": (_attention_with(upper=True), "sees later positions"),
+    "no_scale": (_attention_with(scale=False), "1/sqrt\\(d_head\\) is missing"),
+    "sqrt_d_model": (sqrt_d_attention, "sqrt\\(d_model\\)"),
+    "one_head": (lambda x, wq, wk, wv, wo, h: good_attention(x, wq, wk, wv, wo, 1), "one head"),
+    "transposed_weights": (_attention_with(transposed=True), "x @ w.T"),
+    "split_without_transpose": (_attention_with(split="view"), "heads"),
+    "merge_without_transpose": (_attention_with(merge="reshape"), "heads"),
+    "no_out_projection": (_attention_with(out=False), "w_o"),
+    "softmax_over_queries": (_attention_with(softmax_dim=-2), "softmax"),
+    "stub": (stub, "not implemented"),
+}
+
+
+# ------------------------------------------------------------------------------------------------ top-p
+def top_p(logits, p):  # notebook 04, exercise 5
+    sorted_logits, order = logits.sort(dim=-1, descending=True)  # (..., V)
+    probs = sorted_logits.softmax(dim=-1)
+    mass_before = probs.cumsum(dim=-1) - probs  # mass of the better-ranked tokens
+    remove_sorted = mass_before >= p
+    remove = torch.zeros_like(remove_sorted).scatter(-1, order, remove_sorted)  # vocabulary order
+    return logits.masked_fill(remove, float("-inf"))
+
+
+def _top_p(logits, p, *, descending=True, rule="before>=", back="scatter", fill=float("-inf"), sort_dim=-1,
+           in_place=False, sort=True):
+    """``top_p`` with one mistake switched on."""
+    if sort:
+        sorted_logits, order = logits.sort(dim=sort_dim, descending=descending)
     else:
-        keys, values = torch.cat([past_k, k], 2), torch.cat([past_v, v], 2)
-    if append:
-        out = _attend(q, keys, values, causal=False)
-    else:  # attends to the past only, forgetting the new token's own key
-        out = _attend(q, past_k, past_v, causal=False) if past_k.shape[2] else v
+        sorted_logits, order = logits, torch.arange(logits.shape[-1]).expand_as(logits)
+    probs = sorted_logits.softmax(dim=-1)
+    cumulative = probs.cumsum(dim=-1)
+    remove_sorted = {"before>=": cumulative - probs >= p, "before>": cumulative - probs > p,
+                     "cum>": cumulative > p, "cum>=": cumulative >= p}[rule]
+    if back == "scatter":
+        remove = torch.zeros_like(remove_sorted).scatter(sort_dim, order, remove_sorted)
+    elif back == "gather":
+        remove = remove_sorted.gather(-1, order)
+    else:  # the decision stays in sorted order
+        return sorted_logits.masked_fill(remove_sorted, fill)
+    if in_place:
+        return logits.masked_fill_(remove, fill)
+    return logits.masked_fill(remove, fill)
+
+
+def _top_p_with(**mistake):
+    def candidate(logits, p):
+        return _top_p(logits, p, **mistake)
+
+    return candidate
+
+
+def hf_style(logits, p):  # the Hugging Face formulation (cumsum > p, shifted by one) keeps mass_before == p
+    sorted_logits, order = logits.sort(dim=-1, descending=True)
+    remove_sorted = sorted_logits.softmax(-1).cumsum(-1) > p
+    remove_sorted[..., 1:] = remove_sorted[..., :-1].clone()
+    remove_sorted[..., 0] = False
+    return logits.masked_fill(remove_sorted.scatter(-1, order, remove_sorted), float("-inf"))
+
+
+def on_logits_not_probs(logits, p):  # thresholds raw logits instead of probabilities
+    return logits.masked_fill(logits < p, float("-inf"))
+
+
+def renormalised(logits, p):  # returns probabilities, not logits
+    return top_p_filter(logits, p).softmax(-1)
+
+
+def filtered_probabilities(logits, p):  # the probabilities with the tail zeroed
+    return logits.softmax(-1).masked_fill(top_p_filter(logits, p).isinf(), 0.0)
+
+
+TOP_P_WRONG = {
+    "stops_before_crossing": (_top_p_with(rule="cum>"), "one token too few"),
+    "crossing_token_dropped": (_top_p_with(rule="cum>="), "one token too few"),
+    "on_logits_not_probs": (on_logits_not_probs, "values differ"),
+    "renormalised": (renormalised, "probabilities"),
+    "filtered_probabilities": (filtered_probabilities, "probabilities"),
+    "ascending_sort": (_top_p_with(descending=False), "least likely"),
+    "no_sort": (_top_p_with(sort=False), "vocabulary order"),
+    "sorted_order_returned": (_top_p_with(back="none"), "sorted order"),
+    "gather_not_scatter": (_top_p_with(back="gather"), "scatter"),
+    "fills_zero": (_top_p_with(fill=0.0), "-inf"),
+    "fills_large_negative": (_top_p_with(fill=-1e9), "-inf"),
+    "in_place": (_top_p_with(in_place=True), "in place"),
+    "stub": (stub, "not implemented"),
+}
+
+
+def top_p_sort_dim0(logits, p):  # sorts along the batch axis: right only for 1-D logits
+    return _top_p(logits, p, sort_dim=0)
+
+
+TOP_P_WRONG["sort_dim0"] = (top_p_sort_dim0, "values differ|raised")
+TOP_P_WRONG["hf_style_boundary"] = (hf_style, "equals p exactly")
+
+
+# ------------------------------------------------------------------------------------------------ one cache step
+def kv_cache_step(x_new, past_k, past_v, w_q, w_k, w_v, w_o, n_head):  # notebook 04, exercise 4
+    B, _, d = x_new.shape
+    d_head = d // n_head
+
+    def heads(t):  # (B, 1, d) -> (B, h, 1, d_head)
+        return t.view(B, 1, n_head, d_head).transpose(1, 2)
+
+    q, k, v = heads(x_new @ w_q.T), heads(x_new @ w_k.T), heads(x_new @ w_v.T)
+    keys = torch.cat([past_k, k], dim=2)  # (B, h, T + 1, d_head)
+    values = torch.cat([past_v, v], dim=2)
+    weights = (q @ keys.transpose(-2, -1) / math.sqrt(d_head)).softmax(dim=-1)  # (B, h, 1, T + 1): no mask
+    out = (weights @ values).transpose(1, 2).reshape(B, 1, d) @ w_o.T  # (B, 1, d)
+    return out, keys, values
+
+
+def good_step(x_new, past_k, past_v, w_q, w_k, w_v, w_o, n_head, append=True, prepend=False, scale=True,
+              scale_by=None, softmax_dim=-1, transposed=False, out=True, swap_kv=False, cat_dim=2, mask=False):
     B = x_new.shape[0]
-    return out.transpose(1, 2).reshape(B, 1, -1) @ w_o.T, keys, values
+    q, k, v = (_heads(x_new @ (w if transposed else w.T), n_head) for w in (w_q, w_k, w_v))  # (B, h, 1, d_head)
+    if swap_kv:
+        k, v = v, k
+    if prepend:
+        keys, values = torch.cat([k, past_k], cat_dim), torch.cat([v, past_v], cat_dim)
+    else:
+        keys, values = torch.cat([past_k, k], cat_dim), torch.cat([past_v, v], cat_dim)
+    if append:
+        if mask:  # a square causal mask cut to one query row: only the first key stays visible
+            T1 = keys.shape[2]
+            scores = q @ keys.transpose(-2, -1) / math.sqrt(q.shape[-1])
+            scores = scores.masked_fill(~torch.ones(T1, T1, dtype=torch.bool).tril()[:1], float("-inf"))
+            o = scores.softmax(-1) @ values
+        else:
+            o = _attend(q, keys, values, causal=False, scale=scale, scale_by=scale_by, softmax_dim=softmax_dim)
+    else:  # attends to the past only, forgetting the new token's own key
+        o = _attend(q, past_k, past_v, causal=False) if past_k.shape[2] else v
+    o = o.transpose(1, 2).reshape(B, 1, -1)
+    if out:
+        o = o @ (w_o if transposed else w_o.T)
+    return o, keys, values
+
+
+def _step_with(**mistake):
+    def candidate(*args):
+        return good_step(*args, **mistake)
+
+    return candidate
 
 
 def not_appended(x_new, past_k, past_v, *rest):  # right output, but hands back the old cache
@@ -263,16 +495,99 @@ def not_appended(x_new, past_k, past_v, *rest):  # right output, but hands back 
     return out, past_k, past_v
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_kv_cache_step_checker(seed, capsys):
-    check_kv_cache_step(good_step, seed=seed)
-    assert "PASS kv_cache_step" in capsys.readouterr().out
-    wrong = [
-        lambda *a: good_step(*a, append=False),
-        lambda *a: good_step(*a, prepend=True),
-        lambda *a: good_step(*a)[0],  # forgot to return the updated cache
-        not_appended,
+def only_new_key(x_new, past_k, past_v, *rest):  # returns the new key and value instead of the whole cache
+    out, keys, values = good_step(x_new, past_k, past_v, *rest)
+    return out, keys[:, :, -1:], values[:, :, -1:]
+
+
+def step_sqrt_d(x_new, past_k, past_v, w_q, w_k, w_v, w_o, n_head):
+    return good_step(x_new, past_k, past_v, w_q, w_k, w_v, w_o, n_head, scale_by=math.sqrt(x_new.shape[-1]))
+
+
+STEP_WRONG = {
+    "past_only": (_step_with(append=False), "new position's own key"),
+    "prepended": (_step_with(prepend=True), "in front"),
+    "no_tuple": (lambda *a: good_step(*a)[0], "tuple"),
+    "not_appended": (not_appended, "without the new position"),
+    "only_new_key": (only_new_key, "only the new position's key"),
+    "no_scale": (_step_with(scale=False), "1/sqrt\\(d_head\\) is missing"),
+    "sqrt_d_model": (step_sqrt_d, "sqrt\\(d_model\\)"),
+    "softmax_over_queries": (_step_with(softmax_dim=-2), "softmax"),
+    "transposed_weights": (_step_with(transposed=True), "x @ w.T"),
+    "no_out_projection": (_step_with(out=False), "w_o"),
+    "keys_values_swapped": (_step_with(swap_kv=True), "swapped"),
+    "cat_on_head_axis": (_step_with(cat_dim=1), "grows along dim 2"),
+    "square_causal_mask": (_step_with(mask=True), "mask"),
+    "stub": (stub, "not implemented"),
+}
+
+
+# ------------------------------------------------------------------------------------------------ the tests
+RIGHT = [
+    (check_gpt_block, gpt_block), (check_gpt_block, gpt_block_functional), (check_generate, generate),
+    (check_cached_generate, cached_generate), (check_cached_generate, cached_generate_feeds_last_too),
+    (check_causal_self_attention, good_attention), (check_top_p_filter, top_p), (check_top_p_filter, top_p_filter),
+    (check_kv_cache_step, kv_cache_step), (check_kv_cache_step, good_step),
+]
+
+
+@pytest.mark.parametrize("checker, solution", RIGHT, ids=[f"{c.__name__}-{s.__name__}" for c, s in RIGHT])
+def test_checkers_pass_the_right_answer(checker, solution, capsys):
+    for seed in SEEDS:
+        checker(solution, seed=seed)
+    assert capsys.readouterr().out.count("PASS") == len(SEEDS)
+
+
+WRONG = [(check_gpt_block, key, *value) for key, value in BLOCK_WRONG.items()]
+WRONG += [(check_generate, key, *value) for key, value in GENERATE_WRONG.items()]
+WRONG += [(check_cached_generate, key, *value) for key, value in CACHED_WRONG.items()]
+WRONG += [(check_causal_self_attention, key, *value) for key, value in ATTENTION_WRONG.items()]
+WRONG += [(check_top_p_filter, key, *value) for key, value in TOP_P_WRONG.items()]
+WRONG += [(check_kv_cache_step, key, *value) for key, value in STEP_WRONG.items()]
+
+
+@pytest.mark.parametrize("checker, mistake, wrong, message", WRONG,
+                         ids=[f"{c.__name__}-{k}" for c, k, _, _ in WRONG])
+def test_checkers_catch_wrong_answers_and_name_the_mistake(checker, mistake, wrong, message):
+    for seed in SEEDS:
+        with pytest.raises(CheckFailure, match=message):
+            checker(wrong, seed=seed)
+
+
+def test_at_least_five_wrong_answers_per_checker():
+    for checker in (check_gpt_block, check_generate, check_cached_generate, check_causal_self_attention,
+                    check_top_p_filter, check_kv_cache_step):
+        assert sum(c is checker and k != "stub" for c, k, _, _ in WRONG) >= 5, checker.__name__
+
+
+def test_failure_messages_quote_the_seed():
+    for checker, wrong in ((check_gpt_block, post_ln), (check_generate, GENERATE_WRONG["no_crop"][0]),
+                           (check_cached_generate, CACHED_WRONG["fresh_cache"][0]),
+                           (check_top_p_filter, TOP_P_WRONG["no_sort"][0]),
+                           (check_kv_cache_step, STEP_WRONG["no_scale"][0])):
+        with pytest.raises(CheckFailure, match=r"seed=3"):
+            checker(wrong, seed=3)
+
+
+def test_committed_pass_lines_are_unchanged(capsys):
+    """The notebook compares these lines byte for byte (``# NBVAL_CHECK_OUTPUT``)."""
+    check_gpt_block(gpt_block, seed=0)
+    check_generate(generate, seed=0)
+    check_cached_generate(cached_generate, seed=0)
+    check_kv_cache_step(kv_cache_step, seed=0)
+    check_top_p_filter(top_p, seed=0)
+    assert capsys.readouterr().out.splitlines() == [
+        "PASS gpt_block: pre-LN block equals bigtut.gpt.Block on 3 random blocks",
+        "PASS generate: greedy and sampled (T = 0.5, 1, 2) generation equals bigtut.gpt.generate, past block_size too",
+        "PASS cached_generate: greedy tokens equal uncached generation; one cache, the prompt fed once, then one "
+        "token per step",
+        "PASS kv_cache_step: matches the reference and full causal attention on 3 random cases",
+        "PASS top_p_filter: matches the reference on 7 random cases",
     ]
-    for candidate in [stub, *wrong]:
-        with pytest.raises(CheckFailure):
-            check_kv_cache_step(candidate, seed=seed)
+
+
+def test_seed_none_draws_fresh_cases(capsys):
+    check_gpt_block(gpt_block)
+    check_generate(generate)
+    check_top_p_filter(top_p)
+    assert capsys.readouterr().out.count("PASS") == 3

@@ -8,7 +8,9 @@ checker                        what the candidate must do
 ``check_pretraining_loss``     ``pretraining_loss(hidden, pooled, head, mlm_labels, nsp_labels)``: the
                                tied MLM head and the MLM + NSP loss
 ``check_mask_tokens``          ``mask_tokens(ids, vocab, mask_prob, generator)``: BERT's 80/10/10 corruption
-``check_nsp_pair``             ``sample_pair(documents, rng)``: one next-sentence-prediction pair
+``check_nsp_pair``             ``sample_pair(documents, rng)``: one next-sentence-prediction pair, with ``a``
+                               uniform over the sentences that have a successor (not a document first) and the
+                               NotNext ``b`` from a random other document (not always the same one)
 =============================  ========================================================================
 
 The first two compare with :class:`bigtut.bert.BertEmbeddings` and :func:`bigtut.bert.pretraining_loss` in
@@ -18,8 +20,10 @@ checker also compares gradients, so a decoder that copies the embedding matrix (
 value is right. The last two tasks are random, so those checkers do not compare value by value: they test the
 rules every correct answer obeys (specials untouched, labels where and only where a token was selected, a
 true next sentence really follows, ...) and the statistics on large samples, with tolerances of about five
-standard deviations, so a correct answer fails with negligible probability. Inputs come from a private
-generator; every failure names the seed, so the case can be replayed with ``seed=...``.
+standard deviations, so a correct answer fails with negligible probability (the NSP checker's toy documents
+have very different lengths, so that sampling a document first, instead of a sentence, shows in the counts).
+Inputs come from a private generator; every failure names the seed, so the case can be replayed with
+``seed=...``. Known mistakes are named with :func:`bigtut.checks.gpt.matching_mistake`.
 """
 
 from __future__ import annotations
@@ -32,7 +36,8 @@ import torch
 import torch.nn.functional as F
 
 from bigtut.bert import IGNORE_INDEX, BertConfig, BertEmbeddings, BertForPreTraining, BertVocab
-from bigtut.checks.core import CheckFailure, _call, _describe, assert_close, checker_generator, guarded, passed
+from bigtut.checks.core import CheckFailure, _describe, assert_close, checker_generator, guarded, passed
+from bigtut.checks.gpt import matching_mistake
 
 __all__ = ["check_bert_embeddings", "check_mask_tokens", "check_nsp_pair", "check_pretraining_loss"]
 
@@ -53,16 +58,16 @@ def _randint(gen: torch.Generator, low: int, high: int) -> int:
     return int(torch.randint(low, high + 1, (1,), generator=gen))
 
 
-def _first_match(got, variants: dict, atol: float = 1e-8, rtol: float = 1e-6) -> str | None:
-    """The name of the first variant (a known mistake) that ``got`` equals, else None."""
-    if not isinstance(got, torch.Tensor):
-        return None
-    got = got.detach().to("cpu", torch.float64)
-    for mistake, value in variants.items():
-        value = value.detach().to(torch.float64)
-        if got.shape == value.shape and torch.allclose(got, value, atol=atol, rtol=rtol):
-            return mistake
-    return None
+def _embedding_error_hint(err: CheckFailure, length: int, max_len: int) -> str:
+    """A hint for the usual crashes of the embeddings exercise, read off the candidate's own error."""
+    text = str(err.__cause__ or err)
+    if "index out of range" in text and length == max_len:
+        return (f"\n  Hint: at L = max_len = {max_len} a position id reached {max_len}: position ids are 0, 1, ..., "
+                f"L-1 (torch.arange(L))")
+    if "must match the size" in text:
+        return ("\n  Hint: add the embeddings of the input's L positions, parts.position(torch.arange(L)), not all "
+                "max_len of them")
+    return ""
 
 
 def check_bert_embeddings(candidate: Callable, seed: int | None = None) -> None:
@@ -99,18 +104,36 @@ def check_bert_embeddings(candidate: Callable, seed: int | None = None) -> None:
                 pos = emb.position(torch.arange(length))[None]  # (1, L, d)
                 seg = emb.segment(segments)  # (B, L, d)
                 expected = emb(tok, segments)  # (B, L, d): the bigtut module
-                got = guarded(name, f"called with {what}", candidate, parts, ids.clone(), segments.clone())
-            if _first_match(got, {"right": expected}, atol=1e-10, rtol=1e-9):
+                try:
+                    got = guarded(name, f"called with {what}", candidate, parts, ids.clone(), segments.clone())
+                except CheckFailure as err:
+                    raise CheckFailure(f"{err}{_embedding_error_hint(err, length, config.max_len)}") from None
+            if matching_mistake(got, {"right": expected}, atol=1e-10, rtol=1e-9):
                 count += 1
                 continue
-            mistake = _first_match(got, {
-                "the segment embedding is missing": emb.norm(tok + pos),
-                "the position embedding is missing": emb.norm(tok + seg),
-                "only the token embedding is used": emb.norm(tok),
-                "the LayerNorm comes before the sum (LN(token) + position + segment)": emb.norm(tok) + pos + seg,
-                "each embedding is normalised before the sum": emb.norm(tok) + emb.norm(pos) + emb.norm(seg),
-                "the LayerNorm is missing": tok + pos + seg,
-            })
+            bare = "the LayerNorm's weight and bias are not applied (F.layer_norm without them); use parts.norm"
+            d = config.d_model
+            mistake = matching_mistake(got, [
+                ("the segment embedding is missing", emb.norm(tok + pos)),
+                ("the position embedding is missing", emb.norm(tok + seg)),
+                ("only the token embedding is used", emb.norm(tok)),
+                ("the LayerNorm comes before the sum (LN(token) + position + segment)", emb.norm(tok) + pos + seg),
+                ("each embedding is normalised before the sum", emb.norm(tok) + emb.norm(pos) + emb.norm(seg)),
+                ("the LayerNorm is missing", tok + pos + seg),
+                ("the positions start at 1; position ids are 0, 1, ..., L-1 (torch.arange(L))",
+                 emb.norm(tok + emb.position(torch.arange(1, length + 1)) + seg) if length < config.max_len
+                 else None),
+                ("all max_len position embeddings are summed and added to every position; add position i's "
+                 "embedding to position i", emb.norm(tok + emb.position.weight.sum(0) + seg)),
+                ("the segment ids are looked up in the token table; use parts.segment",
+                 emb.norm(tok + pos + emb.token(segments))),
+                ("token_type_ids are ignored (segment 0 everywhere); look up parts.segment(token_type_ids)",
+                 emb.norm(tok + pos + emb.segment(torch.zeros_like(segments)))),
+                (bare, F.layer_norm(tok + pos + seg, (d,))),
+                (bare, F.layer_norm(tok + pos + seg, (d,), eps=emb.norm.eps)),
+                ("the token embedding is scaled by sqrt(d_model) (the original Transformer does; BERT does not)",
+                 emb.norm(tok * d**0.5 + pos + seg)),
+            ])
             if mistake is not None:
                 raise CheckFailure(f"{name}: {mistake} for {what}; BERT sums the token, position and segment "
                                    f"embeddings, then applies the LayerNorm once")
@@ -173,6 +196,15 @@ def _loss_variants(model, hidden, pooled, labels, nsp_labels) -> tuple[torch.Ten
         "the decoder bias is missing": mlm_of(transformed @ E.T) + nsp,
         "the head's transform (dense -> GELU -> LayerNorm) is skipped": mlm_of(hidden @ E.T + b) + nsp,
         "GELU is the tanh approximation; BERT's head uses the exact (erf) GELU": mlm_of(tanh_gelu) + nsp,
+        "the head's activation is ReLU; BERT's head uses GELU (F.gelu)":
+            mlm_of(model.mlm_norm(F.relu(model.mlm_dense(hidden))) @ E.T + b) + nsp,
+        "the LayerNorm of the head's transform is missing (dense -> GELU -> LayerNorm)":
+            mlm_of(F.gelu(model.mlm_dense(hidden)) @ E.T + b) + nsp,
+        "the NSP head reads hidden[:, 0] instead of pooled (the pooler's tanh(W h_[CLS]) output)":
+            mlm + F.cross_entropy(model.nsp(hidden[:, 0]), nsp_labels),
+        "the NSP labels are flipped (0 means IsNext)": mlm + F.cross_entropy(model.nsp(pooled), 1 - nsp_labels),
+        "cross_entropy got probabilities (softmax applied first); it takes the logits":
+            mlm_of((transformed @ E.T + b).softmax(-1)) + nsp,
     }
     return mlm + nsp, variants
 
@@ -207,8 +239,8 @@ def check_pretraining_loss(candidate: Callable, seed: int | None = None) -> None
         if not isinstance(got, torch.Tensor) or got.numel() != 1:
             raise CheckFailure(f"{name}: expected the loss as a scalar tensor, got {_describe(got)} for {what}")
         expected, variants = _loss_variants(model, hidden, pooled, labels, nsp_labels)
-        if not _first_match(got.reshape(()), {"right": expected}, atol=1e-10, rtol=1e-9):
-            mistake = _first_match(got.reshape(()), variants, atol=1e-10, rtol=1e-9)
+        if not matching_mistake(got.reshape(()), {"right": expected}, atol=1e-10, rtol=1e-9):
+            mistake = matching_mistake(got.reshape(()), variants, atol=1e-10, rtol=1e-9)
             if mistake is not None:
                 raise CheckFailure(f"{name}: {mistake}, for {what}. The loss is the mean cross-entropy over the "
                                    f"masked positions plus the mean NSP cross-entropy")
@@ -263,8 +295,9 @@ def check_mask_tokens(candidate: Callable, seed: int | None = None) -> None:
         ids = _mask_case(gen, vocab, 96, 128)  # (B, L)
         original = ids.clone()
         draw_seed = int(torch.randint(2**31, (1,), generator=gen))
-        out = _call(candidate, name, (ids, vocab, mask_prob, torch.Generator().manual_seed(draw_seed)), {})
         what = f"ids of shape {tuple(ids.shape)} with vocab size {vocab.size}, mask_prob={mask_prob}"
+        out = guarded(name, f"called with {what} (checker seed={seed})", candidate, ids, vocab, mask_prob,
+                      torch.Generator().manual_seed(draw_seed))
         _fail_unless(isinstance(out, tuple) and len(out) == 2, f"{name}: expected (masked_ids, labels), got "
                      f"{type(out).__name__}", seed)
         masked, labels = out
@@ -273,8 +306,21 @@ def check_mask_tokens(candidate: Callable, seed: int | None = None) -> None:
         for t, label in ((masked, "masked_ids"), (labels, "labels")):
             _fail_unless(isinstance(t, torch.Tensor) and t.shape == ids.shape, f"{name}: {label} must be a "
                          f"tensor of shape {tuple(ids.shape)} for {what}", seed)
+        _fail_unless(not (masked == IGNORE_INDEX).any(), f"{name}: masked_ids contains {IGNORE_INDEX}: the two "
+                     f"outputs are swapped; return (masked_ids, labels) in this order, for {what}", seed)
+        if not (labels == IGNORE_INDEX).any():
+            held = ("the original id at every position" if torch.equal(labels, ids) else
+                    f"{int(labels.flatten().mode().values)} where nothing was selected")
+            raise CheckFailure(f"{name}: labels must be the original id at selected positions and {IGNORE_INDEX} "
+                               f"everywhere else, but no label is {IGNORE_INDEX} (they hold {held}): the loss "
+                               f"skips {IGNORE_INDEX}, for {what} (checker seed={seed})")
         special = torch.isin(ids, torch.tensor(vocab.special_ids))
         selected = labels != IGNORE_INDEX
+        both_ordinary = ~special[1:] & ~special[:-1]  # (B - 1, L): ordinary in a row and the next one
+        alike = ((selected[1:] == selected[:-1]) | ~both_ordinary).all(1).float().mean().item()
+        _fail_unless(alike < 0.5, f"{name}: the same positions are selected in every row ({alike:.0%} of the rows "
+                     f"equal the next one) for {what}: draw one Bernoulli per element of ids, with probs shaped "
+                     f"like ids, not one row broadcast to all", seed)
         _fail_unless(not selected[special].any(), f"{name}: selected special tokens ([CLS]/[SEP]/[PAD]/[MASK]/"
                      f"[UNK]) for {what}; they must never be selected", seed)
         _fail_unless(torch.equal(masked[special], ids[special]), f"{name}: changed special tokens", seed)
@@ -298,11 +344,13 @@ def check_mask_tokens(candidate: Callable, seed: int | None = None) -> None:
                      f"replacement was a special token; draw replacements from the ordinary ids only", seed)
         _fail_unless(len(replaced.unique()) > vocab.size // 3, f"{name}: the random replacements take only "
                      f"{len(replaced.unique())} distinct values; draw them uniformly from the ordinary ids", seed)
-        again = _call(candidate, name, (ids, vocab, mask_prob, torch.Generator().manual_seed(draw_seed)), {})
+        again = guarded(name, f"called again with {what} (checker seed={seed})", candidate, ids, vocab, mask_prob,
+                        torch.Generator().manual_seed(draw_seed))
         _fail_unless(all(torch.equal(a, b) for a, b in zip(out, again)), f"{name}: two calls with generators "
                      f"seeded alike gave different results; draw every random number with `generator=`", seed)
     only_special = torch.tensor([[vocab.cls_id, vocab.sep_id, vocab.pad_id, vocab.pad_id]])
-    masked, labels = _call(candidate, name, (only_special, vocab, 1.0, torch.Generator().manual_seed(0)), {})
+    masked, labels = guarded(name, "called on a row of special tokens only, mask_prob=1.0", candidate, only_special,
+                             vocab, 1.0, torch.Generator().manual_seed(0))
     _fail_unless(torch.equal(masked, only_special) and (labels == IGNORE_INDEX).all(), f"{name}: a row of "
                  f"special tokens only must come back unchanged with all labels {IGNORE_INDEX}", seed)
     passed(name, "specials untouched, labels only at selected positions, ~mask_prob selected, 80/10/10 "
@@ -310,33 +358,67 @@ def check_mask_tokens(candidate: Callable, seed: int | None = None) -> None:
 
 
 def _toy_documents(rng: random.Random) -> list[list[str]]:
-    """Five or six documents of unique sentences ("d2 s3"), one of them a single sentence."""
-    sizes = [rng.randint(2, 9) for _ in range(rng.randint(4, 5))] + [1]
+    """Five documents of unique sentences ("d2 s3") of very different lengths — one of a single sentence, one
+    of two, the others of 3-4, 6-7 and 8-10 — in random order, so that drawing a document first and then a
+    sentence in it (instead of a sentence among all) shows in the counts."""
+    sizes = [1, 2, rng.randint(3, 4), rng.randint(6, 7), rng.randint(8, 10)]
     rng.shuffle(sizes)
     return [[f"d{d} s{i}" for i in range(n)] for d, n in enumerate(sizes)]
+
+
+def _count_bounds(trials: int, p_low: float, p_high: float | None = None) -> tuple[float, float]:
+    """The range a count of ``trials`` draws of probability in ``[p_low, p_high]`` stays in for a right answer:
+    five standard deviations (and 3 more for small counts) around each end; a miss is a ~1e-6 event."""
+    p_high = p_low if p_high is None else p_high
+    low = trials * p_low - 5 * (trials * p_low * (1 - p_low)) ** 0.5 - 3
+    high = trials * p_high + 5 * (trials * p_high * (1 - p_high)) ** 0.5 + 3
+    return low, high
+
+
+def _chi_square_limit(df: int, z: float = 4.753) -> float:
+    """The chi-square value a right answer exceeds with probability ~1e-6 (``z``: the one-sided normal
+    quantile), by the Wilson-Hilferty approximation."""
+    c = 2 / (9 * df)
+    return df * (1 - c + z * c**0.5) ** 3
 
 
 def check_nsp_pair(candidate: Callable, seed: int | None = None, samples: int = 2000) -> None:
     """``candidate(documents, rng) -> (a, b, label)`` must draw one next-sentence-prediction pair.
 
     ``documents`` is a list of documents, each a list of sentences; ``rng`` a ``random.Random``. Checked over
-    ``samples`` draws: ``a`` has a successor in its document; label 0 ("is next") pairs ``a`` with that
-    successor, label 1 ("random") with a sentence of another document; about half the labels are 0; random
-    ``b`` come from several documents; the same ``rng`` seed gives the same pairs.
+    ``samples`` draws from toy documents of very different lengths: ``a`` has a successor in its document;
+    label 0 ("is next") pairs ``a`` with that successor, label 1 ("random") with a sentence of another
+    document; ``documents`` is left unchanged; and the distributions, each within five standard deviations:
+
+    * about half the labels are 0;
+    * ``a`` is uniform over the sentences that have a successor (not a document first, then a sentence in it),
+      for either label alike (else ``a`` alone would give the label away);
+    * the "random" ``b`` comes from every other document at a rate between "uniform over the other documents"
+      and "uniform over their sentences" (both are right; always the next document, say, is not), and is
+      uniform over the sentences of its document (the last one too);
+    * the same ``rng`` seed gives the same pairs.
     """
     _, seed = checker_generator(seed)
     rng = random.Random(seed)
     name = "nsp_pair"
     documents = _toy_documents(rng)
+    given = [list(doc) for doc in documents]
     where = {s: (d, i) for d, doc in enumerate(documents) for i, s in enumerate(doc)}
     draw_seed = rng.randrange(2**31)
+    what = f"{samples} pairs from {len(documents)} documents of {[len(doc) for doc in documents]} sentences"
     pairs = []
     sample_rng = random.Random(draw_seed)
     for _ in range(samples):
-        out = _call(candidate, name, (documents, sample_rng), {})
+        out = guarded(name, f"called on {what} (checker seed={seed})", candidate, given, sample_rng)
         _fail_unless(isinstance(out, tuple) and len(out) == 3, f"{name}: expected a tuple (a, b, label), got "
                      f"{out!r}", seed)
         pairs.append(tuple(out))
+    _fail_unless(given == documents, f"{name}: changed the documents in place (rng.shuffle, pop, ...); leave the "
+                 f"caller's list as it was and draw indices instead", seed)
+    follows = [a in where and b in where and where[b] == (where[a][0], where[a][1] + 1) for a, b, _ in pairs]
+    _fail_unless(not (all(f == (label == 1) for f, (_, _, label) in zip(follows, pairs)) and any(follows)),
+                 f"{name}: the labels are swapped: 0 means b is a's true next sentence (IsNext), 1 a random one "
+                 f"(NotNext)", seed)
     for a, b, label in pairs:
         _fail_unless(a in where and b in where, f"{name}: ({a!r}, {b!r}) are not sentences of the documents",
                      seed)
@@ -352,14 +434,69 @@ def check_nsp_pair(candidate: Callable, seed: int | None = None, samples: int = 
     share = sum(p[2] == 0 for p in pairs) / samples
     _fail_unless(abs(share - 0.5) < 5 * (0.25 / samples) ** 0.5, f"{name}: {share:.3f} of the pairs are "
                  f"'is next'; expected about 0.5", seed)
-    random_docs = {where[b][0] for _, b, label in pairs if label == 1}
-    _fail_unless(len(random_docs) >= 3, f"{name}: random b came from only {len(random_docs)} document(s); draw "
-                 f"it from any other document", seed)
-    starts = {a for a, _, _ in pairs}
-    _fail_unless(len(starts) > len(where) // 2, f"{name}: only {len(starts)} different sentences were used as "
-                 f"a; draw a at random", seed)
+    # a: uniform over the sentences with a successor, per document and per sentence, for each label alike
+    starts = [len(doc) - 1 for doc in documents]  # sentences with a successor, per document
+    with_starts = [d for d, n in enumerate(starts) if n > 0]
+    sentence_counts = {s: 0 for s, (d, i) in where.items() if i + 1 < len(documents[d])}
+    for a, _, _ in pairs:
+        sentence_counts[a] += 1
+    never = [s for s, c in sentence_counts.items() if c == 0]
+    _fail_unless(not never or _count_bounds(samples, 1 / sum(starts))[0] < 1, f"{name}: {never} (sentences with a "
+                 f"successor) were never drawn as a in {samples} pairs: a may be any sentence but the last of its "
+                 f"document (the second-to-last too: range(len(doc) - 1)); {what}", seed)
+    for label, subset in ((None, pairs), (0, [p for p in pairs if p[2] == 0]), (1, [p for p in pairs if p[2] == 1])):
+        counts = [sum(where[a][0] == d for a, _, _ in subset) for d in range(len(documents))]
+        for d in with_starts:
+            low, high = _count_bounds(len(subset), starts[d] / sum(starts))
+            if not low <= counts[d] <= high:
+                uniform_docs = all(abs(counts[e] - len(subset) / len(with_starts)) <= 5 * len(subset) ** 0.5 / 2 + 3
+                                   for e in with_starts)
+                hint = (" — that is a document drawn uniformly first, then a sentence in it" if uniform_docs else "")
+                among = "of all pairs" if label is None else f"of the {len(subset)} pairs labelled {label}"
+                raise CheckFailure(
+                    f"{name}: a came from document d{d} ({starts[d]} of the {sum(starts)} sentences with a "
+                    f"successor) in {counts[d]} {among}, expected {max(low, 0):.0f} to {high:.0f}{hint}. Draw a "
+                    f"uniformly among all sentences that have a successor"
+                    + ("" if label is None else ", the same way for both labels (else a alone gives the label away)")
+                    + f"; {what} (checker seed={seed})")
+    counts = [sum(where[a][0] == d for a, _, _ in pairs) for d in with_starts]
+    expected = [samples * starts[d] / sum(starts) for d in with_starts]
+    chi2 = sum((c - e) ** 2 / e for c, e in zip(counts, expected))
+    _fail_unless(chi2 <= _chi_square_limit(len(with_starts) - 1), f"{name}: a came from the documents "
+                 f"{[f'd{d}' for d in with_starts]} {counts} times, expected about {[round(e) for e in expected]} "
+                 f"(chi-square {chi2:.0f} > {_chi_square_limit(len(with_starts) - 1):.0f}): documents weighted by "
+                 f"their length, or drawn first? Draw a uniformly among all {sum(starts)} sentences that have a "
+                 f"successor; {what}", seed)
+    low, high = _count_bounds(samples, 1 / sum(starts))
+    for s, c in sentence_counts.items():
+        _fail_unless(low <= c <= high, f"{name}: {s!r} was drawn as a {c} times, expected {max(low, 0):.0f} to "
+                     f"{high:.0f}: draw a uniformly among all {sum(starts)} sentences that have a successor; {what}",
+                     seed)
+    # b of the random pairs: from every other document, uniformly within it
+    random_pairs = [(where[a][0], where[b]) for a, b, label in pairs if label == 1]
+    total = sum(len(doc) for doc in documents)
+    for da in with_starts:
+        partners = [db for d, (db, _) in random_pairs if d == da]
+        for e in range(len(documents)):
+            if e == da:
+                continue
+            per_document, per_sentence = 1 / (len(documents) - 1), len(documents[e]) / (total - len(documents[da]))
+            low, high = _count_bounds(len(partners), min(per_document, per_sentence), max(per_document, per_sentence))
+            c = partners.count(e)
+            _fail_unless(low <= c <= high, f"{name}: of the {len(partners)} random pairs whose a is in d{da}, {c} "
+                         f"took b from d{e} ({len(documents[e])} sentences), expected {max(low, 0):.0f} to "
+                         f"{high:.0f}: draw the other document at random among all the others (uniformly, or "
+                         f"weighted by their sentences), not always the same one; {what}", seed)
+    for e, doc in enumerate(documents):
+        picks = [ib for _, (db, ib) in random_pairs if db == e]
+        low, high = _count_bounds(len(picks), 1 / len(doc))
+        for j in range(len(doc)):
+            c = picks.count(j)
+            _fail_unless(low <= c <= high, f"{name}: random b was sentence {j} of d{e} {c} times out of "
+                         f"{len(picks)} b from d{e}, expected {max(low, 0):.0f} to {high:.0f}: draw b uniformly "
+                         f"among all the sentences of the other document (the first and the last too); {what}", seed)
     replay_rng = random.Random(draw_seed)
-    replay = [tuple(_call(candidate, name, (documents, replay_rng), {})) for _ in range(20)]
+    replay = [tuple(guarded(name, f"called again on {what}", candidate, given, replay_rng)) for _ in range(20)]
     _fail_unless(replay == pairs[:20], f"{name}: the same rng seed gave different pairs; draw every random "
                  f"choice from `rng`", seed)
     passed(name, f"{samples} pairs: a has a successor, is-next pairs follow, random b from other "

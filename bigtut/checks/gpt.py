@@ -1,48 +1,105 @@
 """Checkers for the exercises of chapter 04 (GPT).
 
 Each takes the student's function and ``seed=`` (``None``: fresh random inputs at every call; failure messages
-quote the seed), compares it with :mod:`bigtut.gpt` on random cases, and is built to catch the usual mistakes:
+quote the seed), compares it with :mod:`bigtut.gpt` on random cases, and is built to catch the usual mistakes —
+when a wrong answer equals a known mistake on the failing case, the message names it:
 
 ===============================  ===============================================================================
-checker                          what it holds the candidate to (and the usual mistakes it catches)
+checker                          what it holds the candidate to (and the usual mistakes it names)
 ===============================  ===============================================================================
 ``check_gpt_block``              ``gpt_block(x, ln_1, attn, ln_2, mlp)``: pre-LN, ``h = x + attn(ln_1(x))``,
-                                 ``h + mlp(ln_2(h))`` (not post-LN, not a missing residual, not ln_1/ln_2
-                                 swapped, not the MLP reading ``x`` instead of ``h``)
+                                 ``h + mlp(ln_2(h))`` (not post-LN, not a missing residual or LayerNorm, not
+                                 ln_1/ln_2 swapped or reused, not the MLP reading ``x``, not a normalised
+                                 stream or output, not ``x`` changed in place, not a branch without gradient)
 ``check_generate``               ``generate(model, idx, max_new_tokens, temperature, generator)``: crop to the
                                  last ``block_size`` tokens, the last position's logits, ``softmax(logits / T)``,
-                                 ``torch.multinomial`` (arg-max for ``T = 0``), append (not uncropped, not the
-                                 first ``block_size`` tokens, not another position, not temperature after softmax)
+                                 ``torch.multinomial(..., generator=generator)`` (arg-max for ``T = 0``), append
+                                 (not uncropped or cropped wrongly, not another position, not temperature
+                                 after the softmax / multiplied / ignored, not the softmax over the batch, not
+                                 the global random generator, not sampling at ``T = 0`` or greedy at ``T > 0``,
+                                 not only the new tokens)
 ``check_cached_generate``        ``cached_generate(model, idx, max_new_tokens)``: greedy, prompt fed once, then
-                                 one new token per call into one KV cache (not a fresh cache per step, not the
-                                 whole sequence again, not without the cache)
-``check_causal_self_attention``  multi-head causal self-attention from four projection matrices
-``check_top_p_filter``           the nucleus keeps the smallest top set with mass ``>= p`` (logits, not probs)
-``check_kv_cache_step``          one cached attention step: append the new key/value, attend over all of them
+                                 the newest token at each call into one KV cache (not a fresh cache per step,
+                                 not the whole sequence again, not a call without ``cache=``, not the prompt
+                                 outside the cache, not the previous token fed again, not sampling)
+``check_causal_self_attention``  multi-head causal self-attention from four projection matrices (not unmasked
+                                 or masked the wrong way, not unscaled or scaled by ``sqrt(d_model)``, not one
+                                 head, not ``x @ w``, not heads split/merged without the transpose, not
+                                 without ``w_o``, not the softmax over the queries). No notebook calls it yet.
+``check_top_p_filter``           the nucleus keeps the smallest top set with mass ``>= p`` (logits, not probs;
+                                 not one token too few, not the boundary case ``mass before == p`` kept, not
+                                 sorted ascending or not at all, not left in sorted order or put back with
+                                 ``gather``, not ``0`` or a finite number for ``-inf``, not in place)
+``check_kv_cache_step``          one cached attention step: append the new key/value after the cache, attend
+                                 over all of them (not the past only, not in front, not the old cache handed
+                                 back, not keys/values swapped, not unscaled, not the softmax over the
+                                 queries, not ``x @ w``, not without ``w_o``, not a causal mask)
 ===============================  ===============================================================================
 
 Weights follow ``nn.Linear``'s convention: ``w`` is ``(d_out, d_in)`` and a projection is ``x @ w.T``.
+
+:func:`matching_mistake` (used by :mod:`bigtut.checks.bert` too) names the known mistake a wrong answer equals.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
 
 from bigtut.attention import KVCache, MultiHeadAttention, causal_mask
-from bigtut.checks.core import CheckFailure, _call, assert_close, checker_generator, guarded, passed
+from bigtut.checks.core import CheckFailure, _describe, assert_close, checker_generator, guarded, passed
 from bigtut.gpt import GPT, GPTConfig
 from bigtut.gpt import generate as _generate_reference
 from bigtut.gpt import top_p_filter as _top_p_reference
 
 __all__ = ["check_cached_generate", "check_causal_self_attention", "check_generate", "check_gpt_block",
-           "check_kv_cache_step", "check_top_p_filter"]
+           "check_kv_cache_step", "check_top_p_filter", "matching_mistake"]
 
 
 def _callable(candidate, name: str) -> None:
     if not callable(candidate):
         raise CheckFailure(f"{name}: expected a function, got {type(candidate).__name__}")
+
+
+def matching_mistake(got, variants, atol: float = 1e-8, rtol: float = 1e-6) -> str | None:
+    """The name of the first known mistake in ``variants`` that ``got`` equals (same shape, ``allclose``).
+
+    ``variants`` maps a description to a tensor (a dict, or a list of pairs when two forms of one mistake share
+    a description). A checker computes, on the input where the candidate failed, what each usual mistake
+    returns; if the answer equals one of them, the failure message can say which mistake it is. Variants that
+    are ``None`` (a mistake that cannot be computed on this input) are skipped; a non-tensor matches nothing.
+    """
+    if not isinstance(got, torch.Tensor):
+        return None
+    got = got.detach().to("cpu", torch.float64)
+    for mistake, value in (variants.items() if isinstance(variants, dict) else variants):
+        if value is None:
+            continue
+        value = value.detach().to("cpu", torch.float64)
+        if got.shape == value.shape and torch.allclose(got, value, atol=atol, rtol=rtol):
+            return mistake
+    return None
+
+
+def _global_draws(fn: Callable, *args):
+    """``(fn(*args), drew)``: ``drew`` says whether ``fn`` drew from torch's global CPU random generator; the
+    generator's state is restored afterwards, so the checker leaves the notebook's random state as it was."""
+    state = torch.get_rng_state()
+    try:
+        out = fn(*args)
+        return out, not torch.equal(state, torch.get_rng_state())
+    finally:
+        torch.set_rng_state(state)
+
+
+def _first_difference(name: str, got: torch.Tensor, expected: torch.Tensor, T: int, what: str) -> CheckFailure:
+    """A failure naming the first row and position where two id tensors ``(B, T + n)`` differ."""
+    row, col = (got.cpu().long() != expected).nonzero()[0].tolist()
+    hint = "the prompt itself changed" if col < T else f"new token {col - T}, drawn after {col} tokens"
+    return CheckFailure(f"{name}: for {what}: row {row} differs first at position {col} ({hint}): expected "
+                        f"{expected[row].tolist()}, got {got[row].tolist()}")
 
 
 def _random_gpt(gen: torch.Generator, vocab: int, block_size: int, n_layer: int, n_head: int, d: int) -> GPT:
@@ -67,91 +124,273 @@ def _random_gpt(gen: torch.Generator, vocab: int, block_size: int, n_layer: int,
 
 # ------------------------------------------------------------------------------------------------ the block
 
+_BLOCK_RULE = "A pre-LN GPT block is h = x + attn(ln_1(x)), then h + mlp(ln_2(h))"
+
+
+def _block_mistakes(x, ln_1, attn, ln_2, mlp) -> dict:
+    """What the usual wrong blocks return on ``x``."""
+    h = x + attn(ln_1(x))
+    post = ln_1(x + attn(x))
+    swapped = x + attn(ln_2(x))
+    no_res = attn(ln_1(x))
+    stream = ln_1(x) + attn(ln_1(x))
+    no_ln_1 = x + attn(x)
+    return {
+        "the block is post-LN (the LayerNorm after each residual sum, as in the original Transformer)":
+            ln_2(post + mlp(post)),
+        "the residual around the attention is missing (h = attn(ln_1(x)))": no_res + mlp(ln_2(no_res)),
+        "the residual around the MLP is missing (returns mlp(ln_2(h)))": mlp(ln_2(h)),
+        "ln_1 and ln_2 are swapped": swapped + mlp(ln_1(swapped)),
+        "ln_1 is used before the MLP too (ln_2 is never used)": h + mlp(ln_1(h)),
+        "ln_2 is used before the attention too (ln_1 is never used)": swapped + mlp(ln_2(swapped)),
+        "the MLP reads the block's input x instead of h (a 'parallel' block)": h + mlp(ln_2(x)),
+        "the residual stream itself is normalised (x = ln_1(x) before the residual)":
+            ln_2(stream) + mlp(ln_2(stream)),
+        "the attention reads x without ln_1": no_ln_1 + mlp(ln_2(no_ln_1)),
+        "the MLP reads h without ln_2": h + mlp(h),
+        "the MLP sub-layer is missing (returns h)": h,
+        "the attention sub-layer is missing": x + mlp(ln_2(x)),
+        "the output is normalised again (ln_2 after the last sum; GPT's final LayerNorm comes after the last "
+        "block only)": ln_2(h + mlp(ln_2(h))),
+    }
+
+
 def check_gpt_block(candidate: Callable, seed: int | None = None) -> None:
     """``candidate(x (B, L, d), ln_1, attn, ln_2, mlp) -> (B, L, d)``: one pre-LN GPT block, given a
     :class:`bigtut.gpt.Block`'s submodules (``attn`` maps ``(B, L, d) -> (B, L, d)`` and is already causal).
-    Compared with ``Block.forward`` on random float64 blocks whose LayerNorms differ from each other."""
+    Compared with ``Block.forward`` on random float64 blocks whose LayerNorms differ from each other: the values,
+    the gradients (with respect to ``x`` and every parameter), and that ``x`` itself is left unchanged."""
     name = "gpt_block"
     _callable(candidate, name)
     gen, seed = checker_generator(seed)
     for B, L, d, h in ((2, 5, 8, 2), (1, 1, 4, 1), (3, 7, 16, 4)):
         block = _random_gpt(gen, 7, 8, 1, h, d).blocks[0]
         x = torch.randn(B, L, d, generator=gen, dtype=torch.float64)
+        what = f"x of shape {(B, L, d)}, a random block with {h} head(s) (seed={seed})"
 
         def attn(a, block=block):  # (B, L, d) -> (B, L, d): causal self-attention (weights dropped)
             return block.attn(a)[0]
 
+        given = x.clone()
         with torch.no_grad():
             expected = block(x)[0]  # (B, L, d)
-            got = guarded(name, f"gpt_block on x of shape {(B, L, d)}", candidate, x.clone(), block.ln_1, attn,
-                          block.ln_2, block.mlp)
-        assert_close(got, expected, what=name, atol=1e-10,
-                     inputs=f"x of shape {(B, L, d)}, a random block with {h} head(s) (seed={seed}); expected "
-                            f"h = x + attn(ln_1(x)), then h + mlp(ln_2(h))")
+            got = guarded(name, f"gpt_block on {what}", candidate, given, block.ln_1, attn, block.ln_2, block.mlp)
+        if not torch.equal(given, x):
+            raise CheckFailure(f"{name}: changed x in place (x += ...) for {what}; the caller's x must stay as it "
+                               f"was (autograd needs it too): write h = x + attn(ln_1(x))")
+        if not matching_mistake(got, {"right": expected}, atol=1e-10, rtol=1e-9):
+            with torch.no_grad():
+                mistake = matching_mistake(got, _block_mistakes(x, block.ln_1, attn, block.ln_2, block.mlp),
+                                           atol=1e-10, rtol=1e-9)
+            if mistake is not None:
+                raise CheckFailure(f"{name}: {mistake}, for {what}. {_BLOCK_RULE}")
+            assert_close(got, expected, what=name, atol=1e-10, inputs=f"{what}; expected {_BLOCK_RULE[19:]}")
+        # gradients: a detached branch, or one computed outside autograd, has the right value and no gradient
+        params = [x.clone().requires_grad_(), *block.parameters()]
+        out = guarded(name, f"gpt_block with gradients on {what}", candidate, params[0], block.ln_1, attn,
+                      block.ln_2, block.mlp)
+        if not isinstance(out, torch.Tensor) or not out.requires_grad:
+            raise CheckFailure(f"{name}: the output carries no gradient for {what} (computed under torch.no_grad(), "
+                               f"detached, or via .data?): training needs gradients through every branch")
+        weights = torch.randn(expected.shape, generator=gen, dtype=torch.float64)  # a random direction
+        try:
+            got_grads = guarded(name, f"backward through gpt_block's output on {what}", torch.autograd.grad,
+                                (out * weights).sum(), params, allow_unused=True)
+        except CheckFailure as err:
+            hint = ("\n  Hint: an in-place update (h += ...) overwrote a tensor that the backward pass needs (ln_2 "
+                    "read h); write h + mlp(ln_2(h))" if "inplace" in str(err) else "")
+            raise CheckFailure(f"{err}{hint}") from None
+        expected_grads = torch.autograd.grad((block(params[0])[0] * weights).sum(), params)
+        names = ["x", *(f"block.{n}" for n, _ in block.named_parameters())]
+        for label, g, e in zip(names, got_grads, expected_grads):
+            g = torch.zeros_like(e) if g is None else g
+            if not torch.allclose(g, e, atol=1e-9, rtol=1e-7):
+                raise CheckFailure(f"{name}: the values are right but the gradient with respect to {label} is wrong "
+                                   f"for {what}: a branch is detached (.detach(), .data, torch.no_grad()) or "
+                                   f"computed outside autograd; largest difference "
+                                   f"{(g - e).abs().max().item():.3g}")
     passed(name, "pre-LN block equals bigtut.gpt.Block on 3 random blocks")
 
 
 # ------------------------------------------------------------------------------------------------ generation
+
+def _sample_loop(model: GPT, idx: torch.Tensor, n: int, temperature: float, draw_seed: int, *, crop: str = "last",
+                 position: int = -1, scale: str = "divide", softmax_dim: int = -1, greedy: str = "at_zero"):
+    """The generation loop with one usual mistake switched on (``crop``, ``position``, ``scale``,
+    ``softmax_dim``, ``greedy``); ``None`` when that mistake crashes on this input."""
+    generator = torch.Generator().manual_seed(draw_seed)
+    block_size = model.config.block_size
+    try:
+        with torch.no_grad():
+            for _ in range(n):
+                context = {"last": idx[:, -block_size:], "first": idx[:, :block_size],
+                           "one_short": idx[:, -(block_size - 1):]}[crop]
+                logits = model(context).logits[:, position]  # (B, V)
+                if greedy == "always" or (temperature == 0 and greedy == "at_zero"):
+                    next_id = logits.argmax(-1, keepdim=True)
+                else:
+                    t = temperature or 1.0  # greedy == "never": sampled at T = 1 when T = 0
+                    scaled = {"divide": logits / t, "multiply": logits * t, "ignore": logits}[scale]
+                    next_id = torch.multinomial(scaled.softmax(softmax_dim), 1, generator=generator)
+                idx = torch.cat([idx, next_id], dim=1)
+    except (RuntimeError, ValueError, IndexError):
+        return None
+    return idx
+
+
+_GENERATE_MISTAKES = {  # the usual wrong loops, as switches of _sample_loop
+    "the context is cropped to the first block_size tokens (idx[:, :block_size]); the model must see the last "
+    "ones (idx[:, -block_size:])": {"crop": "first"},
+    "the context is cropped to block_size - 1 tokens; keep the last block_size (idx[:, -block_size:])":
+        {"crop": "one_short"},
+    "the logits of position 0 are used; the next token is predicted by the last position (logits[:, -1, :])":
+        {"position": 0},
+    "the logits of the second-to-last position are used; the next token is predicted by the last one "
+    "(logits[:, -1, :])": {"position": -2},
+    "at temperature=0 the tokens were sampled (as at T = 1); temperature=0 means greedy, the arg-max":
+        {"greedy": "never"},
+    "the temperature has no effect (it is ignored, or divides the probabilities after the softmax, which "
+    "torch.multinomial normalises away); divide the logits: softmax(logits / T)": {"scale": "ignore"},
+    "the logits are multiplied by the temperature; divide them: softmax(logits / T)": {"scale": "multiply"},
+    "the softmax runs over the batch axis (dim=0); it must run over the vocabulary (dim=-1)": {"softmax_dim": 0},
+    "greedy at every temperature (the arg-max); at T > 0 draw with torch.multinomial(probs, 1, "
+    "generator=generator)": {"greedy": "always"},
+}
+
+
+def _consistent_mistake(answers: list, mistakes: list, value_of: Callable, first: int, atol: float = 0.0,
+                        rtol: float = 0.0) -> str | None:
+    """The first known mistake that reproduces every answer of the candidate, or None.
+
+    ``answers[i]`` is the candidate's answer on case ``i`` (``None``: it crashed or had the wrong shape there),
+    ``value_of(i, mistake)`` what ``mistake`` returns on that case (``None`` if it crashes); case ``first``,
+    where the candidate went wrong, is tried first. Matching every case, the right ones included, keeps a
+    coincidence on one case (greedy tokens that happen to agree) from naming the wrong mistake; a mistake that
+    does not show on a case returns the right answer there.
+    """
+    order = [first] + [i for i in range(len(answers)) if i != first and answers[i] is not None]
+    for mistake in mistakes:
+        if all(matching_mistake(answers[i], {mistake: value_of(i, mistake)}, atol=atol, rtol=rtol) for i in order):
+            return mistake
+    return None
+
+
+def _error_hint(err: CheckFailure, temperature: float | None = None) -> str:
+    """A hint for the usual crashes of generation and cache code, read off the candidate's own error."""
+    text = str(err.__cause__ or err)
+    if "exceed block_size" in text:
+        return "\n  Hint: the context was not cropped: the model sees at most block_size tokens, idx[:, -block_size:]"
+    if "except in dimension 0" in text:
+        return "\n  Hint: torch.cat along dim=0 stacks rows (the batch); append along dim=1: torch.cat([idx, x], 1)"
+    if "except in dimension" in text:
+        return "\n  Hint: the cache grows along dim 2 (the positions): torch.cat([past_k, k], dim=2)"
+    if temperature == 0 and any(word in text for word in ("inf", "nan", "probability")):
+        return "\n  Hint: temperature=0 means greedy: take the arg-max instead of dividing by 0"
+    return ""
+
 
 def check_generate(candidate: Callable, seed: int | None = None) -> None:
     """``candidate(model, idx (B, T), max_new_tokens, temperature=1.0, generator=None) -> (B, T + n)``:
     the sampling loop of :func:`bigtut.gpt.generate` without a cache. Each step crops the context to the last
     ``model.config.block_size`` tokens, takes the logits ``(B, V)`` of the last position, and draws one token
     per row with ``torch.multinomial(softmax(logits / temperature), 1, generator=generator)`` — or the arg-max
-    when ``temperature == 0`` — then appends it. Cases run past ``block_size`` and sample at T = 0.5, 1, 2."""
+    when ``temperature == 0`` — then appends it. Cases run past ``block_size`` and sample at T = 0.5, 1, 2.
+    A wrong answer is compared with the usual mistakes on every case, and named when one reproduces it."""
     name = "generate"
     _callable(candidate, name)
     gen, seed = checker_generator(seed)
     model = _random_gpt(gen, 11, 8, 2, 2, 16)  # block_size 8
-    cases = ((2, 3, 9, 0.0), (1, 10, 4, 0.0), (3, 2, 12, 1.0), (2, 4, 10, 0.5), (2, 6, 8, 2.0))
-    for B, T, n, temperature in cases:
+    cases = []
+    for B, T, n, temperature in ((2, 3, 9, 0.0), (1, 10, 4, 0.0), (3, 2, 12, 1.0), (2, 4, 10, 0.5), (2, 6, 8, 2.0)):
         idx = torch.randint(0, 11, (B, T), generator=gen)
         draw_seed = int(torch.randint(0, 2**31 - 1, (1,), generator=gen))
-        expected = _generate_reference(model, idx, n, temperature, use_cache=False,
-                                       generator=torch.Generator().manual_seed(draw_seed))  # (B, T + n)
-        what = (f"a prompt of {B}x{T} tokens, {n} new tokens, temperature={temperature}, block_size=8, "
-                f"generator seeded {draw_seed} (seed={seed})")
+        cases.append((idx, n, temperature, draw_seed))
+
+    def run(idx, n, temperature, draw_seed):  # (answer, drew from the global generator, description)
+        what = (f"a prompt of {idx.shape[0]}x{idx.shape[1]} tokens, {n} new tokens, temperature={temperature}, "
+                f"block_size=8, generator seeded {draw_seed} (seed={seed})")
         with torch.no_grad():
-            got = guarded(name, what, candidate, model, idx.clone(), n, temperature,
-                          torch.Generator().manual_seed(draw_seed))
+            got, drew = _global_draws(guarded, name, what, candidate, model, idx.clone(), n, temperature,
+                                      torch.Generator().manual_seed(draw_seed))
+        return got, drew, what
+
+    answers = []
+    for idx, n, temperature, draw_seed in cases:
+        (B, T), expected = idx.shape, _generate_reference(model, idx, n, temperature, use_cache=False,
+                                                          generator=torch.Generator().manual_seed(draw_seed))
+        try:
+            got, drew, what = run(idx, n, temperature, draw_seed)
+        except CheckFailure as err:
+            raise CheckFailure(f"{err}{_error_hint(err, temperature)}") from None
         if not isinstance(got, torch.Tensor) or tuple(got.shape) != tuple(expected.shape):
             shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
+            hint = ""
+            if isinstance(got, torch.Tensor) and got.dim() == 2:
+                if got.shape == (B, n):
+                    hint = ": only the new tokens came back; return the prompt followed by them"
+                elif got.shape[0] == B:
+                    hint = f": {got.shape[1] - T} new tokens instead of {n}"
+                else:
+                    hint = ": the tokens were appended along the batch axis; torch.cat([idx, next_id], dim=1)"
             raise CheckFailure(f"{name}: expected ids of shape {tuple(expected.shape)} (prompt + new tokens) for "
-                               f"{what}, got {shape}")
-        if not torch.equal(got.cpu().long(), expected):
-            row, col = (got.cpu().long() != expected).nonzero()[0].tolist()
-            hint = "the prompt itself changed" if col < T else f"new token {col - T}, drawn after {col} tokens"
-            raise CheckFailure(f"{name}: for {what}: row {row} differs first at position {col} ({hint}): expected "
-                               f"{expected[row].tolist()}, got {got[row].tolist()}")
+                               f"{what}, got {shape}{hint}")
+        got = got.cpu().long()
+        answers.append(got)
+        if torch.equal(got, expected):
+            continue
+        if drew:
+            raise CheckFailure(f"{name}: drew from torch's global random generator for {what}: pass "
+                               f"generator=generator to torch.multinomial, so that a seeded generator "
+                               f"reproduces the samples")
+        first = len(answers) - 1
+        for later in cases[len(answers):]:  # the candidate on the remaining cases too, to name the mistake
+            try:
+                answers.append(run(*later)[0])
+            except CheckFailure:
+                answers.append(None)
+        mistake = _consistent_mistake(answers, list(_GENERATE_MISTAKES), lambda i, key: _sample_loop(
+            model, *cases[i], **_GENERATE_MISTAKES[key]), first)
+        if mistake is not None:
+            raise CheckFailure(f"{name}: {mistake}, for {what}")
+        raise _first_difference(name, got, expected, T, what)
     passed(name, "greedy and sampled (T = 0.5, 1, 2) generation equals bigtut.gpt.generate, past block_size too")
 
 
-def _instrument(model: GPT) -> tuple[list[int], list, Callable[[], None]]:
-    """Record the positions of every forward pass (through the token embedding) and every cache that
-    ``model.new_cache()`` hands out; the returned function undoes both."""
-    lengths: list[int] = []
+def _instrument(model: GPT) -> tuple[list[dict], list, Callable[[], None]]:
+    """Record every pass through the model (the ids fed, read at the token embedding, and the ``cache=`` it was
+    given) and every cache that ``model.new_cache()`` hands out; the returned function undoes both."""
+    calls: list[dict] = []
     caches: list = []
-    handle = model.tok_emb.register_forward_hook(lambda module, args, out: lengths.append(args[0].shape[-1]))
+    handle = model.tok_emb.register_forward_hook(
+        lambda module, args, out: calls.append({"ids": args[0].detach().clone(), "cache": None}))
+
+    def hidden_states(*args, **kwargs):  # GPT.forward (and generate) go through hidden_states
+        out = GPT.hidden_states(model, *args, **kwargs)
+        if calls:
+            calls[-1]["cache"] = kwargs.get("cache")
+        return out
 
     def new_cache():
         caches.append(GPT.new_cache(model))
         return caches[-1]
 
-    model.new_cache = new_cache  # an instance attribute shadows the method until it is deleted
+    model.new_cache = new_cache  # instance attributes shadow the methods until they are deleted
+    model.hidden_states = hidden_states
 
     def undo() -> None:
         handle.remove()
         del model.new_cache
+        del model.hidden_states
 
-    return lengths, caches, undo
+    return calls, caches, undo
 
 
 def check_cached_generate(candidate: Callable, seed: int | None = None) -> None:
     """``candidate(model, idx (B, T), max_new_tokens) -> (B, T + n)``: greedy generation with one KV cache
     (``cache = model.new_cache()``): feed the prompt once (``model(idx, cache=cache).logits``), then only the
     newest token at each step (``model(next_id, cache=cache)``). Prompt + new tokens fit in ``block_size``.
-    Checked: the tokens equal uncached greedy generation, one cache holds the whole past, and the model never
-    re-reads it."""
+    Checked: the tokens equal uncached greedy generation, one cache holds the whole past, every call gets it,
+    the prompt goes in once and then each new token, and the model never re-reads the past."""
     name = "cached_generate"
     _callable(candidate, name)
     gen, seed = checker_generator(seed)
@@ -160,22 +399,55 @@ def check_cached_generate(candidate: Callable, seed: int | None = None) -> None:
         idx = torch.randint(0, 13, (B, T), generator=gen)
         expected = _generate_reference(model, idx, n, 0.0, use_cache=False)  # (B, T + n)
         what = f"a prompt of {B}x{T} tokens, {n} new tokens, greedy, block_size=24 (seed={seed})"
-        lengths, caches, undo = _instrument(model)
+        calls, caches, undo = _instrument(model)
+        error = None
         try:
             with torch.no_grad():
-                got = guarded(name, what, candidate, model, idx.clone(), n)
+                got, drew = _global_draws(guarded, name, what, candidate, model, idx.clone(), n)
+        except CheckFailure as err:  # what the calls so far already show is named first
+            error = err
         finally:
             undo()
-        if len(caches) != 1:
+        if len(caches) > 1 or (len(caches) == 0 and error is None):
             raise CheckFailure(f"{name}: for {what} model.new_cache() was called {len(caches)} times. Make one "
                                f"cache before the loop and pass the same one to every call: it must keep "
                                f"(append) the keys and values of every position fed so far")
-        assert_close(got, expected, what=name, inputs=what, atol=0)
+        lengths = [call["ids"].shape[-1] for call in calls]
         fed = sum(lengths)
-        if not lengths or any(length != 1 for length in lengths[1:]) or fed > T + n:
+        if any(length != 1 for length in lengths[1:]) or fed > T + n or (not lengths and error is None):
             raise CheckFailure(f"{name}: for {what} the model was fed {lengths} positions per call ({fed} in all). "
                                f"With a KV cache the prompt is fed once and then one new token per call "
                                f"(at most {T} + {n} positions in all): the cache already holds the past")
+        if calls and caches and calls[0]["cache"] is not caches[0]:
+            raise CheckFailure(f"{name}: for {what} the prompt was fed without the cache (model(idx) instead of "
+                               f"model(idx, cache=cache)): the cache then lacks the prompt's keys and values")
+        for k, call in enumerate(calls[1:] if caches else [], start=1):
+            if call["cache"] is not caches[0]:
+                raise CheckFailure(f"{name}: for {what} call {k} fed the new token without cache=: alone, a token "
+                                   f"has no context; pass cache=cache to every call")
+        if error is not None:
+            raise CheckFailure(f"{error}{_error_hint(error)}") from None
+        if lengths[0] != T or not torch.equal(calls[0]["ids"], idx):
+            raise CheckFailure(f"{name}: for {what} the first call fed {calls[0]['ids'].tolist()}; feed the whole "
+                               f"prompt once, model(idx, cache=cache)")
+        if isinstance(got, torch.Tensor) and tuple(got.shape) == tuple(expected.shape):
+            for k, call in enumerate(calls[1:], start=1):
+                newest = got[:, T + k - 1:T + k].cpu().long()  # the token the previous call produced
+                if not torch.equal(call["ids"].long(), newest):
+                    previous = got[:, T + k - 2:T + k - 1].cpu().long()
+                    what_fed = ("fed the previous token again (idx[:, -1:] read before appending the new one): "
+                                "the cache then holds it twice" if torch.equal(call["ids"].long(), previous)
+                                else f"fed {call['ids'].tolist()}")
+                    raise CheckFailure(f"{name}: for {what} call {k} {what_fed}; feed the token just chosen, "
+                                       f"{newest.tolist()}")
+        if drew:
+            raise CheckFailure(f"{name}: drew from torch's random generator for {what}: cached_generate is greedy, "
+                               f"the arg-max of the last position's logits, with no sampling")
+        if not isinstance(got, torch.Tensor) or tuple(got.shape) != tuple(expected.shape):
+            raise CheckFailure(f"{name}: expected ids of shape {tuple(expected.shape)} (prompt + new tokens) for "
+                               f"{what}, got {_describe(got)}")
+        if not torch.equal(got.cpu().long(), expected):
+            raise _first_difference(name, got, expected, T, what)
     passed(name, "greedy tokens equal uncached generation; one cache, the prompt fed once, then one token per step")
 
 
@@ -201,6 +473,47 @@ def _reference_causal_self_attention(x, w_q, w_k, w_v, w_o, n_head):
         return mha(x, x, x, mask=causal_mask(x.shape[1]), return_attention=False)[0]  # (B, L, d)
 
 
+def _self_attention_variant(x, w_q, w_k, w_v, w_o, n_head, *, mask="causal", scale="d_head", transposed=False,
+                            split="transpose", merge="transpose", out=True, softmax_dim=-1):
+    """Causal self-attention written out, with one usual mistake switched on."""
+    B, L, d = x.shape
+    d_head = d // n_head
+
+    def heads(t):  # (B, L, d) -> (B, h, L, d_head)
+        return t.view(B, L, n_head, d_head).transpose(1, 2) if split == "transpose" else t.view(B, n_head, L, d_head)
+
+    q, k, v = (heads(x @ (w if transposed else w.T)) for w in (w_q, w_k, w_v))
+    scores = q @ k.transpose(-2, -1) / {"d_head": math.sqrt(d_head), "d_model": math.sqrt(d), "none": 1.0}[scale]
+    allowed = {"causal": torch.ones(L, L, dtype=torch.bool).tril(), "upper": torch.ones(L, L, dtype=torch.bool).triu(),
+               "none": torch.ones(L, L, dtype=torch.bool)}[mask]
+    o = scores.masked_fill(~allowed, float("-inf")).softmax(softmax_dim) @ v  # (B, h, L, d_head)
+    o = o.transpose(1, 2).reshape(B, L, d) if merge == "transpose" else o.reshape(B, L, d)
+    return o @ (w_o if transposed else w_o.T) if out else o
+
+
+def _attention_mistakes(x, w_q, w_k, w_v, w_o, n_head) -> dict:
+    def variant(**mistake):
+        return _self_attention_variant(x, w_q, w_k, w_v, w_o, n_head, **mistake)
+
+    return {
+        "the causal mask is missing: a position sees later positions": variant(mask="none"),
+        "the mask hides the past instead of the future (triu instead of tril): a position sees later positions":
+            variant(mask="upper"),
+        "the scaling 1/sqrt(d_head) is missing": variant(scale="none"),
+        "the scores are divided by sqrt(d_model); divide by sqrt(d_head), the width of one head":
+            variant(scale="d_model"),
+        "one head of width d_model was used; split into n_head heads of d_model // n_head":
+            _self_attention_variant(x, w_q, w_k, w_v, w_o, 1),
+        "the projections are x @ w; with nn.Linear's (d_out, d_in) weights they are x @ w.T":
+            variant(transposed=True),
+        "the heads are split with view(B, n_head, L, d_head); view (B, L, n_head, d_head), then transpose(1, 2)":
+            variant(split="view"),
+        "the heads are merged with reshape(B, L, d) without transpose(1, 2) first": variant(merge="reshape"),
+        "the output projection w_o is missing": variant(out=False),
+        "the softmax runs over the queries (dim=-2); it must run over the keys (dim=-1)": variant(softmax_dim=-2),
+    }
+
+
 def check_causal_self_attention(candidate: Callable, seed: int | None = None) -> None:
     """``candidate(x (B, L, d), w_q, w_k, w_v, w_o (d, d), n_head) -> (B, L, d)``: causal multi-head
     self-attention without biases, compared with :class:`bigtut.attention.MultiHeadAttention` and a causal mask."""
@@ -210,15 +523,67 @@ def check_causal_self_attention(candidate: Callable, seed: int | None = None) ->
     for B, L, d, h in ((2, 5, 8, 2), (1, 1, 4, 1), (3, 7, 12, 3), (2, 6, 16, 4)):
         x = torch.randn(B, L, d, generator=gen, dtype=torch.float64)
         args = (x, *_random_weights(d, gen), h)
-        got = _call(candidate, name, args, {})
-        assert_close(got, _reference_causal_self_attention(*args), what=name, atol=1e-8,
-                     inputs=f"x of shape {(B, L, d)}, n_head={h} (seed={seed})")
+        what = f"x of shape {(B, L, d)}, n_head={h} (seed={seed})"
+        got = guarded(name, f"causal_self_attention on {what}", candidate, *(a.clone() if torch.is_tensor(a) else a
+                                                                            for a in args))
+        expected = _reference_causal_self_attention(*args)
+        if not matching_mistake(got, {"right": expected}):
+            mistake = matching_mistake(got, _attention_mistakes(*args))
+            if mistake is not None:
+                raise CheckFailure(f"{name}: {mistake}, for {what}")
+            assert_close(got, expected, what=name, atol=1e-8, inputs=what)
     passed(name, "matches the reference on 4 random cases")
+
+
+# ------------------------------------------------------------------------------------------------ top-p
+
+def _top_p_variant(logits, p, *, descending=True, rule="before>=", back="scatter", fill=float("-inf"), sort=True):
+    """The nucleus filter with one usual mistake switched on."""
+    if sort:
+        sorted_logits, order = logits.sort(dim=-1, descending=descending)
+    else:
+        sorted_logits, order = logits, torch.arange(logits.shape[-1]).expand_as(logits)
+    probs = sorted_logits.softmax(dim=-1)
+    cumulative = probs.cumsum(dim=-1)
+    remove_sorted = {"before>=": cumulative - probs >= p, "before>": cumulative - probs > p,
+                     "cum>": cumulative > p, "cum>=": cumulative >= p}[rule]
+    if back == "sorted":
+        return sorted_logits.masked_fill(remove_sorted, fill)
+    remove = (remove_sorted.gather(-1, order) if back == "gather"
+              else torch.zeros_like(remove_sorted).scatter(-1, order, remove_sorted))
+    return logits.masked_fill(remove, fill)
+
+
+def _top_p_mistakes(logits, p) -> dict:
+    expected = _top_p_reference(logits, p)
+    return {
+        "one token too few: the token whose mass crosses p is dropped; a token stays while the mass ranked above "
+        "it is below p (cumsum - probs < p)": _top_p_variant(logits, p, rule="cum>"),
+        "one token too few: tokens are kept only while the running mass including them is below p; a token "
+        "stays while the mass ranked above it is below p (cumsum - probs < p)": _top_p_variant(logits, p,
+                                                                                             rule="cum>="),
+        "a token whose better-ranked mass equals p exactly was kept; the nucleus already has mass >= p, so it goes "
+        "(remove where cumsum - probs >= p)": _top_p_variant(logits, p, rule="before>"),
+        "the least likely tokens were kept (sorted ascending); sort with descending=True":
+            _top_p_variant(logits, p, descending=False),
+        "the probabilities were accumulated in vocabulary order, without sorting; sort by probability first":
+            _top_p_variant(logits, p, sort=False),
+        "the filtered logits came back in sorted order; put the decision back in vocabulary order (scatter)":
+            _top_p_variant(logits, p, back="sorted"),
+        "the decision was put back with gather; gather applies the inverse permutation, use scatter(-1, order, "
+        "...)": _top_p_variant(logits, p, back="gather"),
+        "the removed entries are 0, not -inf (a logit of 0 still has probability)": expected.masked_fill(
+            expected.isinf(), 0.0),
+        "probabilities came back (softmax of the filtered logits); return the logits with -inf outside the nucleus":
+            expected.softmax(-1),
+        "probabilities came back (zeroed outside the nucleus); return the logits with -inf outside it":
+            logits.softmax(-1).masked_fill(expected.isinf(), 0.0),
+    }
 
 
 def check_top_p_filter(candidate: Callable, seed: int | None = None) -> None:
     """``candidate(logits (..., V), p) -> (..., V)``: the nucleus (smallest set of most likely tokens with
-    mass ``>= p``) keeps its logits, every other entry becomes ``-inf``."""
+    mass ``>= p``) keeps its logits, every other entry becomes ``-inf``; ``logits`` itself is left unchanged."""
     name = "top_p_filter"
     _callable(candidate, name)
     gen, seed = checker_generator(seed)
@@ -228,11 +593,40 @@ def check_top_p_filter(candidate: Callable, seed: int | None = None) -> None:
     for shape, p in (((3, 10), 0.9), ((2, 50), 0.5), ((4, 7), 1.0), ((1, 20), 0.05), ((2, 3, 12), 0.8)):
         logits = 3 * torch.randn(*shape, generator=gen, dtype=torch.float64)
         cases.append((f"random logits of shape {shape}, p={p} (seed={seed})", logits, p))
+    answers = []
     for description, logits, p in cases:
-        got = _call(candidate, name, (logits.clone(), p), {})
-        assert_close(got, _top_p_reference(logits, p), what=name, inputs=description)
+        given = logits.clone()
+        got = guarded(name, f"top_p_filter on {description}", candidate, given, p)
+        if not torch.equal(given, logits):
+            raise CheckFailure(f"{name}: changed the logits in place (masked_fill_ or indexing) for {description}; "
+                               f"return a new tensor (masked_fill) and leave the caller's logits as they were")
+        expected = _top_p_reference(logits, p)
+        answers.append(got)
+        if matching_mistake(got, {"right": expected}, atol=1e-6, rtol=1e-5):
+            continue
+        first = len(answers) - 1
+        for _, later, later_p in cases[len(answers):]:  # the candidate on the remaining cases too
+            try:
+                answers.append(candidate(later.clone(), later_p))
+            except Exception:  # noqa: BLE001 - a crash elsewhere only means no mistake is named from that case
+                answers.append(None)
+        answers = [a if isinstance(a, torch.Tensor) else None for a in answers]
+        tables = {i: _top_p_mistakes(cases[i][1], cases[i][2]) for i, a in enumerate(answers) if a is not None}
+        mistake = None if first not in tables else _consistent_mistake(
+            answers, list(tables[first]), lambda i, key, t=tables: t[i][key], first, atol=1e-6, rtol=1e-5)
+        if mistake is None and isinstance(got, torch.Tensor) and got.shape == expected.shape:
+            kept, removed = expected.isfinite(), expected.isinf()
+            got64 = got.detach().to("cpu", torch.float64)
+            if torch.allclose(got64[kept], logits[kept]) and removed.any() and got64[removed].isfinite().all():
+                mistake = (f"the removed entries are {got64[removed][0].item():.4g}, not -inf (every finite logit "
+                           f"keeps some probability)")
+        if mistake is not None:
+            raise CheckFailure(f"{name}: {mistake}, for {description}")
+        assert_close(got, expected, what=name, inputs=description)
     passed(name, f"matches the reference on {len(cases)} random cases")
 
+
+# ------------------------------------------------------------------------------------------------ one cache step
 
 def _reference_kv_cache_step(x_new, past_k, past_v, w_q, w_k, w_v, w_o, n_head):
     mha = _attention((w_q, w_k, w_v, w_o), n_head)
@@ -240,6 +634,42 @@ def _reference_kv_cache_step(x_new, past_k, past_v, w_q, w_k, w_v, w_o, n_head):
     with torch.no_grad():
         out, _ = mha(x_new, x_new, x_new, return_attention=False, cache=cache)  # the new token sees every key
     return out, cache.keys, cache.values
+
+
+def _step_variant(x_new, past_k, past_v, w_q, w_k, w_v, w_o, n_head, *, scale="d_head", softmax_dim=-1,
+                  transposed=False, out=True, keys_seen="all", swap=False):
+    """One cache step written out, with one usual mistake switched on; returns ``out`` only."""
+    B, _, d = x_new.shape
+    d_head = d // n_head
+    q, k, v = (t.view(B, 1, n_head, d_head).transpose(1, 2) for t in (x_new @ (w if transposed else w.T)
+                                                                       for w in (w_q, w_k, w_v)))
+    if swap:
+        k, v = v, k
+    keys, values = {"all": (torch.cat([past_k, k], 2), torch.cat([past_v, v], 2)), "past": (past_k, past_v),
+                    "first": (torch.cat([past_k, k], 2)[:, :, :1], torch.cat([past_v, v], 2)[:, :, :1])}[keys_seen]
+    if keys.shape[2] == 0:
+        return None
+    scores = q @ keys.transpose(-2, -1) / {"d_head": math.sqrt(d_head), "d_model": math.sqrt(d), "none": 1.0}[scale]
+    o = (scores.softmax(softmax_dim) @ values).transpose(1, 2).reshape(B, 1, d)
+    return o @ (w_o if transposed else w_o.T) if out else o
+
+
+def _step_mistakes(*args) -> dict:
+    return {
+        "the new position's own key and value are left out (it attends to the past only); append them first":
+            _step_variant(*args, keys_seen="past"),
+        "the scaling 1/sqrt(d_head) is missing": _step_variant(*args, scale="none"),
+        "the scores are divided by sqrt(d_model); divide by sqrt(d_head), the width of one head":
+            _step_variant(*args, scale="d_model"),
+        "the softmax runs over the single query (dim=-2); it must run over the keys (dim=-1)":
+            _step_variant(*args, softmax_dim=-2),
+        "the projections are x @ w; with nn.Linear's (d_out, d_in) weights they are x @ w.T":
+            _step_variant(*args, transposed=True),
+        "the output projection w_o is missing": _step_variant(*args, out=False),
+        "the new key and value are swapped": _step_variant(*args, swap=True),
+        "a causal mask hides every key but the first; the newest position may see every cached key, no mask is "
+        "needed": _step_variant(*args, keys_seen="first"),
+    }
 
 
 def check_kv_cache_step(candidate: Callable, seed: int | None = None) -> None:
@@ -258,12 +688,41 @@ def check_kv_cache_step(candidate: Callable, seed: int | None = None) -> None:
         past_v = mha.split_heads(x[:, :T] @ weights[2].T)  # (B, h, T, d_head)
         args = (x[:, T:], past_k, past_v, *weights, h)
         description = f"B={B}, T={T} cached positions, d={d}, n_head={h} (seed={seed})"
-        got = _call(candidate, name, args, {})
+        try:
+            got = guarded(name, f"kv_cache_step on {description}", candidate,
+                          *(a.clone() if torch.is_tensor(a) else a for a in args))
+        except CheckFailure as err:
+            raise CheckFailure(f"{err}{_error_hint(err)}") from None
         if not isinstance(got, tuple) or len(got) != 3:
-            raise CheckFailure(f"{name}: expected a tuple (out, keys, values) for {description}, got {type(got)}")
+            raise CheckFailure(f"{name}: expected a tuple (out, keys, values) for {description}, got "
+                               f"{_describe(got)}")
         expected = _reference_kv_cache_step(*args)
-        for what, g, e in zip(("out", "keys", "values"), got, expected):
-            assert_close(g, e, what=f"{name} ({what})", inputs=description, atol=1e-8)
+        new_k, new_v = expected[1][:, :, -1:], expected[2][:, :, -1:]  # (B, h, 1, d_head)
+        x_new = x[:, T:]  # (B, 1, d)
+        for label, g, e, past, new, other, w in (("keys", got[1], expected[1], past_k, new_k, new_v, weights[1]),
+                                                 ("values", got[2], expected[2], past_v, new_v, new_k, weights[2])):
+            if matching_mistake(g, {"right": e}):
+                continue
+            mistake = matching_mistake(g, {
+                f"the {label} came back without the new position (the old cache); append it: torch.cat([past, "
+                f"new], dim=2)": past,
+                f"only the new position's {label[:-1]} came back; return the whole cache, old and new": new,
+                f"the new position's {label[:-1]} was put in front of the cache; append it at the end": torch.cat(
+                    [new, past], 2),
+                f"the new key and value are swapped (the {label} end with the other projection)": torch.cat(
+                    [past, other], 2),
+                "the projections are x @ w; with nn.Linear's (d_out, d_in) weights they are x @ w.T": torch.cat(
+                    [past, mha.split_heads(x_new @ w)], 2),
+            })
+            if mistake is not None:
+                raise CheckFailure(f"{name}: {mistake}, for {description}")
+            assert_close(g, e, what=f"{name} ({label}: the cache grows along dim 2, the positions)",
+                         inputs=description, atol=1e-8)
+        if not matching_mistake(got[0], {"right": expected[0]}):
+            mistake = matching_mistake(got[0], _step_mistakes(*args))
+            if mistake is not None:
+                raise CheckFailure(f"{name}: {mistake}, for {description}")
+            assert_close(got[0], expected[0], what=f"{name} (out)", inputs=description, atol=1e-8)
         whole = _reference_causal_self_attention(x, *weights, h)[:, -1:]  # (B, 1, d)
         assert_close(got[0], whole, what=f"{name} (out vs. attention over the whole sequence)",
                      inputs=description, atol=1e-8)
