@@ -434,3 +434,364 @@ def test_head_contributions_add_up_to_bigtut_attention():
     heads, _ = scaled_dot_product_attention(q, k, v)  # (2, 3, 5, 4)
     total = _head_contributions(heads, mha.out_proj).sum(1) + mha.out_proj.bias
     assert torch.allclose(total, mha(x, x, x)[0], atol=1e-12)
+
+
+# ------------------------------------- every function checker: the right answers pass on seeds 0-2, and more
+# plausible wrong answers fail with a message that names the mistake
+def sdpa_notebook(q, k, v, mask=None):  # the committed solution of notebook 02
+    scores = q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    weights = torch.softmax(scores, dim=-1)
+    if mask is not None:
+        weights = weights.masked_fill(~mask, 0.0)
+    return weights @ v, weights
+
+
+def sdpa_finfo_then_zero(q, k, v, mask=None):  # a finite fill is fine once masked weights are zeroed
+    scores = q @ k.transpose(-1, -2) / math.sqrt(k.size(-1))
+    if mask is not None:
+        scores = scores.masked_fill(mask == 0, torch.finfo(scores.dtype).min)
+    weights = torch.softmax(scores, dim=-1)
+    if mask is not None:
+        weights = torch.where(mask, weights, torch.zeros_like(weights))
+    return weights @ v, weights
+
+
+def sdpa_tensor_scale(q, k, v, mask=None):  # the scale as a (float32) 0-d tensor
+    scores = torch.matmul(q, k.transpose(-2, -1)) / torch.sqrt(torch.tensor(q.shape[-1]))
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    weights = torch.nan_to_num(torch.softmax(scores, dim=-1))
+    return torch.matmul(weights, v), weights
+
+
+def sdpa_scaled_by_d_v(q, k, v, mask=None):
+    return sdpa(q * math.sqrt(q.shape[-1] / v.shape[-1]), k, v, mask)
+
+
+def sdpa_pow_one_half(q, k, v, mask=None):  # q.shape[-1] ** 1/2 is q.shape[-1] / 2
+    return sdpa(q * math.sqrt(q.shape[-1]) / (q.shape[-1] ** 1 / 2), k, v, mask)
+
+
+def sdpa_mask_ignored(q, k, v, mask=None):
+    return sdpa(q, k, v)
+
+
+def sdpa_minus_1e9(q, k, v, mask=None):
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+    if mask is not None:
+        scores = scores.masked_fill(~mask, -1e9)
+    weights = torch.softmax(scores, dim=-1)
+    return weights @ v, weights
+
+
+def sdpa_multiplicative_mask(q, k, v, mask=None):
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+    if mask is not None:
+        scores = scores * mask
+    weights = torch.softmax(scores, dim=-1)
+    return weights @ v, weights
+
+
+def sdpa_scales_q_in_place(q, k, v, mask=None):
+    q /= math.sqrt(q.shape[-1])
+    return sdpa(q * math.sqrt(q.shape[-1]), k, v, mask)
+
+
+def sdpa_float32(q, k, v, mask=None):
+    out, weights = sdpa(q.float(), k.float(), v.float(), mask)
+    return out, weights
+
+
+def sdpa_returns_weights_first(q, k, v, mask=None):
+    out, weights = sdpa(q, k, v, mask)
+    return weights, out
+
+
+def sdpa_transposes_dims_1_2(q, k, v, mask=None):  # right for 3-D inputs, wrong with a head axis
+    scores = q @ k.transpose(1, 2) / math.sqrt(q.shape[-1])
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    weights = torch.softmax(scores, dim=-1).nan_to_num(0.0)
+    return weights @ v, weights
+
+
+def sdpa_bmm(q, k, v, mask=None):  # torch.bmm: 3-D only
+    scores = torch.bmm(q, k.transpose(-2, -1)) / math.sqrt(q.shape[-1])
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    weights = torch.softmax(scores, dim=-1).nan_to_num(0.0)
+    return torch.bmm(weights, v), weights
+
+
+def sdpa_boolean_indexing(q, k, v, mask=None):  # scores[~mask] = -inf does not broadcast a (5, 5) mask
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+    if mask is not None:
+        scores[~mask] = float("-inf")
+    weights = torch.softmax(scores, dim=-1).nan_to_num(0.0)
+    return weights @ v, weights
+
+
+def sdpa_softmax_over_batch(q, k, v, mask=None):
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    weights = torch.softmax(scores, dim=0).nan_to_num(0.0)
+    return weights @ v, weights
+
+
+SDPA_MORE_MISTAKES = [
+    (sdpa_bmm, "torch.bmm takes 3-D tensors only"),
+    (sdpa_boolean_indexing, "boolean indexing does not"),
+    (sdpa_softmax_over_batch, r"the softmax ran over axis 0 \(the batch\)"),
+    (sdpa_scaled_by_d_v, "divided by √d_v"),
+    (sdpa_pow_one_half, r"`d_k \*\* 1/2` means"),
+    (sdpa_mask_ignored, "the mask was ignored"),
+    (sdpa_minus_1e9, "large negative number"),
+    (sdpa_multiplicative_mask, "the mask multiplied the scores"),
+    (sdpa_scales_q_in_place, "modified its input q in place"),
+    (sdpa_float32, "is torch.float32 for torch.float64 inputs"),
+    (sdpa_returns_weights_first, r"return \(output, weights\), in that order"),
+    (sdpa_transposes_dims_1_2, r"3 heads.*raised RuntimeError"),
+    (sdpa_output_only, "only the output came back"),
+]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_sdpa_checker_passes_every_correct_variant(seed, capsys):
+    for correct in (sdpa_notebook, sdpa_finfo_then_zero, sdpa_tensor_scale):
+        check_scaled_dot_product_attention(correct, seed=seed)
+    assert capsys.readouterr().out.count("PASS scaled_dot_product_attention") == 3
+
+
+@pytest.mark.parametrize("wrong, message", SDPA_MORE_MISTAKES, ids=lambda x: getattr(x, "__name__", ""))
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_sdpa_checker_names_more_mistakes(wrong, message, seed):
+    with pytest.raises(CheckFailure, match=message):
+        check_scaled_dot_product_attention(wrong, seed=seed)
+
+
+def test_the_committed_pass_lines_are_unchanged(capsys):
+    """nbval compares these lines in notebook 02 byte for byte."""
+    from bigtut.checks.attention import check_head_contributions, check_sliding_window_mask
+
+    check_scaled_dot_product_attention(sdpa_notebook)
+    check_sliding_window_mask(window_mask)
+    check_sinusoidal_encoding(sinusoid_notebook)
+    check_head_contributions(contributions_notebook)
+    assert capsys.readouterr().out.splitlines() == [
+        "PASS scaled_dot_product_attention: matches the reference on 5 random cases",
+        "PASS sliding_window_mask: bool (L, L) masks for 6 lengths and windows, window >= L and L = 1 included",
+        "PASS sinusoidal_encoding: matches the reference on 5 random cases",
+        "PASS head_contributions: per-head shares of W_O that add up to the layer's output, 4 cases",
+    ]
+
+
+# causal_mask (for the later causal self-attention exercise)
+def causal_by_comparison(L):
+    return torch.arange(L)[None, :] <= torch.arange(L)[:, None]
+
+
+def causal_by_loop(L):
+    mask = torch.zeros(L, L, dtype=torch.bool)
+    for i in range(L):
+        mask[i, : i + 1] = True
+    return mask
+
+
+CAUSAL_MORE_MISTAKES = [
+    (lambda L: torch.ones(L, L, dtype=torch.bool).tril(1), "one step into the future"),
+    (lambda L: torch.ones(L, L, dtype=torch.long).tril(), r"dtype=torch.bool or end with .bool\(\)"),
+    (lambda L: torch.zeros(L, L).masked_fill(~causal_mask(L), float("-inf")), "additive mask"),
+    (lambda L: causal_mask(L)[None, None], "drop the extra axes"),
+    (lambda L: torch.ones(32, 32, dtype=torch.bool).tril()[:L, :L], "must follow the argument"),
+    (lambda L: torch.ones(L, L, dtype=torch.bool), "causal structure is missing"),
+    (lambda L: torch.ones(L, L, dtype=torch.bool).triu(), "It is the transpose"),
+]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_causal_mask_passes_correct_code(seed, capsys):
+    for correct in (causal_mask, causal_by_comparison, causal_by_loop, lambda L: ~torch.ones(L, L).triu(1).bool()):
+        check_causal_mask(correct, seed=seed)
+    assert capsys.readouterr().out.count("PASS causal_mask") == 4
+
+
+@pytest.mark.parametrize("wrong, message", CAUSAL_MORE_MISTAKES, ids=[m for _, m in CAUSAL_MORE_MISTAKES])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_causal_mask_names_more_mistakes(wrong, message, seed):
+    with pytest.raises(CheckFailure, match=message):
+        check_causal_mask(wrong, seed=seed)
+
+
+# sliding-window mask
+def window_mask_unclamped_loop(L, w):  # a negative slice start counts from the end
+    out = torch.zeros(L, L, dtype=torch.bool)
+    for i in range(L):
+        out[i, i - w + 1: i + 1] = True
+    return out
+
+
+WINDOW_MORE_MISTAKES = [
+    (window_mask_unclamped_loop, "clamp it"),
+    (lambda L, w: window_mask(L, w).to(torch.uint8), "dtype=torch.bool"),
+    (lambda L, w: torch.ones(L, L, dtype=torch.bool).tril().triu(-w), "one too many"),
+    (lambda L, w: torch.ones(L, L, dtype=torch.bool).tril().triu(-(w - 1)).T, "transposed"),
+]
+
+
+@pytest.mark.parametrize("wrong, message", WINDOW_MORE_MISTAKES, ids=[m for _, m in WINDOW_MORE_MISTAKES])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_sliding_window_mask_names_more_mistakes(wrong, message, seed):
+    from bigtut.checks.attention import check_sliding_window_mask
+
+    with pytest.raises(CheckFailure, match=message):
+        check_sliding_window_mask(wrong, seed=seed)
+
+
+# sinusoidal encoding
+def sinusoid_notebook(length, d_model):  # the committed solution of notebook 02
+    pos = torch.arange(length, dtype=torch.float64)[:, None]
+    two_i = torch.arange(0, d_model, 2, dtype=torch.float64)
+    angle = pos / 10000 ** (two_i / d_model)
+    pe = torch.zeros(length, d_model, dtype=torch.float64)
+    pe[:, 0::2] = torch.sin(angle)
+    pe[:, 1::2] = torch.cos(angle)
+    return pe
+
+
+def sinusoid_exp_log(length, d_model):  # the usual float32 code: div_term via exp(-2i ln(10000) / d)
+    pos = torch.arange(length).unsqueeze(1)
+    div_term = torch.exp(torch.arange(0, d_model, 2) * (-math.log(10000.0) / d_model))
+    pe = torch.zeros(length, d_model)
+    pe[:, 0::2], pe[:, 1::2] = torch.sin(pos * div_term), torch.cos(pos * div_term)
+    return pe
+
+
+def sinusoid_loop(length, d_model):
+    pe = torch.zeros(length, d_model, dtype=torch.float64)
+    for pos in range(length):
+        for i in range(0, d_model, 2):
+            pe[pos, i] = math.sin(pos / 10000 ** (i / d_model))
+            pe[pos, i + 1] = math.cos(pos / 10000 ** (i / d_model))
+    return pe
+
+
+def sinusoid_with(*, offset=0, exponent=lambda two_i: two_i, multiply=False, base=10000.0):
+    def table(length, d_model):
+        pos = torch.arange(length, dtype=torch.float64)[:, None] + offset
+        two_i = torch.arange(0, d_model, 2, dtype=torch.float64)
+        freq = base ** (exponent(two_i) / d_model)
+        angle = pos * freq if multiply else pos / freq
+        pe = torch.zeros(length, d_model, dtype=torch.float64)
+        pe[:, 0::2], pe[:, 1::2] = torch.sin(angle), torch.cos(angle)
+        return pe
+    return table
+
+
+def sinusoid_column_exponent(length, d_model):  # 10000^(j/d) for every column j
+    pos = torch.arange(length, dtype=torch.float64)[:, None]
+    j = torch.arange(d_model, dtype=torch.float64)
+    angle = pos / 10000 ** (j / d_model)
+    return torch.where(torch.arange(d_model) % 2 == 0, torch.sin(angle), torch.cos(angle))
+
+
+SINUSOID_MORE_MISTAKES = [
+    (sinusoid_swapped, "sin and cos are swapped"),
+    (sinusoid_concatenated, "concatenated"),
+    (sinusoid_i_not_2i, "the pair index"),
+    (sinusoid_with(offset=1), "the positions start at 1"),
+    (sinusoid_column_exponent, "the column index j"),
+    (sinusoid_with(exponent=lambda two_i: 2 * two_i), "doubled"),
+    (sinusoid_with(multiply=True), "multiplied by 10000"),
+    (sinusoid_with(base=1000.0), "the base is 1000"),
+    (lambda n, d: sinusoid_notebook(n, d).T, "transposed"),
+    (lambda n, d: sinusoid_notebook(n, d)[None], "leave out batch axes"),
+    (lambda n, d: sinusoid_notebook(n, d).half(), "float16, too coarse"),
+    (sinusoid_textbook, "position 0"),
+]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_sinusoidal_encoding_passes_correct_code(seed, capsys):
+    for correct in (sinusoid_notebook, sinusoid_exp_log, sinusoid_loop, sinusoidal_encoding):
+        check_sinusoidal_encoding(correct, seed=seed)
+    assert capsys.readouterr().out.count("PASS sinusoidal_encoding") == 4
+
+
+@pytest.mark.parametrize("wrong, message", SINUSOID_MORE_MISTAKES, ids=[m for _, m in SINUSOID_MORE_MISTAKES])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_sinusoidal_encoding_names_each_mistake(wrong, message, seed):
+    with pytest.raises(CheckFailure, match=message):
+        check_sinusoidal_encoding(wrong, seed=seed)
+
+
+# head contributions
+def contributions_notebook(heads, out_proj):  # the committed solution of notebook 02
+    d_head = heads.shape[-1]
+    blocks = out_proj.weight.split(d_head, dim=1)
+    return torch.stack([heads[:, i] @ W_i.T for i, W_i in enumerate(blocks)], dim=1)
+
+
+def contributions_by_zero_padding(heads, out_proj):  # out_proj on one head at a time, minus the bias
+    B, h, L, d_head = heads.shape
+    out = []
+    for i in range(h):
+        alone = torch.zeros_like(heads)
+        alone[:, i] = heads[:, i]
+        out.append(out_proj(alone.transpose(1, 2).reshape(B, L, h * d_head)) - out_proj.bias)
+    return torch.stack(out, dim=1)
+
+
+def contributions_float32(heads, out_proj):
+    B, h, L, d_head = heads.shape
+    out = torch.zeros(B, h, L, out_proj.out_features)  # float32: no dtype given
+    for i, W_i in enumerate(out_proj.weight.split(d_head, dim=1)):
+        out[:, i] = heads[:, i] @ W_i.T
+    return out
+
+
+def contributions_zeroing_the_bias(heads, out_proj):  # "bias left out" by zeroing the caller's layer
+    out_proj.bias.data.zero_()
+    B, h, L, d_head = heads.shape
+    out = []
+    for i in range(h):
+        alone = torch.zeros_like(heads)
+        alone[:, i] = heads[:, i]
+        out.append(out_proj(alone.transpose(1, 2).reshape(B, L, h * d_head)))
+    return torch.stack(out, dim=1)
+
+
+def contributions_untransposed(heads, out_proj):
+    d_head = heads.shape[-1]
+    return torch.stack([heads[:, i] @ W_i for i, W_i in enumerate(out_proj.weight.split(d_head, dim=1))], 1)
+
+
+HEAD_MORE_MISTAKES = [
+    (contributions_float32, "is torch.float32 for torch.float64 inputs"),
+    (contributions_zeroing_the_bias, "modified its input out_proj.bias in place"),
+    (lambda heads, p: contributions(heads, p).transpose(1, 2), "stack the heads' terms along dim=1"),
+    (contributions_untransposed, r"applied as heads\[:, i\] @ block.T"),
+    (lambda heads, p: contributions(heads, p).sum(1, keepdim=True).expand(-1, heads.shape[1], -1, -1),
+     "the whole merged output"),
+    (lambda heads, p: contributions(heads, p).flip(1), "reverse order"),
+]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_head_contributions_passes_every_correct_variant(seed, capsys):
+    from bigtut.checks.attention import check_head_contributions
+
+    for correct in (contributions_notebook, contributions_by_zero_padding):
+        check_head_contributions(correct, seed=seed)
+    assert capsys.readouterr().out.count("PASS head_contributions") == 2
+
+
+@pytest.mark.parametrize("wrong, message", HEAD_MORE_MISTAKES, ids=[m for _, m in HEAD_MORE_MISTAKES])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_head_contributions_names_more_mistakes(wrong, message, seed):
+    from bigtut.checks.attention import check_head_contributions
+
+    with pytest.raises(CheckFailure, match=message):
+        check_head_contributions(wrong, seed=seed)
