@@ -4,21 +4,25 @@ Every wrong answer below is a small function with one mistake students really ma
 and 2 and must fail with a message that names the mistake (the regular expression next to it).
 """
 
+import copy
 import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from bigtut.checks import CheckFailure
 from bigtut.checks.gpt import (
+    GPTLayout,
     check_cached_generate,
-    check_causal_self_attention,
     check_generate,
     check_gpt_block,
+    check_gpt_forward,
     check_kv_cache_step,
+    check_load_gpt_weights,
     check_top_p_filter,
 )
-from bigtut.gpt import top_p_filter
+from bigtut.gpt import GPT, GPTConfig, top_p_filter
 
 SEEDS = (0, 1, 2)
 
@@ -315,48 +319,6 @@ def _attend(q, k, v, causal=True, scale=True, upper=False, scale_by=None, softma
     return scores.softmax(softmax_dim) @ v
 
 
-def good_attention(x, w_q, w_k, w_v, w_o, n_head, *, transposed=False, split="right", merge="right", out=True,
-                   **kwargs):
-    B, L, d = x.shape
-
-    def project(w):
-        t = x @ (w if transposed else w.T)
-        return _heads(t, n_head) if split == "right" else t.view(B, n_head, L, d // n_head)
-
-    q, k, v = project(w_q), project(w_k), project(w_v)
-    o = _attend(q, k, v, **kwargs)  # (B, h, L, d_head)
-    o = o.transpose(1, 2).reshape(B, L, d) if merge == "right" else o.reshape(B, L, d)
-    if not out:
-        return o
-    return o @ (w_o if transposed else w_o.T)
-
-
-def _attention_with(**mistake):
-    def candidate(x, w_q, w_k, w_v, w_o, n_head):
-        return good_attention(x, w_q, w_k, w_v, w_o, n_head, **mistake)
-
-    return candidate
-
-
-def sqrt_d_attention(x, w_q, w_k, w_v, w_o, n_head):  # 1/sqrt(d_model) instead of 1/sqrt(d_head)
-    return good_attention(x, w_q, w_k, w_v, w_o, n_head, scale_by=math.sqrt(x.shape[-1]))
-
-
-ATTENTION_WRONG = {
-    "no_mask": (_attention_with(causal=False), "sees later positions"),
-    "mask_upper": (_attention_with(upper=True), "sees later positions"),
-    "no_scale": (_attention_with(scale=False), "1/sqrt\\(d_head\\) is missing"),
-    "sqrt_d_model": (sqrt_d_attention, "sqrt\\(d_model\\)"),
-    "one_head": (lambda x, wq, wk, wv, wo, h: good_attention(x, wq, wk, wv, wo, 1), "one head"),
-    "transposed_weights": (_attention_with(transposed=True), "x @ w.T"),
-    "split_without_transpose": (_attention_with(split="view"), "heads"),
-    "merge_without_transpose": (_attention_with(merge="reshape"), "heads"),
-    "no_out_projection": (_attention_with(out=False), "w_o"),
-    "softmax_over_queries": (_attention_with(softmax_dim=-2), "softmax"),
-    "stub": (stub, "not implemented"),
-}
-
-
 # ------------------------------------------------------------------------------------------------ top-p
 def top_p(logits, p):  # notebook 04, exercise 5
     sorted_logits, order = logits.sort(dim=-1, descending=True)  # (..., V)
@@ -526,7 +488,7 @@ STEP_WRONG = {
 RIGHT = [
     (check_gpt_block, gpt_block), (check_gpt_block, gpt_block_functional), (check_generate, generate),
     (check_cached_generate, cached_generate), (check_cached_generate, cached_generate_feeds_last_too),
-    (check_causal_self_attention, good_attention), (check_top_p_filter, top_p), (check_top_p_filter, top_p_filter),
+    (check_top_p_filter, top_p), (check_top_p_filter, top_p_filter),
     (check_kv_cache_step, kv_cache_step), (check_kv_cache_step, good_step),
 ]
 
@@ -541,7 +503,6 @@ def test_checkers_pass_the_right_answer(checker, solution, capsys):
 WRONG = [(check_gpt_block, key, *value) for key, value in BLOCK_WRONG.items()]
 WRONG += [(check_generate, key, *value) for key, value in GENERATE_WRONG.items()]
 WRONG += [(check_cached_generate, key, *value) for key, value in CACHED_WRONG.items()]
-WRONG += [(check_causal_self_attention, key, *value) for key, value in ATTENTION_WRONG.items()]
 WRONG += [(check_top_p_filter, key, *value) for key, value in TOP_P_WRONG.items()]
 WRONG += [(check_kv_cache_step, key, *value) for key, value in STEP_WRONG.items()]
 
@@ -555,8 +516,8 @@ def test_checkers_catch_wrong_answers_and_name_the_mistake(checker, mistake, wro
 
 
 def test_at_least_five_wrong_answers_per_checker():
-    for checker in (check_gpt_block, check_generate, check_cached_generate, check_causal_self_attention,
-                    check_top_p_filter, check_kv_cache_step):
+    for checker in (check_gpt_block, check_generate, check_cached_generate, check_top_p_filter,
+                    check_kv_cache_step):
         assert sum(c is checker and k != "stub" for c, k, _, _ in WRONG) >= 5, checker.__name__
 
 
@@ -591,3 +552,202 @@ def test_seed_none_draws_fresh_cases(capsys):
     check_generate(generate)
     check_top_p_filter(top_p)
     assert capsys.readouterr().out.count("PASS") == 3
+
+
+# ------------------------------------------------------------------------------------------------ the whole GPT
+class HandGPT(torch.nn.Module):  # notebook 04, exercise 4, with switches for the usual mistakes
+    mistakes: dict = {}
+
+    def __init__(self, config):
+        super().__init__()
+        V, T, d, self.n_head = config.vocab_size, config.block_size, config.d_model, config.n_head
+        self.wte, self.wpe = torch.nn.Embedding(V, d), torch.nn.Embedding(T, d)
+        self.h = torch.nn.ModuleList(torch.nn.ModuleDict({
+            "ln_1": torch.nn.LayerNorm(d), "c_attn": torch.nn.Linear(d, 3 * d), "attn_proj": torch.nn.Linear(d, d),
+            "ln_2": torch.nn.LayerNorm(d), "c_fc": torch.nn.Linear(d, 4 * d), "mlp_proj": torch.nn.Linear(4 * d, d),
+        }) for _ in range(config.n_layer))
+        self.ln_f = torch.nn.LayerNorm(d)
+
+    def norm(self, u, ln):
+        var = u.var(-1, unbiased=bool(self.mistakes.get("unbiased")), keepdim=True)
+        return (u - u.mean(-1, keepdim=True)) / torch.sqrt(var + ln.eps) * ln.weight + ln.bias
+
+    def attend(self, q, k, v):  # (B, L, d) each -> (B, L, d)
+        m, (B, L, d), h = self.mistakes, q.shape, self.n_head
+        if m.get("split_view"):
+            q, k, v = (t.reshape(B, h, L, d // h) for t in (q, k, v))
+        else:
+            q, k, v = (t.view(B, L, h, d // h).transpose(1, 2) for t in (q, k, v))
+        scores = q @ k.transpose(-2, -1) / (d ** 0.5 if m.get("sqrt_d_model") else (d // h) ** 0.5)
+        if not m.get("no_mask"):
+            scores = scores.masked_fill(torch.ones(L, L, dtype=torch.bool).triu(1), float("-inf"))
+        return (scores.softmax(-1) @ v).transpose(1, 2).reshape(B, L, d)
+
+    def forward(self, idx):
+        m = self.mistakes
+        L, d = idx.shape[1], self.wte.embedding_dim
+        x = self.wte(idx) + (0 if m.get("no_positions") else self.wpe(torch.arange(L)))
+        for block in self.h:
+            q, k, v = block["c_attn"](self.norm(x, block["ln_1"])).split(d, dim=-1)
+            x = x + block["attn_proj"](self.attend(k, q, v) if m.get("kqv") else self.attend(q, k, v))
+            gelu = "none" if m.get("exact_gelu") else "tanh"
+            x = x + block["mlp_proj"](F.gelu(block["c_fc"](self.norm(x, block["ln_2"])), approximate=gelu))
+        if m.get("detached"):
+            x = x.detach()
+        out = x if m.get("no_ln_f") else self.norm(x, self.ln_f)
+        return out @ self.wte.weight.T
+
+
+class LibraryNormGPT(HandGPT):  # nn.LayerNorm's own forward, called through the module
+    def norm(self, u, ln):
+        return ln(u)
+
+
+class FusedAttentionGPT(HandGPT):  # F.scaled_dot_product_attention, in a helper the forward calls
+    def attend(self, q, k, v):
+        (B, L, d), h = q.shape, self.n_head
+        q, k, v = (t.view(B, L, h, d // h).transpose(1, 2) for t in (q, k, v))
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2).reshape(B, L, d)
+
+
+class SdpaInForwardGPT(HandGPT):  # the library attention written in forward itself: found in the code
+    def forward(self, idx):
+        if idx.shape[1] < 0:
+            return F.scaled_dot_product_attention(idx, idx, idx)
+        return super().forward(idx)
+
+
+def _gpt_with(**mistakes):
+    return type("WrongGPT", (HandGPT,), {"mistakes": mistakes})
+
+
+def hand_gpt_in_place(cls=HandGPT):
+    class InPlace(HandGPT):
+        def forward(self, idx):
+            out = super().forward(idx)
+            idx.zero_()
+            return out
+    return InPlace
+
+
+class RenamedGPT(HandGPT):  # renamed parameters: a checkpoint no longer loads
+    def __init__(self, config):
+        super().__init__(config)
+        self.final_norm = self.ln_f
+        del self.ln_f
+
+
+GPT_FORWARD_WRONG = {
+    "no_mask": (_gpt_with(no_mask=True), "causal mask is missing"),
+    "kqv": (_gpt_with(kqv=True), "k \\| q \\| v"),
+    "sqrt_d_model": (_gpt_with(sqrt_d_model=True), "sqrt\\(d_model\\)"),
+    "split_view": (_gpt_with(split_view=True), "view\\(B, n_head, L, d_head\\)"),
+    "exact_gelu": (_gpt_with(exact_gelu=True), "tanh approximation"),
+    "unbiased": (_gpt_with(unbiased=True), "unbiased variance"),
+    "no_ln_f": (_gpt_with(no_ln_f=True), "ln_f"),
+    "no_positions": (_gpt_with(no_positions=True), "position embeddings"),
+    "library_layer_norm": (LibraryNormGPT, "rules out the library's LayerNorm"),
+    "sdpa_at_run_time": (FusedAttentionGPT, "rules out the library's LayerNorm and attention"),
+    "sdpa_in_the_code": (SdpaInForwardGPT, "forward calls `F.scaled_dot_product_attention`"),
+    "detached": (_gpt_with(detached=True), "no gradient"),
+    "idx_in_place": (hand_gpt_in_place(), "changed idx in place"),
+    "renamed": (RenamedGPT, "keep the parameters __init__ declares"),
+    "instance_not_class": (HandGPT(GPTConfig()), "expected your GPT class"),
+}
+
+
+@pytest.mark.parametrize("mistake", list(GPT_FORWARD_WRONG))
+def test_gpt_forward_checker_names_each_mistake(mistake):
+    wrong, message = GPT_FORWARD_WRONG[mistake]
+    for seed in SEEDS:
+        with pytest.raises(CheckFailure, match=message):
+            check_gpt_forward(wrong, seed=seed)
+
+
+def test_gpt_forward_checker_passes_the_right_class(capsys):
+    for seed in SEEDS:
+        check_gpt_forward(HandGPT, seed=seed)
+    assert capsys.readouterr().out.splitlines() == [
+        "PASS gpt_forward: logits equal bigtut.gpt.GPT on 5 inputs of 3 random GPTs; gradients reach every weight"] * 3
+
+
+# ------------------------------------------------------------------------------------------------ loading weights
+def load_from_bigtut(mine, theirs, order="qkv", dim=0, biases=True, swap_ln=False, share=False, ln_f=True,
+                     touch=False):
+    projections = {"q": "q_proj", "k": "k_proj", "v": "v_proj"}
+    with torch.no_grad():
+        if share:
+            mine.wte.weight = theirs.tok_emb.weight
+        else:
+            mine.wte.weight.copy_(theirs.tok_emb.weight)
+        mine.wpe.weight.copy_(theirs.pos_emb.weight)
+        for block, ours in zip(mine.h, theirs.blocks):
+            mha = ours.attn.attn
+            weights = [getattr(mha, projections[c]).weight for c in order]
+            block["c_attn"].weight.copy_(torch.cat([w.T for w in weights], 1).T if dim == 1 else torch.cat(weights))
+            if biases:
+                block["c_attn"].bias.copy_(torch.cat([getattr(mha, projections[c]).bias for c in order]))
+            ln_1, ln_2 = (ours.ln_2, ours.ln_1) if swap_ln else (ours.ln_1, ours.ln_2)
+            for name, module in (("ln_1", ln_1), ("attn_proj", mha.out_proj), ("ln_2", ln_2), ("c_fc", ours.mlp.fc),
+                                 ("mlp_proj", ours.mlp.proj)):
+                block[name].load_state_dict(module.state_dict())
+        if ln_f:
+            mine.ln_f.load_state_dict(theirs.ln_f.state_dict())
+        if touch:
+            theirs.ln_f.weight.mul_(1.0001)
+    return mine
+
+
+def _loader_with(**mistake):
+    return lambda mine, theirs: load_from_bigtut(mine, theirs, **mistake)
+
+
+def transposed_loader(mine, theirs):  # the Conv1D habit: each weight transposed before stacking
+    load_from_bigtut(mine, theirs)
+    with torch.no_grad():
+        for block, ours in zip(mine.h, theirs.blocks):
+            mha = ours.attn.attn
+            block["c_attn"].weight.copy_(torch.cat([mha.q_proj.weight.T, mha.k_proj.weight.T, mha.v_proj.weight.T]))
+    return mine
+
+
+LOAD_WRONG = {
+    "kqv": (_loader_with(order="kqv"), "k \\| q \\| v"),
+    "vkq": (_loader_with(order="vkq"), "v \\| k \\| q"),
+    "transposed": (transposed_loader, "transposed"),
+    "no_biases": (_loader_with(biases=False), "c_attn.bias was not loaded"),
+    "swapped_ln": (_loader_with(swap_ln=True), "swapped"),
+    "shared": (_loader_with(share=True), "shares its tensor"),
+    "no_ln_f": (_loader_with(ln_f=False), "ln_f.weight was not loaded"),
+    "changes_theirs": (_loader_with(touch=True), "changed bigtut's model"),
+    "new_module": (lambda mine, theirs: copy.deepcopy(load_from_bigtut(mine, theirs)), "returned a different module"),
+    "stub": (stub, "not implemented"),
+}
+
+
+@pytest.mark.parametrize("mistake", list(LOAD_WRONG))
+def test_load_gpt_weights_checker_names_each_mistake(mistake):
+    wrong, message = LOAD_WRONG[mistake]
+    for seed in SEEDS:
+        with pytest.raises(CheckFailure, match=message):
+            check_load_gpt_weights(wrong, seed=seed)
+
+
+def test_load_gpt_weights_checker_passes_the_right_loader(capsys):
+    for seed in SEEDS:
+        check_load_gpt_weights(load_from_bigtut, seed=seed)
+    assert capsys.readouterr().out.splitlines() == [
+        "PASS load_gpt_weights: every weight of 3 random GPTs copied into the fused layout; bigtut's model "
+        "untouched, no shared tensors"] * 3
+
+
+def test_hand_gpt_loaded_from_bigtut_equals_bigtut():
+    """The two exercises together: bigtut's GPT loaded into the hand-written class gives the same logits."""
+    torch.manual_seed(0)
+    config = GPTConfig(vocab_size=17, block_size=12, n_layer=2, n_head=2, d_model=16)
+    ours = GPT(config).eval()
+    mine = load_from_bigtut(HandGPT(config), ours)
+    idx = torch.randint(0, 17, (2, 12))
+    with torch.no_grad():
+        assert torch.allclose(mine(idx), ours(idx).logits, atol=1e-5)
+    assert isinstance(GPTLayout(config), torch.nn.Module)

@@ -22,10 +22,6 @@ checker                          what it holds the candidate to (and the usual m
                                  the newest token at each call into one KV cache (not a fresh cache per step,
                                  not the whole sequence again, not a call without ``cache=``, not the prompt
                                  outside the cache, not the previous token fed again, not sampling)
-``check_causal_self_attention``  multi-head causal self-attention from four projection matrices (not unmasked
-                                 or masked the wrong way, not unscaled or scaled by ``sqrt(d_model)``, not one
-                                 head, not ``x @ w``, not heads split/merged without the transpose, not
-                                 without ``w_o``, not the softmax over the queries). No notebook calls it yet.
 ``check_top_p_filter``           the nucleus keeps the smallest top set with mass ``>= p`` (logits, not probs;
                                  not one token too few, not the boundary case ``mass before == p`` kept, not
                                  sorted ascending or not at all, not left in sorted order or put back with
@@ -49,13 +45,14 @@ from collections.abc import Callable
 import torch
 
 from bigtut.attention import KVCache, MultiHeadAttention, causal_mask
+from bigtut.checks.basics import Forbidden, record_forbidden_calls, scan_for_forbidden_names
 from bigtut.checks.core import CheckFailure, _describe, assert_close, checker_generator, guarded, passed
 from bigtut.gpt import GPT, GPTConfig
 from bigtut.gpt import generate as _generate_reference
 from bigtut.gpt import top_p_filter as _top_p_reference
 
-__all__ = ["check_cached_generate", "check_causal_self_attention", "check_generate", "check_gpt_block",
-           "check_kv_cache_step", "check_top_p_filter", "matching_mistake"]
+__all__ = ["GPTLayout", "check_cached_generate", "check_generate", "check_gpt_block", "check_gpt_forward",
+           "check_kv_cache_step", "check_load_gpt_weights", "check_top_p_filter", "matching_mistake"]
 
 
 def _callable(candidate, name: str) -> None:
@@ -473,68 +470,6 @@ def _reference_causal_self_attention(x, w_q, w_k, w_v, w_o, n_head):
         return mha(x, x, x, mask=causal_mask(x.shape[1]), return_attention=False)[0]  # (B, L, d)
 
 
-def _self_attention_variant(x, w_q, w_k, w_v, w_o, n_head, *, mask="causal", scale="d_head", transposed=False,
-                            split="transpose", merge="transpose", out=True, softmax_dim=-1):
-    """Causal self-attention written out, with one usual mistake switched on."""
-    B, L, d = x.shape
-    d_head = d // n_head
-
-    def heads(t):  # (B, L, d) -> (B, h, L, d_head)
-        return t.view(B, L, n_head, d_head).transpose(1, 2) if split == "transpose" else t.view(B, n_head, L, d_head)
-
-    q, k, v = (heads(x @ (w if transposed else w.T)) for w in (w_q, w_k, w_v))
-    scores = q @ k.transpose(-2, -1) / {"d_head": math.sqrt(d_head), "d_model": math.sqrt(d), "none": 1.0}[scale]
-    allowed = {"causal": torch.ones(L, L, dtype=torch.bool).tril(), "upper": torch.ones(L, L, dtype=torch.bool).triu(),
-               "none": torch.ones(L, L, dtype=torch.bool)}[mask]
-    o = scores.masked_fill(~allowed, float("-inf")).softmax(softmax_dim) @ v  # (B, h, L, d_head)
-    o = o.transpose(1, 2).reshape(B, L, d) if merge == "transpose" else o.reshape(B, L, d)
-    return o @ (w_o if transposed else w_o.T) if out else o
-
-
-def _attention_mistakes(x, w_q, w_k, w_v, w_o, n_head) -> dict:
-    def variant(**mistake):
-        return _self_attention_variant(x, w_q, w_k, w_v, w_o, n_head, **mistake)
-
-    return {
-        "the causal mask is missing: a position sees later positions": variant(mask="none"),
-        "the mask hides the past instead of the future (triu instead of tril): a position sees later positions":
-            variant(mask="upper"),
-        "the scaling 1/sqrt(d_head) is missing": variant(scale="none"),
-        "the scores are divided by sqrt(d_model); divide by sqrt(d_head), the width of one head":
-            variant(scale="d_model"),
-        "one head of width d_model was used; split into n_head heads of d_model // n_head":
-            _self_attention_variant(x, w_q, w_k, w_v, w_o, 1),
-        "the projections are x @ w; with nn.Linear's (d_out, d_in) weights they are x @ w.T":
-            variant(transposed=True),
-        "the heads are split with view(B, n_head, L, d_head); view (B, L, n_head, d_head), then transpose(1, 2)":
-            variant(split="view"),
-        "the heads are merged with reshape(B, L, d) without transpose(1, 2) first": variant(merge="reshape"),
-        "the output projection w_o is missing": variant(out=False),
-        "the softmax runs over the queries (dim=-2); it must run over the keys (dim=-1)": variant(softmax_dim=-2),
-    }
-
-
-def check_causal_self_attention(candidate: Callable, seed: int | None = None) -> None:
-    """``candidate(x (B, L, d), w_q, w_k, w_v, w_o (d, d), n_head) -> (B, L, d)``: causal multi-head
-    self-attention without biases, compared with :class:`bigtut.attention.MultiHeadAttention` and a causal mask."""
-    name = "causal_self_attention"
-    _callable(candidate, name)
-    gen, seed = checker_generator(seed)
-    for B, L, d, h in ((2, 5, 8, 2), (1, 1, 4, 1), (3, 7, 12, 3), (2, 6, 16, 4)):
-        x = torch.randn(B, L, d, generator=gen, dtype=torch.float64)
-        args = (x, *_random_weights(d, gen), h)
-        what = f"x of shape {(B, L, d)}, n_head={h} (seed={seed})"
-        got = guarded(name, f"causal_self_attention on {what}", candidate, *(a.clone() if torch.is_tensor(a) else a
-                                                                            for a in args))
-        expected = _reference_causal_self_attention(*args)
-        if not matching_mistake(got, {"right": expected}):
-            mistake = matching_mistake(got, _attention_mistakes(*args))
-            if mistake is not None:
-                raise CheckFailure(f"{name}: {mistake}, for {what}")
-            assert_close(got, expected, what=name, atol=1e-8, inputs=what)
-    passed(name, "matches the reference on 4 random cases")
-
-
 # ------------------------------------------------------------------------------------------------ top-p
 
 def _top_p_variant(logits, p, *, descending=True, rule="before>=", back="scatter", fill=float("-inf"), sort=True):
@@ -728,3 +663,264 @@ def check_kv_cache_step(candidate: Callable, seed: int | None = None) -> None:
                      inputs=description, atol=1e-8)
         count += 1
     passed(name, f"matches the reference and full causal attention on {count} random cases")
+
+
+# ------------------------------------------------------------------------------------------------ the whole GPT
+
+class GPTLayout(torch.nn.Module):
+    """The parameters of the student's GPT (notebook 04, section 7), without a forward: GPT-2's layout with one
+    fused ``c_attn`` ``(3d, d)`` per block (rows q | k | v), ``nn.Linear`` weights ``(d_out, d_in)`` and a head
+    tied to ``wte``. :func:`check_load_gpt_weights` fills one of these; the exercise declares the same in its class."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        V, T, d, self.n_head = config.vocab_size, config.block_size, config.d_model, config.n_head
+        self.wte, self.wpe = torch.nn.Embedding(V, d), torch.nn.Embedding(T, d)
+        self.h = torch.nn.ModuleList(torch.nn.ModuleDict({
+            "ln_1": torch.nn.LayerNorm(d), "c_attn": torch.nn.Linear(d, 3 * d), "attn_proj": torch.nn.Linear(d, d),
+            "ln_2": torch.nn.LayerNorm(d), "c_fc": torch.nn.Linear(d, 4 * d), "mlp_proj": torch.nn.Linear(4 * d, d),
+        }) for _ in range(config.n_layer))
+        self.ln_f = torch.nn.LayerNorm(d)
+
+
+def _layout_state(gpt: GPT, *, qkv: str = "qkv") -> dict[str, torch.Tensor]:
+    """``gpt``'s weights under :class:`GPTLayout`'s names (the reference loader); ``qkv`` orders c_attn's rows."""
+    state = {"wte.weight": gpt.tok_emb.weight, "wpe.weight": gpt.pos_emb.weight,
+             "ln_f.weight": gpt.ln_f.weight, "ln_f.bias": gpt.ln_f.bias}
+    for i, block in enumerate(gpt.blocks):
+        mha = block.attn.attn
+        projections = {"q": mha.q_proj, "k": mha.k_proj, "v": mha.v_proj}
+        for kind in ("weight", "bias"):
+            state[f"h.{i}.c_attn.{kind}"] = torch.cat([getattr(projections[c], kind) for c in qkv])
+            for ours, theirs in (("ln_1", block.ln_1), ("attn_proj", mha.out_proj), ("ln_2", block.ln_2),
+                                 ("c_fc", block.mlp.fc), ("mlp_proj", block.mlp.proj)):
+                state[f"h.{i}.{ours}.{kind}"] = getattr(theirs, kind)
+    return {k: v.detach().clone() for k, v in state.items()}
+
+
+def _layout_forward(state: dict, idx: torch.Tensor, n_layer: int, n_head: int, *, qkv: str = "qkv",
+                    mask: str = "causal", scale: str = "d_head", split: str = "transpose", gelu: str = "tanh",
+                    variance: str = "biased", post_ln: bool = False, final_ln: bool = True,
+                    positions: bool = True) -> torch.Tensor:
+    """The GPT forward written out over a :class:`GPTLayout` state, with one usual mistake switched on."""
+    B, L = idx.shape
+    x = state["wte.weight"][idx] + (state["wpe.weight"][:L] if positions else 0)  # (B, L, d)
+    d = x.shape[-1]
+    d_head = d // n_head
+
+    def norm(u, prefix):  # LayerNorm over the last axis
+        var = u.var(-1, unbiased=variance == "unbiased", keepdim=True)
+        normalised = (u - u.mean(-1, keepdim=True)) / torch.sqrt(var + 1e-5)
+        return normalised * state[prefix + ".weight"] + state[prefix + ".bias"]
+
+    def linear(u, prefix):
+        return u @ state[prefix + ".weight"].T + state[prefix + ".bias"]
+
+    def heads(t):  # (B, L, d) -> (B, h, L, d_head)
+        return t.view(B, L, n_head, d_head).transpose(1, 2) if split == "transpose" else t.reshape(B, n_head, L, d_head)
+
+    allowed = {"causal": torch.ones(L, L, dtype=torch.bool).tril(), "none": torch.ones(L, L, dtype=torch.bool)}[mask]
+    for i in range(n_layer):
+        p = f"h.{i}."
+        u = x if post_ln else norm(x, p + "ln_1")
+        parts = dict(zip(qkv, linear(u, p + "c_attn").split(d, dim=-1)))
+        q, k, v = (heads(parts[c]) for c in "qkv")
+        scores = q @ k.transpose(-2, -1) / {"d_head": math.sqrt(d_head), "d_model": math.sqrt(d), "none": 1.0}[scale]
+        o = (scores.masked_fill(~allowed, float("-inf")).softmax(-1) @ v).transpose(1, 2).reshape(B, L, d)
+        x = x + linear(o, p + "attn_proj")
+        x = norm(x, p + "ln_1") if post_ln else x
+        u = x if post_ln else norm(x, p + "ln_2")
+        x = x + linear(torch.nn.functional.gelu(linear(u, p + "c_fc"), approximate=gelu), p + "mlp_proj")
+        x = norm(x, p + "ln_2") if post_ln else x
+    return (norm(x, "ln_f") if final_ln else x) @ state["wte.weight"].T  # (B, L, V): the tied head
+
+
+def _forward_mistakes(state: dict, idx: torch.Tensor, n_layer: int, n_head: int) -> dict:
+    def variant(**mistake):
+        return _layout_forward(state, idx, n_layer, n_head, **mistake)
+
+    return {
+        "the causal mask is missing: a position sees later positions": variant(mask="none"),
+        "c_attn's output was split as k | q | v; its rows are q | k | v, in that order": variant(qkv="kqv"),
+        "c_attn's output was split as q | v | k; its rows are q | k | v, in that order": variant(qkv="qvk"),
+        "the scores are divided by sqrt(d_model); divide by sqrt(d_head), the width of one head":
+            variant(scale="d_model"),
+        "the scaling 1/sqrt(d_head) is missing": variant(scale="none"),
+        "the heads are split with view(B, n_head, L, d_head); view (B, L, n_head, d_head), then transpose(1, 2)":
+            variant(split="view"),
+        "the MLP uses the exact GELU; GPT-2 uses the tanh approximation (approximate='tanh')": variant(gelu="none"),
+        "the LayerNorm uses the unbiased variance (divides by d - 1); LayerNorm divides by d (unbiased=False)":
+            variant(variance="unbiased"),
+        "the blocks are post-LN (LayerNorm after each residual sum); GPT-2 is pre-LN: x + attn(ln_1(x))":
+            variant(post_ln=True),
+        "the final LayerNorm ln_f before the head is missing": variant(final_ln=False),
+        "the position embeddings wpe are missing": variant(positions=False),
+    }
+
+
+_GPT_FORBIDDEN = Forbidden(
+    names=frozenset({"layer_norm", "LayerNorm", "native_layer_norm", "scaled_dot_product_attention",
+                     "scaled_dot_product_flash_attention_for_cpu", "scaled_dot_product_attention_math",
+                     "scaled_dot_product_efficient_attention", "multi_head_attention_forward", "MultiheadAttention"}),
+    what="the library's LayerNorm and attention (nn.LayerNorm's forward, F.layer_norm, "
+         "F.scaled_dot_product_attention, nn.MultiheadAttention)",
+    hint="normalise with means and variances and attend with q @ k^T, as in notebooks 02 and 03; the LayerNorm "
+         "modules only hold the weight and bias",
+)
+
+
+def _build(cls, name: str, config: GPTConfig) -> torch.nn.Module:
+    model = guarded(name, f"{getattr(cls, '__name__', cls)}(config)", cls, config)
+    if not isinstance(model, torch.nn.Module):
+        raise CheckFailure(f"{name}: {getattr(cls, '__name__', cls)}(config) should build an nn.Module, got "
+                           f"{_describe(model)}")
+    return model
+
+
+def _missing_layout(name: str, model: torch.nn.Module, config: GPTConfig) -> None:
+    """Fail unless ``model`` declares exactly :class:`GPTLayout`'s parameters, with their shapes."""
+    want = {k: tuple(v.shape) for k, v in GPTLayout(config).state_dict().items()}
+    have = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    if want != have:
+        missing = sorted(set(want) - set(have))
+        extra = sorted(set(have) - set(want))
+        shapes = sorted(k for k in set(want) & set(have) if want[k] != have[k])
+        raise CheckFailure(f"{name}: keep the parameters __init__ declares (wte, wpe, h[i] ln_1/c_attn/attn_proj/"
+                           f"ln_2/c_fc/mlp_proj, ln_f), so a checkpoint can be loaded into them; missing "
+                           f"{missing[:4]}, unexpected {extra[:4]}, wrong shapes {shapes[:4]}")
+
+
+def check_gpt_forward(cls: Callable, seed: int | None = None) -> None:
+    """``cls(config)`` (a :class:`bigtut.gpt.GPTConfig`) declares :class:`GPTLayout`'s parameters and its
+    ``forward(idx (B, L))`` returns the logits ``(B, L, V)`` of GPT-2's forward pass, written by hand.
+
+    Checked in float64 on random GPTs whose weights are copied in from a :class:`bigtut.gpt.GPT` (LayerNorms far
+    from the identity): the logits equal ``GPT(idx).logits`` for ``L = 1`` up to ``block_size``; gradients reach the
+    weights; ``idx`` is untouched; no library LayerNorm or attention is called. A failure names the mistake when the
+    logits equal a known wrong forward (mask, q/k/v order, scale, head split, GELU, variance, post-LN, ln_f,
+    positions)."""
+    name = "gpt_forward"
+    if not isinstance(cls, type):
+        raise CheckFailure(f"{name}: expected your GPT class (not an instance or a function), got {_describe(cls)}")
+    found = scan_for_forbidden_names(getattr(cls, "forward", None), _GPT_FORBIDDEN)
+    if found:
+        raise CheckFailure(f"{name}: forward calls {found}, but this exercise rules out {_GPT_FORBIDDEN.what}: "
+                           f"{_GPT_FORBIDDEN.hint}")
+    gen, seed = checker_generator(seed)
+    count = 0
+    for vocab, block_size, n_layer, n_head, d, shapes in ((11, 8, 2, 2, 8, ((2, 8), (1, 1), (3, 5))),
+                                                          (7, 6, 1, 1, 4, ((2, 6),)), (13, 9, 2, 4, 16, ((2, 9),))):
+        reference = _random_gpt(gen, vocab, block_size, n_layer, n_head, d)
+        reference.lm_head.weight = reference.tok_emb.weight  # the course's GPTs tie the head
+        config = GPTConfig(vocab_size=vocab, block_size=block_size, n_layer=n_layer, n_head=n_head, d_model=d)
+        model = _build(cls, name, config).double().eval()
+        _missing_layout(name, model, config)
+        state = _layout_state(reference)
+        model.load_state_dict(state)
+        for B, L in shapes:
+            idx = torch.randint(0, vocab, (B, L), generator=gen)
+            given = idx.clone()
+            what = (f"a random GPT (vocab {vocab}, block_size {block_size}, {n_layer} layer(s), {n_head} head(s), "
+                    f"d_model {d}), idx of shape {(B, L)} (seed={seed})")
+            with record_forbidden_calls(_GPT_FORBIDDEN) as seen, torch.no_grad():
+                got = guarded(name, f"forward on {what}", model, given)
+            if seen:
+                raise CheckFailure(f"{name}: forward calls {seen[0]}, but this exercise rules out "
+                                   f"{_GPT_FORBIDDEN.what}: {_GPT_FORBIDDEN.hint}")
+            if not torch.equal(given, idx):
+                raise CheckFailure(f"{name}: forward changed idx in place for {what}; leave the caller's ids alone")
+            got = got.logits if hasattr(got, "logits") else got
+            with torch.no_grad():
+                expected = reference(idx).logits  # (B, L, V)
+            if not matching_mistake(got, {"right": expected}, atol=1e-9, rtol=1e-7):
+                with torch.no_grad():
+                    mistake = matching_mistake(got, _forward_mistakes(state, idx, n_layer, n_head), atol=1e-9,
+                                               rtol=1e-7)
+                if mistake is not None:
+                    raise CheckFailure(f"{name}: {mistake}, for {what}")
+                assert_close(got, expected, what=f"{name} (logits vs bigtut.gpt.GPT)", inputs=what, atol=1e-9,
+                             rtol=1e-7)
+            count += 1
+        out = guarded(name, f"forward with gradients on {what}", model, idx)
+        out = out.logits if hasattr(out, "logits") else out
+        if not out.requires_grad:
+            raise CheckFailure(f"{name}: the logits carry no gradient for {what} (torch.no_grad(), .detach() or .data "
+                               f"inside forward?): the model could not be trained or fine-tuned")
+        grads = torch.autograd.grad(out.square().sum(), [p for _, p in model.named_parameters()], allow_unused=True)
+        unused = [n for (n, _), g in zip(model.named_parameters(), grads) if g is None or not g.abs().sum()]
+        if unused:
+            raise CheckFailure(f"{name}: no gradient reaches {unused[:3]} for {what}: a parameter is not used, or "
+                               f"used outside autograd")
+    passed(name, f"logits equal bigtut.gpt.GPT on {count} inputs of 3 random GPTs; gradients reach every weight")
+
+
+# ------------------------------------------------------------------------------------------------ loading weights
+
+def _layout_mistakes(gpt: GPT) -> dict:
+    """What the usual wrong loaders put into a layout's c_attn weight (the tensor that shows most mistakes)."""
+    mha = gpt.blocks[0].attn.attn
+    q, k, v = mha.q_proj.weight, mha.k_proj.weight, mha.v_proj.weight
+    d = q.shape[0]
+    return {
+        "c_attn's rows are k | q | v; concatenate q, k, v in that order": torch.cat([k, q, v]),
+        "c_attn's rows are q | v | k; concatenate q, k, v in that order": torch.cat([q, v, k]),
+        "c_attn's rows are v | k | q; concatenate q, k, v in that order": torch.cat([v, k, q]),
+        "c_attn holds the transposed weights (Hugging Face's Conv1D habit); nn.Linear keeps (d_out, d_in), "
+        "so stack q, k, v along dim 0 as they are": torch.cat([q.T, k.T, v.T]),
+        "c_attn interleaves the heads (q, k, v of head 0, then of head 1, ...); stack the whole q, then k, then v":
+            torch.stack([q, k, v]).view(3, mha.num_heads, d // mha.num_heads, d).transpose(0, 1).reshape(3 * d, d),
+    }
+
+
+def check_load_gpt_weights(candidate: Callable, seed: int | None = None) -> None:
+    """``candidate(mine, theirs)`` copies a :class:`bigtut.gpt.GPT` (``theirs``) into a :class:`GPTLayout`-shaped
+    module (``mine``, in place; it may return it): embeddings, every LayerNorm and Linear, and the three
+    ``q_proj``/``k_proj``/``v_proj`` stacked into one ``c_attn`` (rows q | k | v, weights and biases).
+
+    Checked on random GPTs: every parameter of ``mine`` equals the reference copy; ``theirs`` is unchanged and
+    shares no storage with ``mine`` (copy the values; a shared tensor would train both models at once)."""
+    name = "load_gpt_weights"
+    _callable(candidate, name)
+    gen, seed = checker_generator(seed)
+    for vocab, block_size, n_layer, n_head, d in ((11, 8, 2, 2, 8), (7, 5, 1, 1, 4), (13, 9, 3, 4, 16)):
+        theirs = _random_gpt(gen, vocab, block_size, n_layer, n_head, d)
+        theirs.lm_head.weight = theirs.tok_emb.weight
+        config = GPTConfig(vocab_size=vocab, block_size=block_size, n_layer=n_layer, n_head=n_head, d_model=d)
+        mine = GPTLayout(config).double()
+        before = {k: v.clone() for k, v in theirs.state_dict().items()}
+        what = (f"a random bigtut GPT (vocab {vocab}, block_size {block_size}, {n_layer} layer(s), {n_head} "
+                f"head(s), d_model {d}) (seed={seed})")
+        returned = guarded(name, f"load_gpt_weights on {what}", candidate, mine, theirs)
+        if returned is not None and returned is not mine:
+            raise CheckFailure(f"{name}: returned a different module for {what}; fill `mine` in place (copy_ under "
+                               f"torch.no_grad()) and return it, or return nothing")
+        changed = [k for k, v in theirs.state_dict().items() if not torch.equal(v, before[k])]
+        if changed:
+            raise CheckFailure(f"{name}: changed bigtut's model ({changed[0]}) for {what}; only copy from it")
+        storage = {p.untyped_storage().data_ptr() for p in theirs.parameters()}
+        shared = [k for k, p in mine.named_parameters() if p.untyped_storage().data_ptr() in storage]
+        if shared:
+            raise CheckFailure(f"{name}: {shared[0]} shares its tensor with bigtut's model for {what} (assigned, not "
+                               f"copied): training one model would change the other; copy the values with "
+                               f"mine.<name>.copy_(...) under torch.no_grad()")
+        expected = _layout_state(theirs)
+        got = dict(mine.named_parameters())
+        if not torch.equal(got["h.0.c_attn.weight"].detach(), expected["h.0.c_attn.weight"]):
+            mistake = matching_mistake(got["h.0.c_attn.weight"], _layout_mistakes(theirs), atol=0, rtol=0)
+            if mistake is not None:
+                raise CheckFailure(f"{name}: {mistake}, for {what}")
+        for key, value in expected.items():
+            if not torch.equal(got[key].detach(), value):
+                swaps = {"wte": "wpe", "wpe": "wte", "ln_1": "ln_2", "ln_2": "ln_1", "c_fc": "mlp_proj"}
+                hint = ""
+                for part, other in swaps.items():
+                    twin = key.replace(part, other)
+                    if part in key and twin in expected and got[key].shape == expected[twin].shape and torch.equal(
+                            got[key].detach(), expected[twin]):
+                        hint = f" (it holds what belongs in {twin}: the two are swapped)"
+                if not hint and key.endswith("bias") and "c_attn" in key:
+                    hint = " (stack the three biases q_proj.bias, k_proj.bias, v_proj.bias the same way)"
+                raise CheckFailure(f"{name}: {key} was not loaded right for {what}{hint}.\n"
+                                   f"  expected {_describe(value)}\n  got      {_describe(got[key])}")
+    passed(name, "every weight of 3 random GPTs copied into the fused layout; bigtut's model untouched, no "
+                 "shared tensors")
