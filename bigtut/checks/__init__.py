@@ -6,7 +6,8 @@ with ``PASS`` or raises ``AssertionError`` saying which input was used, what was
 
 The protocol lives in :mod:`bigtut.checks.core`; each chapter's checkers live in a module named after its topic:
 ``bigtut.checks.basics`` (00–01), ``.attention`` (02), ``.transformer`` (03), ``.gpt`` (04), ``.bert`` (05),
-``.explain`` (06–08), ``.evaluating_explanations`` (09), ``.compress`` (10), ``.distributed`` (A1).
+``.explain`` (06–08), ``.integrated_gradients`` (08, token IG), ``.evaluating_explanations`` (09),
+``.compress`` (10), ``.distributed`` (A1).
 """
 
 from bigtut.checks.core import (
