@@ -11,7 +11,6 @@ from torch import nn
 from bigtut.attention import MultiHeadAttention, causal_mask, scaled_dot_product_attention
 from bigtut.checks import CheckFailure
 from bigtut.checks.attention import (
-    check_causal_mask,
     check_mha_dropout,
     check_mha_output_projection,
     check_mha_shapes,
@@ -56,10 +55,6 @@ def sdpa_output_only(q, k, v, mask=None):
     return sdpa(q, k, v, mask)[0]
 
 
-def causal_float(L):
-    return torch.ones(L, L).tril()
-
-
 def sinusoid_swapped(n, d):  # cos on even columns, sin on odd ones
     pos = torch.arange(n, dtype=torch.float64)[:, None]
     angle = pos / 10000 ** (torch.arange(0, d, 2, dtype=torch.float64) / d)
@@ -91,10 +86,6 @@ FUNCTION_CASES = [
     (check_scaled_dot_product_attention, scaled_dot_product_attention, [
         (stub, "not implemented"), (sdpa_unscaled, "values differ"), (sdpa_nan_rows, "values differ"),
         (sdpa_inverted_mask, "values differ"), (sdpa_output_only, "tuple of 2")]),
-    (check_causal_mask, causal_mask, [
-        (stub, "not implemented"), (lambda L: causal_mask(L).T, "transpose"),
-        (lambda L: ~causal_mask(L), "exact opposite"), (causal_float, "bool tensor"),
-        (lambda L: causal_mask(L + 1), "shape")]),
     (check_sinusoidal_encoding, sinusoidal_encoding, [
         (stub, "not implemented"), (sinusoid_swapped, "values differ"), (sinusoid_textbook, "values differ"),
         (sinusoid_i_not_2i, "values differ"), (sinusoid_concatenated, "values differ")]),
@@ -308,17 +299,6 @@ def test_sdpa_checker_passes_the_reference_for_every_seed(seed, capsys):
     check_scaled_dot_product_attention(scaled_dot_product_attention, seed=seed)
     check_scaled_dot_product_attention(sdpa, seed=seed)
     assert capsys.readouterr().out.count("PASS") == 2
-
-
-def test_causal_mask_missing_diagonal_is_its_own_mistake():
-    def no_diagonal(L):
-        return torch.ones(L, L, dtype=torch.bool).tril(-1)
-
-    with pytest.raises(CheckFailure, match="The diagonal is missing") as failure:
-        check_causal_mask(no_diagonal, seed=0)
-    assert "opposite" not in str(failure.value)  # at L = 1 it looks like an inverted mask; it is not one
-    with pytest.raises(CheckFailure, match="exact opposite"):
-        check_causal_mask(lambda L: torch.ones(L, L, dtype=torch.bool).triu(1), seed=0)  # True = blocked
 
 
 # ------------------------------------------------------------- exercise: a sliding-window causal mask
@@ -588,43 +568,6 @@ def test_the_committed_pass_lines_are_unchanged(capsys):
     ]
 
 
-# causal_mask (for the later causal self-attention exercise)
-def causal_by_comparison(L):
-    return torch.arange(L)[None, :] <= torch.arange(L)[:, None]
-
-
-def causal_by_loop(L):
-    mask = torch.zeros(L, L, dtype=torch.bool)
-    for i in range(L):
-        mask[i, : i + 1] = True
-    return mask
-
-
-CAUSAL_MORE_MISTAKES = [
-    (lambda L: torch.ones(L, L, dtype=torch.bool).tril(1), "one step into the future"),
-    (lambda L: torch.ones(L, L, dtype=torch.long).tril(), r"dtype=torch.bool or end with .bool\(\)"),
-    (lambda L: torch.zeros(L, L).masked_fill(~causal_mask(L), float("-inf")), "additive mask"),
-    (lambda L: causal_mask(L)[None, None], "drop the extra axes"),
-    (lambda L: torch.ones(32, 32, dtype=torch.bool).tril()[:L, :L], "must follow the argument"),
-    (lambda L: torch.ones(L, L, dtype=torch.bool), "causal structure is missing"),
-    (lambda L: torch.ones(L, L, dtype=torch.bool).triu(), "It is the transpose"),
-]
-
-
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_causal_mask_passes_correct_code(seed, capsys):
-    for correct in (causal_mask, causal_by_comparison, causal_by_loop, lambda L: ~torch.ones(L, L).triu(1).bool()):
-        check_causal_mask(correct, seed=seed)
-    assert capsys.readouterr().out.count("PASS causal_mask") == 4
-
-
-@pytest.mark.parametrize("wrong, message", CAUSAL_MORE_MISTAKES, ids=[m for _, m in CAUSAL_MORE_MISTAKES])
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_causal_mask_names_more_mistakes(wrong, message, seed):
-    with pytest.raises(CheckFailure, match=message):
-        check_causal_mask(wrong, seed=seed)
-
-
 # sliding-window mask
 def window_mask_unclamped_loop(L, w):  # a negative slice start counts from the end
     out = torch.zeros(L, L, dtype=torch.bool)
@@ -638,6 +581,9 @@ WINDOW_MORE_MISTAKES = [
     (lambda L, w: window_mask(L, w).to(torch.uint8), "dtype=torch.bool"),
     (lambda L, w: torch.ones(L, L, dtype=torch.bool).tril().triu(-w), "one too many"),
     (lambda L, w: torch.ones(L, L, dtype=torch.bool).tril().triu(-(w - 1)).T, "transposed"),
+    (lambda L, w: torch.zeros(L, L).masked_fill(~window_mask(L, w), float("-inf")), "additive mask"),
+    (lambda L, w: window_mask(L, w)[None, None], "drop the extra axes"),
+    (lambda L, w: window_mask(L + 1, w), "must follow the argument"),
 ]
 
 

@@ -14,18 +14,11 @@ from bigtut.checks import CheckFailure
 from bigtut.checks.transformer import (
     check_beam_step,
     check_decoder_layer,
-    check_decoder_mask,
     check_encoder_layer,
     check_label_smoothing_loss,
 )
 
 # ---------------------------------------------------------------- correct solutions, written as a student would
-
-
-def decoder_mask(tgt, pad_id):
-    T = tgt.shape[1]
-    causal = torch.tril(torch.ones(T, T, dtype=torch.bool))
-    return causal[None, :, :] & (tgt != pad_id)[:, None, :]
 
 
 def beam_step(scores, log_probs, beam_size):
@@ -125,62 +118,6 @@ def decoder_layer_forward(layer, y, memory, self_mask=None, memory_mask=None):  
                            (feed_forward, layer.norm3)):
         y = y + sublayer(norm(y)) if layer.norm_first else norm(y + sublayer(y))  # (B, T, D)
     return y
-
-
-# ---------------------------------------------------------------- plausible mistakes: decoder mask
-
-
-def mask_without_padding(tgt, pad_id):
-    T = tgt.shape[1]
-    return torch.tril(torch.ones(T, T, dtype=torch.bool)).expand(tgt.shape[0], T, T)
-
-
-def mask_upper_triangular(tgt, pad_id):
-    T = tgt.shape[1]
-    return torch.triu(torch.ones(T, T, dtype=torch.bool))[None] & (tgt != pad_id)[:, None, :]
-
-
-def mask_padding_on_queries(tgt, pad_id):
-    T = tgt.shape[1]
-    return torch.tril(torch.ones(T, T, dtype=torch.bool))[None] & (tgt != pad_id)[:, :, None]
-
-
-def mask_padding_on_both(tgt, pad_id):
-    real = tgt != pad_id
-    return decoder_mask(tgt, pad_id) & real[:, :, None]
-
-
-def mask_as_float(tgt, pad_id):
-    return decoder_mask(tgt, pad_id).float()
-
-
-def mask_strictly_lower(tgt, pad_id):  # j < i: a position cannot see itself
-    T = tgt.shape[1]
-    return torch.tril(torch.ones(T, T, dtype=torch.bool), diagonal=-1)[None] & (tgt != pad_id)[:, None, :]
-
-
-def mask_one_step_ahead(tgt, pad_id):  # j <= i + 1: sees the next token
-    T = tgt.shape[1]
-    return torch.tril(torch.ones(T, T, dtype=torch.bool), diagonal=1)[None] & (tgt != pad_id)[:, None, :]
-
-
-def mask_pytorch_convention(tgt, pad_id):  # True = blocked
-    return ~decoder_mask(tgt, pad_id)
-
-
-def mask_pad_id_zero(tgt, pad_id):  # pad_id hard-coded
-    return decoder_mask(tgt, 0)
-
-
-def mask_without_batch_axis(tgt, pad_id):  # (T, T): the causal part only
-    T = tgt.shape[1]
-    return torch.tril(torch.ones(T, T, dtype=torch.bool))
-
-
-def mask_in_place(tgt, pad_id):  # marks padding in the caller's tensor
-    real = tgt != pad_id
-    tgt[~real] = -1
-    return decoder_mask(tgt, -1)
 
 
 # ---------------------------------------------------------------- plausible mistakes: beam step
@@ -705,7 +642,7 @@ def stub(*args, **kwargs):
     raise NotImplementedError("fill in the solution")
 
 
-CORRECT = [(check_decoder_mask, decoder_mask), (check_beam_step, beam_step), (check_beam_step, beam_step_notebook),
+CORRECT = [(check_beam_step, beam_step), (check_beam_step, beam_step_notebook),
            (check_label_smoothing_loss, label_smoothing_loss),
            (check_label_smoothing_loss, label_smoothing_soft_targets),
            (check_encoder_layer, encoder_layer), (check_encoder_layer, encoder_layer_forward),
@@ -768,17 +705,6 @@ WRONG = [  # (checker, mistake, what the failure must say)
     (check_decoder_layer, decoder_dropout_in_eval, "dropout is on in eval mode"),
     (check_decoder_layer, decoder_in_place_residual, "modified its input `y` in place"),
     (check_decoder_layer, decoder_memory_detached, "gradient w.r.t. `memory`"),
-    (check_decoder_mask, mask_without_padding, "is padding"),
-    (check_decoder_mask, mask_upper_triangular, "the future"),
-    (check_decoder_mask, mask_padding_on_queries, "padding"),
-    (check_decoder_mask, mask_padding_on_both, "only the keys. padding matters"),
-    (check_decoder_mask, mask_as_float, "bool tensor"),
-    (check_decoder_mask, mask_strictly_lower, "attends to itself"),
-    (check_decoder_mask, mask_one_step_ahead, "the future"),
-    (check_decoder_mask, mask_pytorch_convention, "inverted"),
-    (check_decoder_mask, mask_pad_id_zero, "padding|pad_id"),
-    (check_decoder_mask, mask_without_batch_axis, r"shape \(\d+, \d+, \d+\) \(B, T, T\)"),
-    (check_decoder_mask, mask_in_place, "modified its input `tgt` in place"),
     (check_beam_step, beam_step_best_per_beam, "best extensions"),
     (check_beam_step, beam_step_ignores_scores, "best extensions"),
     (check_beam_step, beam_step_swapped_division, "flat index"),
@@ -851,12 +777,6 @@ def test_plausible_mistakes_fail_naming_the_mistake(checker, wrong, message, see
 def test_every_checker_has_five_mistakes():
     counts = {c: sum(1 for c2, _, _ in WRONG if c2 is c) for c, _ in CORRECT}
     assert min(counts.values()) >= 5, counts
-
-
-def test_failure_names_the_input():
-    with pytest.raises(CheckFailure, match=r"seed=7\).*") as info:
-        check_decoder_mask(mask_without_padding, seed=7)
-    assert "may NOT attend" in str(info.value)
 
 
 def test_library_label_smoothing_allowed_on_request():

@@ -4,7 +4,6 @@
 checker                               what the candidate must do
 ====================================  =========================================================================
 ``check_scaled_dot_product_attention``  ``fn(q, k, v[, mask]) -> (output, weights)``; fully masked rows give 0
-``check_causal_mask``                 ``fn(L)`` -> bool ``(L, L)``, True on and below the diagonal
 ``check_sliding_window_mask``         ``fn(L, window)`` -> bool ``(L, L)``: the last ``window`` keys, itself included
 ``check_head_contributions``          ``fn(heads, out_proj)`` -> ``(B, h, L, d_model)``, each head's share of W_O
 ``check_sinusoidal_encoding``         ``fn(length, d_model)`` -> the paper's ``(length, d_model)`` table
@@ -51,7 +50,7 @@ from bigtut.checks.multihead import (
 from bigtut.positional import sinusoidal_encoding
 
 __all__ = [
-    "check_causal_mask", "check_causal_self_attention_module", "check_head_contributions",
+    "check_causal_self_attention_module", "check_head_contributions",
     "check_sliding_window_mask", "check_mha_dropout", "check_mha_output_projection", "check_mha_shapes",
     "check_mha_values", "check_multi_head_attention", "check_scaled_dot_product_attention",
     "check_sinusoidal_encoding",
@@ -203,56 +202,6 @@ def _mask_type_problem(got: Any, length: int, what: str) -> str | None:
                     "L ± 1, breaks for other lengths.")
         return f"expected shape ({length}, {length}) for {what}, got {tuple(got.shape)}.{hint}"
     return None
-
-
-def check_causal_mask(candidate: Callable[[int], torch.Tensor], seed: int | None = None) -> None:
-    """``candidate(L)`` must return a bool ``(L, L)`` tensor, True where key ``j ≤`` query ``i``.
-
-    Lengths 1, 2, 5, 64 and two random ones; a failure names an inverted, transposed, shifted (diagonal
-    missing, one future key let in) pattern, a float/int or additive mask, or extra axes.
-    """
-    gen, seed = checker_generator(seed)
-    name = "causal_mask"
-    lengths = [5, 1, 2, 64] + [int(n) for n in torch.randint(3, 40, (2,), generator=gen)]
-    if not callable(candidate):
-        raise CheckFailure(f"{name}: expected a function, got {_describe(candidate)}")
-    for length in lengths:
-        got = guarded(name, f"causal_mask({length})", candidate, length)
-        expected = causal_mask(length)
-        problem = _mask_type_problem(got, length, f"L={length}")
-        if problem:
-            raise CheckFailure(f"{name}: {problem}")
-        if not torch.equal(got.cpu(), expected):
-            hint = _causal_hint(candidate, length)
-            raise CheckFailure(f"{name}: wrong pattern for L={length} (seed={seed}).{hint}\n"
-                               f"  expected {expected.int().tolist()}\n  got      {got.int().tolist()}")
-    passed(name, f"bool lower-triangular (L, L) masks for {len(lengths)} lengths, L = 1 included")
-
-
-def _causal_hint(candidate: Callable[[int], torch.Tensor], length: int) -> str:
-    """Name a wrong causal pattern. Judged on L >= 4, where the mistakes differ (at L = 1 a missing diagonal
-    and an inverted mask both give [[False]])."""
-    probe = max(length, 4)
-    try:
-        got = candidate(probe).cpu()
-    except Exception:  # the hint is optional; the failure itself is reported anyway
-        return ""
-    expected = causal_mask(probe)
-    eye = torch.eye(probe, dtype=torch.bool)
-    if not isinstance(got, torch.Tensor) or got.shape != expected.shape:
-        return ""
-    got = got.bool()
-    ones = torch.ones(probe, probe, dtype=torch.bool)
-    patterns = [
-        (expected & ~eye, " The diagonal is missing: query i must also see key i — a token attends to itself."),
-        (~expected, " It is the exact opposite: True must mean 'may attend', not 'blocked'."),
-        (expected.T, " It is the transpose: query i (row) must see keys 0..i (columns), not i..L-1 (the future)."),
-        (expected.T & ~eye, " It is the transpose without the diagonal: query i (row) must see keys 0..i."),
-        (ones.tril(1), " Query i also sees key i+1, one step into the future: tril(diagonal=1) — use the plain "
-                       "tril(), diagonal 0."),
-        (ones, " Every query sees every key: the causal structure is missing."),
-    ]
-    return next((hint for pattern, hint in patterns if torch.equal(got, pattern)), "")
 
 
 def sliding_window_mask(length: int, window: int) -> torch.Tensor:

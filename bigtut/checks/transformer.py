@@ -8,7 +8,6 @@ checker                           what the candidate must do
                                   ``layer.norm_first`` says)
 ``check_decoder_layer``           ``fn(layer, y (B, T, D), memory (B, S, D), self_mask, memory_mask)`` ->
                                   ``(B, T, D)``: one decoder layer from the parts of a :class:`DecoderLayer`
-``check_decoder_mask``            ``fn(tgt (B, T), pad_id)`` -> bool ``(B, T, T)``: causal and not padding
 ``check_beam_step``               ``fn(scores (B, K), log_probs (B, K, V), beam_size)`` ->
                                   ``(new_scores, parent, token)``, each ``(B, beam_size)``, best first
 ``check_label_smoothing_loss``    ``fn(logits (N, V), targets (N,), epsilon, ignore_index)`` -> scalar loss,
@@ -16,7 +15,7 @@ checker                           what the candidate must do
 ================================  ===========================================================================
 
 References: :class:`bigtut.transformer.EncoderLayer` and :class:`~bigtut.transformer.DecoderLayer`,
-:func:`bigtut.transformer.decoder_self_mask`, :func:`bigtut.transformer.beam_step` and
+:func:`bigtut.transformer.beam_step` and
 ``torch.nn.functional.cross_entropy(..., label_smoothing=epsilon, ignore_index=...)``. Inputs come from a
 private generator; pass ``seed=`` to replay a case (the seed is named in every failure). Every checker also
 fails a candidate that modifies its input tensors in place.
@@ -43,10 +42,9 @@ import torch.nn.functional as F
 
 from bigtut.attention import causal_mask, padding_mask
 from bigtut.checks.core import CheckFailure, _describe, assert_close, checker_generator, passed
-from bigtut.transformer import DecoderLayer, EncoderLayer, beam_step, decoder_self_mask
+from bigtut.transformer import DecoderLayer, EncoderLayer, beam_step
 
-__all__ = ["check_beam_step", "check_decoder_layer", "check_decoder_mask", "check_encoder_layer",
-           "check_label_smoothing_loss"]
+__all__ = ["check_beam_step", "check_decoder_layer", "check_encoder_layer", "check_label_smoothing_loss"]
 
 
 class _CalledWhole(Exception):
@@ -99,61 +97,6 @@ def _check_untouched(name: str, inputs: str, handed: dict[str, Any], originals: 
             raise CheckFailure(f"{name}: modified its input `{arg}` in place for {inputs} (`{arg} += …`, "
                                f"`{arg}[...] = …` or a method ending in `_`): write `{arg} = {arg} + …` so the "
                                "caller's tensor stays as it was")
-
-
-def _right_padded(gen: torch.Generator, lengths: list[int], T: int, vocab: int, pad_id: int) -> torch.Tensor:
-    """Random ids ``(B, T)`` whose row ``b`` has ``lengths[b]`` real (non-pad) tokens, then padding."""
-    ids = torch.randint(0, vocab - 1, (len(lengths), T), generator=gen)
-    ids = ids + (ids >= pad_id).long()  # real tokens never equal pad_id
-    for b, n in enumerate(lengths):
-        ids[b, n:] = pad_id
-    return ids
-
-
-# ------------------------------------------------------------------------------------------------ decoder mask
-@_single_threaded
-def check_decoder_mask(candidate: Callable[[torch.Tensor, int], torch.Tensor], seed: int | None = None) -> None:
-    """Decoder self-attention mask: ``mask[b, i, j]`` is True iff ``j <= i`` and ``tgt[b, j]`` is not padding."""
-    name = "decoder_self_attention_mask"
-    gen, seed = checker_generator(seed)
-    cases = [([5, 3, 1], 5, 0), ([4], 4, 0), ([1], 1, 0), ([6, 6], 6, 0), ([2, 7, 4, 1], 7, 3),
-             ([int(torch.randint(1, 9, (1,), generator=gen))] * 2 + [9], 9, 2)]
-    for lengths, T, pad_id in cases:
-        tgt = _right_padded(gen, lengths, T, vocab=11, pad_id=pad_id)
-        inputs = f"tgt={tgt.tolist()}, pad_id={pad_id} (seed={seed})"
-        handed = tgt.clone()
-        got = _run(name, inputs, candidate, handed, pad_id)
-        _check_untouched(name, inputs, {"tgt": handed}, {"tgt": tgt})
-        if not isinstance(got, torch.Tensor) or got.dtype != torch.bool:
-            raise CheckFailure(f"{name}: expected a bool tensor (True = may attend) for {inputs}, got "
-                               f"{_describe(got)}")
-        expected = decoder_self_mask(tgt, pad_id)  # (B, T, T)
-        if tuple(got.shape) != (len(lengths), T, T):
-            raise CheckFailure(f"{name}: expected shape {(len(lengths), T, T)} (B, T, T) for {inputs}, got "
-                               f"{tuple(got.shape)}")
-        if torch.equal(got, expected):
-            continue
-        if torch.equal(got, ~expected):
-            raise CheckFailure(f"{name}: every entry inverted for {inputs}: bigtut's masks say True = may attend "
-                               "(PyTorch's nn.Transformer uses True = blocked)")
-        wrong = got != expected  # (B, T, T)
-        b, i, j = (int(x) for x in wrong.nonzero()[0])
-        token, query_token = int(tgt[b, j]), int(tgt[b, i])
-        if j > i:
-            why = f"key {j} comes after query {i}: the future"
-        elif token == pad_id:
-            why = f"key {j} is padding (tgt[{b}, {j}] == pad_id={pad_id}); padding is decided by the keys' tokens"
-        elif bool(torch.eye(T, dtype=torch.bool).expand_as(wrong)[wrong].all()):
-            why = f"every real position attends to itself (j <= i, not j < i); tgt[{b}, {j}]={token}"
-        elif query_token == pad_id:
-            why = (f"query {i} is padding (tgt[{b}, {i}] == pad_id), but only the keys' padding matters: key {j} "
-                   f"<= {i} is a real token ({token})")
-        else:
-            why = f"key {j} <= query {i} is a real token (tgt[{b}, {j}]={token} != pad_id={pad_id})"
-        raise CheckFailure(f"{name}: wrong entry [{b}, {i}, {j}] for {inputs}: query position {i} "
-                           f"{'may' if expected[b, i, j] else 'may NOT'} attend to key position {j} "
-                           f"(token {token}), got {bool(got[b, i, j])} — {why}")
-    passed(name, f"causal and key-padding mask right on {len(cases)} batches")
 
 
 # --------------------------------------------------------------------------------------------------- beam step
