@@ -5,13 +5,18 @@
 #               (first time only) and execute every notebook
 # and for authors:
 #   make outputs   re-execute every notebook in place, storing fresh outputs
-#   make student   write the student edition (solutions replaced by stubs) to student/
+#   make student   write the student edition (solutions replaced by stubs) to student/notebooks/, and each
+#                  notebook's exercises alone to student/exercises/
 #   make lock      refresh requirements.txt from the current environment
 # and the website (its own .venv-book from requirements-book.txt, so the course's pins stay untouched):
 #   make book        build the course as a static site into _build/html from the chapters and the notebooks'
 #                    stored outputs (nothing is executed); open _build/html/index.html
 #   make book-check  build it, serve it on 127.0.0.1 and test every page in headless Chromium (installs Debian's
 #                    chromium + chromium-driver when missing); screenshots in _build/screenshots/
+# and for instructors (nbgrader in its own .venv-grader from requirements-grader.txt):
+#   make nbgrader     write nbgrader's course directory to grading/: one assignment per notebook, its exercises
+#   make grade-check  nbgrader generates every assignment and autogrades a solved copy (full marks) and the
+#                     student edition (no marks), offline, in a temporary course directory
 
 PYTHON ?= python3
 VENV   := .venv
@@ -20,11 +25,15 @@ STAMP  := $(VENV)/.bigtut-installed
 BOOK_VENV  := .venv-book
 BOOK_BIN   := $(BOOK_VENV)/bin
 BOOK_STAMP := $(BOOK_VENV)/.bigtut-book-installed
+GRADER_VENV  := .venv-grader
+GRADER_BIN   := $(GRADER_VENV)/bin
+GRADER_STAMP := $(GRADER_VENV)/.bigtut-grader-installed
 NB_WORKERS ?= 2
 export OMP_NUM_THREADS ?= 1
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: lab test lint claims unit models notebooks outputs student lock clean setup book book-check
+.PHONY: lab test lint claims unit models notebooks outputs student lock clean setup book book-check nbgrader \
+	grade-check
 
 setup: $(STAMP)
 
@@ -70,7 +79,19 @@ outputs: models
 		--ExecutePreprocessor.kernel_name=python3 notebooks/*.ipynb
 
 student: $(STAMP)
-	$(BIN)/python -m bigtut.exercises notebooks student/notebooks
+	$(BIN)/python -m bigtut.exercises notebooks student/notebooks student/exercises
+
+# Exercises' solutions stay in grading/source/ (nbgrader's generate_assignment strips them for the release).
+nbgrader: $(STAMP) $(GRADER_STAMP)
+	$(BIN)/python -m bigtut.exercises --nbgrader notebooks grading
+
+$(GRADER_STAMP): requirements-grader.txt
+	@test -x $(GRADER_BIN)/python || $(PYTHON) -m venv $(GRADER_VENV)
+	$(GRADER_BIN)/python -m pip install --quiet -r requirements-grader.txt
+	@touch $(GRADER_STAMP)
+
+grade-check: $(STAMP) $(GRADER_STAMP)
+	$(BIN)/python -m bigtut.exercises --grade-check notebooks $(GRADER_BIN)/nbgrader
 
 lock: $(STAMP)
 	{ echo "# The pinned set CI validated (Python 3.11, Linux). Refresh with: make lock"; \
@@ -102,4 +123,4 @@ book-check: book
 	$(BOOK_BIN)/python book/check.py
 
 clean:
-	rm -rf $(VENV) $(BOOK_VENV) _build student .pytest_cache .ruff_cache .hypothesis .notebook-times.json
+	rm -rf $(VENV) $(BOOK_VENV) $(GRADER_VENV) _build student grading .pytest_cache .ruff_cache .hypothesis .notebook-times.json
