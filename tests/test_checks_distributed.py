@@ -1,13 +1,18 @@
 """The appendix-A1 checkers pass the right answers on seeds 0–2 and catch the usual wrong ones, each with a message
 naming the mistake."""
-
+import contextlib
 
 import pytest
 import torch
 from checker_cases import assert_fails_naming, assert_passes_on_seeds
 
 from bigtut.checks import CheckFailure
-from bigtut.checks.distributed import check_shard_indices, check_simulated_ddp
+from bigtut.checks.distributed import (
+    check_ddp_accumulation,
+    check_ring_all_reduce,
+    check_shard_indices,
+    check_simulated_ddp,
+)
 from bigtut.distributed import shard_indices as reference_shard_indices
 
 
@@ -29,7 +34,60 @@ def simulated_ddp_gradients(model, x, y, world_size):
     return [torch.stack(per_param).mean(dim=0) for per_param in zip(*grads)]  # the all-reduce: mean over ranks
 
 
+def ring_all_reduce(tensors, send):
+    W = len(tensors)
+    chunks = [list(t.clone().tensor_split(W)) for t in tensors]  # chunks[r][c]: rank r's copy of chunk c
+    for step in range(W - 1):  # reduce-scatter: each rank adds the chunk that arrives
+        sent = [(r, (r - step) % W) for r in range(W)]
+        arrived = [send(r, c, chunks[r][c]) for r, c in sent]
+        for (r, c), values in zip(sent, arrived):
+            chunks[(r + 1) % W][c] = chunks[(r + 1) % W][c] + values
+    for step in range(W - 1):  # all-gather: each rank copies the finished chunk that arrives
+        sent = [(r, (r + 1 - step) % W) for r in range(W)]
+        arrived = [send(r, c, chunks[r][c]) for r, c in sent]
+        for (r, c), values in zip(sent, arrived):
+            chunks[(r + 1) % W][c] = values
+    return [torch.cat(c) / W for c in chunks]  # the sum / W: the mean, as DDP's
+
+
+def ddp_accumulation_step(model, optimizer, micro_batches):
+    optimizer.zero_grad()
+    total = 0.0
+    for k, (x, y) in enumerate(micro_batches):
+        last = k == len(micro_batches) - 1
+        with contextlib.nullcontext() if last else model.no_sync():  # all-reduce only in the last backward
+            loss = model(x, y).loss / len(micro_batches)  # the mean over the whole batch, piece by piece
+            loss.backward()
+        total += loss.item()
+    optimizer.step()
+    return total
+
+
 # other right answers
+def ring_pre_divided_shifted(tensors, send):  # divides before sending, and starts one chunk further on
+    W = len(tensors)
+    chunks = [[c / W for c in t.tensor_split(W)] for t in tensors]
+    for step in range(2 * (W - 1)):
+        for r in range(W):  # rank by rank: a step's sends never touch the chunk another rank sends in it
+            c = (r - step + 1) % W if step < W - 1 else (r + 2 - (step - W + 1)) % W
+            values = send(r, c, chunks[r][c])
+            chunks[(r + 1) % W][c] = chunks[(r + 1) % W][c] + values if step < W - 1 else values
+    return [torch.cat(c) for c in chunks]
+
+
+def ddp_step_with_tensor_loss(model, optimizer, micro_batches):  # require_backward_grad_sync by hand, a tensor loss
+    model.zero_grad(set_to_none=False)
+    losses = []
+    for k, (x, y) in enumerate(micro_batches):
+        model.require_backward_grad_sync = k == len(micro_batches) - 1
+        loss = model(x, y).loss / len(micro_batches)
+        loss.backward()
+        losses.append(loss.detach())
+    model.require_backward_grad_sync = True
+    optimizer.step()
+    return torch.stack(losses).sum()
+
+
 def shard_indices_as_tensor(n, rank, world_size, seed, epoch):
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed + epoch))
     return perm[:n // world_size * world_size].view(-1, world_size)[:, rank]
@@ -67,7 +125,9 @@ def ddp_with_keyword_arguments(model, x, y, world_size):
 RIGHT = [(check_shard_indices, shard_indices), (check_shard_indices, reference_shard_indices),
          (check_shard_indices, shard_indices_as_tensor), (check_simulated_ddp, simulated_ddp_gradients),
          (check_simulated_ddp, ddp_by_chunks_and_accumulation), (check_simulated_ddp, ddp_with_keyword_arguments),
-         (check_simulated_ddp, ddp_calling_forward)]
+         (check_simulated_ddp, ddp_calling_forward), (check_ring_all_reduce, ring_all_reduce),
+         (check_ring_all_reduce, ring_pre_divided_shifted), (check_ddp_accumulation, ddp_accumulation_step),
+         (check_ddp_accumulation, ddp_step_with_tensor_loss)]
 
 
 @pytest.mark.parametrize("checker, solution", RIGHT, ids=[f"{c.__name__}-{s.__name__}" for c, s in RIGHT])
@@ -78,9 +138,15 @@ def test_checkers_pass_the_right_answer_on_seeds_0_to_2(checker, solution, capsy
 def test_committed_solutions_print_the_committed_pass_lines(capsys):
     check_shard_indices(shard_indices, seed=0)
     check_simulated_ddp(simulated_ddp_gradients, seed=0)
+    check_ring_all_reduce(ring_all_reduce, seed=0)
+    check_ddp_accumulation(ddp_accumulation_step, seed=0)
     assert capsys.readouterr().out.splitlines() == [
         "PASS shard_indices: = DistributedSampler(shuffle=True, drop_last=True) on 8 cases, every rank",
         "PASS simulated_ddp_gradients: the mean of the ranks' gradients = the one-process gradient (3 world sizes)",
+        "PASS ring_all_reduce: the mean on every rank, bit-identical, 2 (W − 1) chunk sends per rank round the ring "
+        "(W = 2 to 5)",
+        "PASS ddp_accumulation_step: one all-reduce per step, = one large-batch SGD step (4 accumulations, a real DDP "
+        "model)",
     ]
 
 
@@ -233,6 +299,211 @@ def as_a_dict(model, x, y, world_size):
     return dict(zip(names, simulated_ddp_gradients(model, x, y, world_size)))
 
 
+# ring all-reduce
+def ring_with(tensors, send, *, chunk_of=None, phases=(True, True), steps=None, add_in_gather=False, divide=True,
+              twice=False, own_chunk=False, in_place=False, split=None):
+    W = len(tensors)
+    steps = W - 1 if steps is None else steps
+    split = split or (lambda t: list(t.tensor_split(W)))
+    chunk_of = chunk_of or (lambda r, s, gather: (r + 1 - s) % W if gather else (r - s) % W)
+    chunks = [split(t if in_place else t.clone()) for t in tensors]
+    for gather, run in zip((False, True), phases):
+        for step in range(steps if run else 0):
+            sent = [(r, chunk_of(r, step, gather)) for r in range(W)]
+            arrived = [send(r, c, tensors[r].tensor_split(W)[c] if own_chunk and not gather else chunks[r][c])
+                       for r, c in sent]
+            for (r, c), values in zip(sent, arrived):
+                mine = chunks[(r + 1) % W]
+                if gather and not add_in_gather:
+                    mine[c] = values
+                elif in_place:
+                    mine[c] += values
+                else:
+                    mine[c] = mine[c] + values
+    out = [torch.cat(c) for c in chunks]
+    return [o / W / (W if twice else 1) for o in out] if divide else out
+
+
+def sums_directly(tensors, send):  # gathered on one rank: no communication at all
+    return [torch.stack(tensors).mean(0) for _ in tensors]
+
+
+def sends_whole_tensors(tensors, send):  # every rank passes its running total round: (W − 1) · N per rank
+    W = len(tensors)
+    totals = [t.clone() for t in tensors]
+    moving = [t.clone() for t in tensors]
+    for _ in range(W - 1):
+        moving = [send(r, 0, moving[r]) for r in range(W)]
+        moving = [moving[(r - 1) % W] for r in range(W)]
+        totals = [t + m for t, m in zip(totals, moving)]
+    return [t / W for t in totals]
+
+
+def only_reduce_scatter(tensors, send):
+    return ring_with(tensors, send, phases=(True, False))
+
+
+def w_steps_per_phase(tensors, send):
+    return ring_with(tensors, send, steps=len(tensors))
+
+
+def same_chunk_every_step(tensors, send):
+    return ring_with(tensors, send, chunk_of=lambda r, s, gather: r)
+
+
+def chunks_the_wrong_way(tensors, send):
+    W = len(tensors)
+    return ring_with(tensors, send, chunk_of=lambda r, s, gather: (r + s) % W)
+
+
+def not_divided(tensors, send):
+    return ring_with(tensors, send, divide=False)
+
+
+def divided_twice(tensors, send):
+    return ring_with(tensors, send, twice=True)
+
+
+def adds_in_place(tensors, send):  # tensor_split gives views: += writes into the caller's tensors
+    return ring_with(tensors, send, in_place=True)
+
+
+def sends_its_own_chunk(tensors, send):  # the original chunk passed on, not the running sum
+    return ring_with(tensors, send, own_chunk=True)
+
+
+def adds_in_the_all_gather(tensors, send):
+    return ring_with(tensors, send, add_in_gather=True)
+
+
+def ranks_run_ahead(tensors, send):  # rank by rank, every step of one rank before the next rank's
+    W = len(tensors)
+    chunks = [list(t.clone().tensor_split(W)) for t in tensors]
+    for r in range(W):
+        for step in range(W - 1):
+            c = (r - step) % W
+            chunks[(r + 1) % W][c] = chunks[(r + 1) % W][c] + send(r, c, chunks[r][c])
+    for step in range(W - 1):
+        for r in range(W):
+            c = (r + 1 - step) % W
+            chunks[(r + 1) % W][c] = send(r, c, chunks[r][c])
+    return [torch.cat(c) / len(tensors) for c in chunks]
+
+
+def cut_by_torch_chunk(tensors, send):
+    return ring_with(tensors, send, split=lambda t: list(t.chunk(len(tensors))))
+
+
+def one_tensor_back(tensors, send):
+    return ring_all_reduce(tensors, send)[0]
+
+
+def each_rank_sums_again(tensors, send):  # the ring run, then each rank adds the tensors up in its own order
+    ring_all_reduce(tensors, send)
+    W = len(tensors)
+    return [sum(tensors[(r + j) % W] for j in range(W)) / W for r in range(W)]
+
+
+# DDP with gradient accumulation
+def accumulate_with(model, optimizer, micro_batches, *, sync=lambda k, last: last, divide=True, zero_first=True,
+                    zero_in_loop=False, step_in_loop=False, zero_before_step=False, through=None):
+    M = len(micro_batches)
+    net = model if through is None else through(model)
+    if zero_first:
+        optimizer.zero_grad()
+    total = 0.0
+    for k, (x, y) in enumerate(micro_batches):
+        if zero_in_loop:
+            optimizer.zero_grad()
+        with contextlib.nullcontext() if sync(k, k == M - 1) else model.no_sync():
+            loss = net(x, y).loss / (M if divide else 1)
+            loss.backward()
+        total += loss.item()
+        if step_in_loop:
+            optimizer.step()
+    if zero_before_step:
+        optimizer.zero_grad()
+    if not step_in_loop:
+        optimizer.step()
+    return total if divide else total / M
+
+
+def without_no_sync(*args):  # an all-reduce after every micro-batch
+    return accumulate_with(*args, sync=lambda k, last: True)
+
+
+def no_sync_on_every_micro_batch(*args):  # the last one too: the ranks never average
+    return accumulate_with(*args, sync=lambda k, last: False)
+
+
+def no_sync_on_the_last_only(*args):  # the condition the wrong way round
+    return accumulate_with(*args, sync=lambda k, last: not last)
+
+
+def losses_not_divided(*args):
+    return accumulate_with(*args, divide=False)
+
+
+def step_inside_the_loop(*args):
+    return accumulate_with(*args, step_in_loop=True)
+
+
+def no_zero_grad(*args):
+    return accumulate_with(*args, zero_first=False)
+
+
+def zero_grad_inside_the_loop(*args):
+    return accumulate_with(*args, zero_first=False, zero_in_loop=True)
+
+
+def zero_grad_before_the_step(*args):
+    return accumulate_with(*args, zero_before_step=True)
+
+
+def around_the_wrapper(*args):  # model.module: the plain GPT, no DDP hooks, no all-reduce
+    return accumulate_with(*args, through=lambda model: model.module)
+
+
+def one_backward_of_the_summed_losses(model, optimizer, micro_batches):
+    optimizer.zero_grad()
+    M = len(micro_batches)
+    losses = []
+    for k, (x, y) in enumerate(micro_batches):
+        with contextlib.nullcontext() if k == M - 1 else model.no_sync():
+            losses.append(model(x, y).loss / M)
+    total = sum(losses)
+    total.backward()
+    optimizer.step()
+    return total.item()
+
+
+def whole_batch_at_once(model, optimizer, micro_batches):
+    optimizer.zero_grad()
+    x, y = (torch.cat(t) for t in zip(*micro_batches))
+    loss = model(x, y).loss
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+def step_before_the_last_backward(model, optimizer, micro_batches):
+    optimizer.zero_grad()
+    M = len(micro_batches)
+    for x, y in micro_batches[:-1]:
+        with model.no_sync():
+            (model(x, y).loss / M).backward()
+    optimizer.step()
+    x, y = micro_batches[-1]
+    loss = model(x, y).loss / M
+    loss.backward()
+    return loss.item() * M
+
+
+def returns_the_summed_loss(model, optimizer, micro_batches):  # the right step, the loss M times too large
+    return ddp_accumulation_step(model, optimizer, micro_batches) * len(micro_batches)
+
+
+
 WRONG = [
     (check_shard_indices, contiguous_blocks, "contiguous blocks"),
     (check_shard_indices, seed_without_epoch, "the epoch is ignored"),
@@ -261,6 +532,39 @@ WRONG = [
     (check_simulated_ddp, as_a_dict, "got dict"),
     (check_simulated_ddp, stub, "not implemented"),
     (check_simulated_ddp, None, "expected a function"),
+    (check_ring_all_reduce, sums_directly, "nothing went through send"),
+    (check_ring_all_reduce, sends_whole_tensors, "sent a whole tensor"),
+    (check_ring_all_reduce, only_reduce_scatter, "only the reduce-scatter"),
+    (check_ring_all_reduce, w_steps_per_phase, "W steps per phase"),
+    (check_ring_all_reduce, same_chunk_every_step, "the same chunk at every step"),
+    (check_ring_all_reduce, chunks_the_wrong_way, "the wrong way round the ring"),
+    (check_ring_all_reduce, not_divided, "the sum, not divided by W"),
+    (check_ring_all_reduce, divided_twice, "divided by W twice"),
+    (check_ring_all_reduce, adds_in_place, "changed the input tensors in place"),
+    (check_ring_all_reduce, sends_its_own_chunk, "passed on its own original chunk"),
+    (check_ring_all_reduce, adds_in_the_all_gather, "copy what arrives"),
+    (check_ring_all_reduce, ranks_run_ahead, r"before rank \d's step-\d chunk had arrived"),
+    (check_ring_all_reduce, cut_by_torch_chunk, "torch.chunk"),
+    (check_ring_all_reduce, one_tensor_back, "expected a list of"),
+    (check_ring_all_reduce, each_rank_sums_again, "bit-identical"),
+    (check_ring_all_reduce, stub, "not implemented"),
+    (check_ring_all_reduce, "ring", "expected a function"),
+    (check_ddp_accumulation, without_no_sync, r"run micro-batch\(es\) \[0, 1\] under `with model.no_sync\(\):`"),
+    (check_ddp_accumulation, no_sync_on_every_micro_batch, "no all-reduce at all"),
+    (check_ddp_accumulation, no_sync_on_the_last_only, r"all-reduced after micro-batch\(es\) \[0, 1\].*the last one "
+                                                       "outside it"),
+    (check_ddp_accumulation, losses_not_divided, "divided by the number of micro-batches"),
+    (check_ddp_accumulation, step_inside_the_loop, r"optimizer.step\(\) was called 3 times.*not inside the loop"),
+    (check_ddp_accumulation, no_zero_grad, r"the gradient left in .grad before the call.*zero_grad\(\) first"),
+    (check_ddp_accumulation, zero_grad_inside_the_loop, "only the last micro-batch's gradient"),
+    (check_ddp_accumulation, zero_grad_before_the_step, "the weights did not move"),
+    (check_ddp_accumulation, around_the_wrapper, r"no all-reduce at all.*model.module"),
+    (check_ddp_accumulation, one_backward_of_the_summed_losses, "forwards and backwards came in the order"),
+    (check_ddp_accumulation, whole_batch_at_once, "the model ran once, on all 3 micro-batches"),
+    (check_ddp_accumulation, step_before_the_last_backward, r"optimizer.step\(\) came before the last backward"),
+    (check_ddp_accumulation, returns_the_summed_loss, "the sum of the micro-batches' losses"),
+    (check_ddp_accumulation, stub, "not implemented"),
+    (check_ddp_accumulation, 1, "expected a function"),
 ]
 
 
@@ -275,3 +579,26 @@ def test_failures_name_the_input():
         check_shard_indices(contiguous_blocks, seed=4)
     with pytest.raises(CheckFailure, match=r"batch 6, world_size=2 \(checker seed 4\)"):
         check_simulated_ddp(summed, seed=4)
+    with pytest.raises(CheckFailure, match=r"W=3 ranks, tensors of N=7 \(checker seed 4\)"):
+        check_ring_all_reduce(only_reduce_scatter, seed=4)
+    with pytest.raises(CheckFailure, match=r"3 micro-batches of 2 \(checker seed 4\)"):
+        check_ddp_accumulation(without_no_sync, seed=4)
+
+
+def test_ddp_checker_leaves_no_process_group_behind_and_keeps_one_it_found():
+    import torch.distributed as dist
+
+    state = torch.get_rng_state()
+    check_ddp_accumulation(ddp_accumulation_step, seed=0)
+    check_ring_all_reduce(ring_all_reduce, seed=0)
+    assert not dist.is_initialized()
+    assert torch.equal(torch.get_rng_state(), state), "a checker changed the global random state"
+    with pytest.raises(CheckFailure):
+        check_ddp_accumulation(no_sync_on_every_micro_batch, seed=0)
+    assert not dist.is_initialized()
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    try:
+        check_ddp_accumulation(ddp_accumulation_step, seed=1)
+        assert dist.is_initialized()
+    finally:
+        dist.destroy_process_group()
