@@ -15,7 +15,9 @@ from bigtut.checks.explain import (
     assert_does_not_use,
     assert_not_modified,
     check_interpolation_path,
+    check_kernel_shap_solve,
     check_lime_kernel,
+    check_lime_tabular,
     check_riemann_integrated_gradients,
     check_shapley_value,
     check_shapley_weight,
@@ -634,3 +636,471 @@ def test_assert_does_not_use_reads_the_bytecode():
     namespace = {}
     exec("import torch\ndef lime_kernel(d, w):\n    return d\ndef f(d, w):\n    return lime_kernel(d, w)\n", namespace)
     assert_does_not_use("k", namespace["f"], banned)  # a notebook cell's own lime_kernel
+
+
+# ----------------------------------------------------------------- tabular LIME end to end (exercise 3 of 06)
+def lime_tabular_by_hand(f, x, training_data, target, n_samples, seed, sample_around="mean"):
+    M = x.shape[0]
+    mean, scale = training_data.mean(0), training_data.std(0, correction=0)  # (M,), (M,)
+    scale = torch.where(scale == 0, torch.ones_like(scale), scale)
+    draws = torch.from_numpy(np.random.RandomState(seed).normal(0, 1, (n_samples, M)))  # (N, M)
+    samples = draws * scale + (x if sample_around == "instance" else mean)  # (N, M)
+    samples[0] = x
+    z = (samples - mean) / scale  # (N, M)
+    pi = torch.sqrt(torch.exp(-(z - z[0]).norm(dim=1) ** 2 / (0.75 * M ** 0.5) ** 2))  # (N,)
+    y = f(samples)[:, target]  # (N,)
+    z_bar, y_bar = pi @ z / pi.sum(), pi @ y / pi.sum()
+    zc, yc = z - z_bar, y - y_bar
+    beta = torch.linalg.solve(zc.T @ (pi[:, None] * zc) + torch.eye(M, dtype=z.dtype), zc.T @ (pi * yc))
+    return beta, y_bar - z_bar @ beta
+
+
+def lime_in_numpy(f, x, training_data, target, n_samples, seed, sample_around="mean"):  # NumPy, then lists
+    x, train = x.numpy(), training_data.numpy()
+    mean, scale = train.mean(0), train.std(0)
+    scale[scale == 0] = 1.0
+    samples = np.random.RandomState(seed).normal(0, 1, (n_samples, len(x))) * scale
+    samples += x if sample_around == "instance" else mean
+    samples[0] = x
+    z = (samples - mean) / scale
+    pi = np.exp(-np.linalg.norm(z - z[0], axis=1) ** 2 / (2 * (0.75 * np.sqrt(len(x))) ** 2))  # = √exp(−d²/w²)
+    y = f(torch.from_numpy(samples))[:, target].numpy()
+    design = np.c_[np.ones(len(z)), z]  # the intercept as a column, left out of the penalty
+    penalty = np.diag([0.0] + [1.0] * len(x))
+    theta = np.linalg.solve(design.T @ (pi[:, None] * design) + penalty, design.T @ (pi * y))
+    return theta[1:].tolist(), float(theta[0])  # a list and a Python float: read as float64, not float32
+
+
+def lime_in_chunks(f, x, training_data, target, n_samples, seed, sample_around="mean"):  # f on two halves
+    def f_in_halves(rows):
+        return torch.cat([f(rows[: len(rows) // 2]), f(rows[len(rows) // 2:])])
+
+    return lime_tabular_by_hand(f_in_halves, x, training_data, target, n_samples, seed, sample_around)
+
+
+def lime_unknown_mistake_after_sampling(f, x, train, target, n, seed, around="mean"):  # the kernel of width 1.3
+    return lime_mistaken(f, x, train, target, n, seed, around, width=lambda m: 1.3)
+
+
+def lime_mistaken(f, x, train, target, n_samples, seed, around="mean", *, centre=None, row0=True, rng="RandomState",
+                  std_correction=0, constant_to_one=True, fit_on="z", model_on="samples", distance="z",
+                  kernel="lime", width=None, weights="kernel", alpha=1.0, intercept="free", output="logit",
+                  column=None, returned="intercept"):
+    """The exercise's answer with one of the usual mistakes switched on."""
+    M = x.shape[0]
+    mean, scale = train.mean(0), train.std(0, correction=std_correction)
+    if constant_to_one:
+        scale = torch.where(scale == 0, torch.ones_like(scale), scale)
+    draws = {"RandomState": lambda: torch.from_numpy(np.random.RandomState(seed).normal(0, 1, (n_samples, M))),
+             "seed 0": lambda: torch.from_numpy(np.random.RandomState(0).normal(0, 1, (n_samples, M))),
+             "default_rng": lambda: torch.from_numpy(np.random.default_rng(seed).normal(0, 1, (n_samples, M))),
+             "torch": lambda: torch.randn(n_samples, M, generator=torch.Generator().manual_seed(seed),
+                                          dtype=torch.float64),
+             "own": lambda: torch.from_numpy(np.random.RandomState(seed + 1).normal(0, 1, (n_samples, M)))}[rng]()
+    around = around if centre is None else centre
+    samples = draws * scale + (x if around == "instance" else mean)
+    if row0:
+        samples[0] = x
+    z = (samples - mean) / scale
+    d = {"z": (z - z[0]).norm(dim=1), "units": (samples - samples[0]).norm(dim=1), "mean": z.norm(dim=1)}[distance]
+    w = 0.75 * M ** 0.5 if width is None else width(M)
+    pi = torch.exp(-d ** 2 / w ** 2) if kernel == "no sqrt" else torch.sqrt(torch.exp(-d ** 2 / w ** 2))
+    pi = {"kernel": pi, "none": torch.ones_like(pi), "normalised": pi / pi.sum()}[weights]
+    logits = f(samples if model_on == "samples" else z)
+    outputs = {"logit": logits, "probability": logits.softmax(-1)}[output]
+    y = outputs[:, target if column is None else column]
+    features = z if fit_on == "z" else samples
+    if intercept == "free":
+        f_bar, y_bar = pi @ features / pi.sum(), pi @ y / pi.sum()
+        fc, yc = features - f_bar, y - y_bar
+        beta = torch.linalg.solve(fc.T @ (pi[:, None] * fc) + alpha * torch.eye(M, dtype=z.dtype), fc.T @ (pi * yc))
+        b = y_bar - f_bar @ beta
+    else:
+        ones = torch.ones(len(z), 1, dtype=z.dtype)
+        design = torch.cat([ones, features], 1) if intercept == "penalised" else features
+        penalty = alpha * torch.eye(design.shape[1], dtype=z.dtype)
+        theta = torch.linalg.solve(design.T @ (pi[:, None] * design) + penalty, design.T @ (pi * y))
+        beta, b = (theta[1:], theta[0]) if intercept == "penalised" else (theta, torch.tensor(0.0))
+    if returned == "mean":
+        b = pi @ y / pi.sum()
+    elif returned == "prediction":
+        b = b + features[0] @ beta
+    return beta, b
+
+
+def lime_mistake(**mistake):
+    return lambda f, x, train, target, n, seed, around="mean": lime_mistaken(f, x, train, target, n, seed, around,
+                                                                             **mistake)
+
+
+lime_always_instance = lime_mistake(centre="instance")
+lime_always_mean = lime_mistake(centre="mean")
+lime_row0_drawn = lime_mistake(row0=False)
+lime_seed_ignored = lime_mistake(rng="seed 0")
+lime_default_rng = lime_mistake(rng="default_rng")
+lime_torch_generator = lime_mistake(rng="torch")
+lime_other_draws = lime_mistake(rng="own")
+lime_unbiased_std = lime_mistake(std_correction=1)
+lime_constant_column_divides_by_zero = lime_mistake(constant_to_one=False)
+lime_fit_in_model_units = lime_mistake(fit_on="samples")
+lime_model_on_standardised = lime_mistake(model_on="z")
+lime_unscaled_distances = lime_mistake(distance="units")
+lime_distances_to_the_mean = lime_mistake(distance="mean")
+lime_kernel_no_sqrt = lime_mistake(kernel="no sqrt")
+lime_width_sqrt_m = lime_mistake(width=lambda m: m ** 0.5)
+lime_unweighted = lime_mistake(weights="none")
+lime_weights_normalised = lime_mistake(weights="normalised")
+lime_no_ridge = lime_mistake(alpha=0.0)
+lime_alpha_tenth = lime_mistake(alpha=0.1)
+lime_penalised_intercept = lime_mistake(intercept="penalised")
+lime_no_intercept = lime_mistake(intercept="none")
+lime_probabilities = lime_mistake(output="probability")
+lime_column_zero = lime_mistake(column=0)
+lime_intercept_is_the_mean = lime_mistake(returned="mean")
+lime_returns_the_prediction = lime_mistake(returned="prediction")
+
+
+def lime_centred_on_x(f, x, train, target, n, seed, around="mean"):  # features z − z₀: same slopes, b moved
+    beta, b = lime_tabular_by_hand(f, x, train, target, n, seed, around)
+    scale = train.std(0, correction=0)
+    z0 = (x - train.mean(0)) / torch.where(scale == 0, torch.ones_like(scale), scale)
+    return beta, b + z0 @ beta
+
+
+def lime_intercept_first(f, x, train, target, n, seed, around="mean"):
+    beta, b = lime_tabular_by_hand(f, x, train, target, n, seed, around)
+    return torch.cat([b.reshape(1), beta]), b
+
+
+def lime_predicted_class(f, x, train, target, n, seed, around="mean"):  # the class f predicts at x
+    return lime_tabular_by_hand(f, x, train, int(f(x[None]).argmax()), n, seed, around)
+
+
+def lime_per_unit(f, x, train, target, n, seed, around="mean"):
+    beta, b = lime_tabular_by_hand(f, x, train, target, n, seed, around)
+    scale = train.std(0, correction=0)
+    return beta / torch.where(scale == 0, torch.ones_like(scale), scale), b
+
+
+def lime_in_place(f, x, train, target, n, seed, around="mean"):  # right values, but the caller's table is centred
+    result = lime_tabular_by_hand(f, x, train.clone(), target, n, seed, around)
+    train -= train.mean(0)
+    return result
+
+
+def lime_with_score(f, x, train, target, n, seed, around="mean"):
+    return (*lime_tabular_by_hand(f, x, train, target, n, seed, around), 0.9)
+
+
+def lime_by_the_library(f, x, train, target, n, seed, around="mean"):
+    from bigtut.explain import lime_tabular
+
+    out = lime_tabular(f, x[None], training_data=train, target=target, n_samples=n, seed=seed, sample_around=around)
+    return torch.as_tensor(out.attributions[0]), torch.tensor(out.intercept[0])
+
+
+def lime_with_sklearn_ridge(f, x, train, target, n, seed, around="mean"):  # right values, the fit not written
+    from sklearn.linear_model import Ridge
+
+    M = x.shape[0]
+    mean, scale = train.mean(0), train.std(0, correction=0)
+    scale = torch.where(scale == 0, torch.ones_like(scale), scale)
+    samples = torch.from_numpy(np.random.RandomState(seed).normal(0, 1, (n, M))) * scale
+    samples += x if around == "instance" else mean
+    samples[0] = x
+    z = (samples - mean) / scale
+    pi = torch.sqrt(torch.exp(-(z - z[0]).norm(dim=1) ** 2 / (0.75 * M ** 0.5) ** 2))
+    ridge = Ridge(alpha=1.0).fit(z.numpy(), f(samples)[:, target].numpy(), sample_weight=pi.numpy())
+    return torch.as_tensor(ridge.coef_), torch.tensor(ridge.intercept_)
+
+
+# --------------------------------------------------- KernelSHAP's constrained weighted least squares (07, ex. 3)
+def kernel_shap_solve(coalitions, values, weights, base_value, full_value):
+    total = full_value - base_value
+    target = values - base_value - coalitions[:, -1] * total  # (K,) φ_M = total − Σ_{j<M} φ_j substituted
+    design = coalitions[:, :-1] - coalitions[:, -1:]  # (K, M−1)
+    root = weights.sqrt()[:, None]  # (K, 1)
+    head = torch.linalg.lstsq(design * root, target[:, None] * root).solution[:, 0]  # (M−1,)
+    return torch.cat([head, (total - head.sum()).reshape(1)])
+
+
+def kernel_shap_lagrange(coalitions, values, weights, base_value, full_value):  # the KKT system
+    M = coalitions.shape[1]
+    system = torch.zeros(M + 1, M + 1, dtype=coalitions.dtype)
+    system[:M, :M] = coalitions.T @ (weights[:, None] * coalitions)
+    system[:M, M] = system[M, :M] = 1.0
+    rhs = torch.cat([coalitions.T @ (weights * (values - base_value)),
+                     torch.tensor([full_value - base_value], dtype=coalitions.dtype)])
+    return torch.linalg.solve(system, rhs)[:M]
+
+
+def kernel_shap_first_eliminated(coalitions, values, weights, base_value, full_value):  # φ_0 substituted instead
+    Z, total = coalitions.numpy(), full_value - base_value
+    target = values.numpy() - base_value - Z[:, 0] * total
+    design = Z[:, 1:] - Z[:, :1]
+    root = np.sqrt(weights.numpy())[:, None]
+    tail = np.linalg.lstsq(design * root, target * root[:, 0], rcond=None)[0]
+    return np.r_[total - tail.sum(), tail].tolist()
+
+
+def shap_wls(Z, y, w, intercept=False):
+    design = torch.cat([torch.ones(len(Z), 1, dtype=Z.dtype), Z], 1) if intercept else Z
+    root = w.sqrt()[:, None]
+    solution = torch.linalg.lstsq(design * root, y[:, None] * root).solution[:, 0]
+    return solution[1:] if intercept else solution
+
+
+def shap_unconstrained(Z, v, w, base, full):
+    return shap_wls(Z, v - base, w)
+
+
+def shap_free_intercept(Z, v, w, base, full):  # LIME's fit on the coalitions
+    return shap_wls(Z, v, w, intercept=True)
+
+
+def shap_constrained_free_intercept(Z, v, w, base, full):
+    M = Z.shape[1]
+    design = torch.cat([Z, torch.ones(len(Z), 1, dtype=Z.dtype)], 1)
+    system = torch.zeros(M + 2, M + 2, dtype=Z.dtype)
+    system[:M + 1, :M + 1] = design.T @ (w[:, None] * design)
+    system[:M, M + 1] = system[M + 1, :M] = 1.0
+    rhs = torch.cat([design.T @ (w * v), torch.tensor([full - base], dtype=Z.dtype)])
+    return torch.linalg.solve(system, rhs)[:M]
+
+
+def shap_rhs_full_value(Z, v, w, base, full):
+    return kernel_shap_lagrange(Z, v, w, base, full + base)  # Σφ = f(x)
+
+
+def shap_values_not_shifted(Z, v, w, base, full):
+    return kernel_shap_lagrange(Z, v + base, w, base, full)  # fits v, not v − f(∅)
+
+
+def shap_unweighted(Z, v, w, base, full):
+    return kernel_shap_solve(Z, v, torch.ones_like(w), base, full)
+
+
+def shap_rows_times_w(Z, v, w, base, full):
+    return kernel_shap_solve(Z, v, w ** 2, base, full)
+
+
+def shap_recomputed_weights(Z, v, w, base, full):
+    M, sizes = Z.shape[1], Z.sum(1)
+    kernel = (M - 1) / (torch.tensor([math.comb(M, int(s)) for s in sizes], dtype=Z.dtype) * sizes * (M - sizes))
+    return kernel_shap_solve(Z, v, kernel, base, full)
+
+
+def shap_head_only(Z, v, w, base, full):
+    return kernel_shap_solve(Z, v, w, base, full)[:-1]
+
+
+def shap_last_zero(Z, v, w, base, full):
+    phi = kernel_shap_solve(Z, v, w, base, full)
+    phi[-1] = 0.0
+    return phi
+
+
+def shap_last_total(Z, v, w, base, full):
+    phi = kernel_shap_solve(Z, v, w, base, full)
+    phi[-1] = full - base
+    return phi
+
+
+def shap_target_unadjusted(Z, v, w, base, full):
+    total = full - base
+    root = w.sqrt()[:, None]
+    head = torch.linalg.lstsq((Z[:, :-1] - Z[:, -1:]) * root, ((v - base) * root[:, 0])[:, None]).solution[:, 0]
+    return torch.cat([head, (total - head.sum()).reshape(1)])
+
+
+def shap_design_unadjusted(Z, v, w, base, full):
+    total = full - base
+    root = w.sqrt()[:, None]
+    target = v - base - Z[:, -1] * total
+    head = torch.linalg.lstsq(Z[:, :-1] * root, (target * root[:, 0])[:, None]).solution[:, 0]
+    return torch.cat([head, (total - head.sum()).reshape(1)])
+
+
+def shap_rescaled(Z, v, w, base, full):
+    phi = shap_unconstrained(Z, v, w, base, full)
+    return phi * (full - base) / phi.sum()
+
+
+def shap_gap_spread(Z, v, w, base, full):
+    phi = shap_unconstrained(Z, v, w, base, full)
+    return phi + (full - base - phi.sum()) / len(phi)
+
+
+def shap_heavy_rows(Z, v, w, base, full):  # ∅ and N as rows of weight 10⁶: efficiency only approximately
+    M = Z.shape[1]
+    rows = torch.cat([Z, torch.zeros(1, M, dtype=Z.dtype), torch.ones(1, M, dtype=Z.dtype)])
+    targets = torch.cat([v, torch.tensor([base, full], dtype=Z.dtype)])
+    weights = torch.cat([w, torch.tensor([1e6, 1e6], dtype=Z.dtype)])
+    return shap_wls(rows, targets, weights, intercept=True)
+
+
+def shap_infinite_rows(Z, v, w, base, full):  # ∅ and N with the kernel's formula: an infinite weight
+    M = Z.shape[1]
+    rows = torch.cat([Z, torch.zeros(1, M, dtype=Z.dtype), torch.ones(1, M, dtype=Z.dtype)])
+    sizes = rows.sum(1)
+    kernel = (M - 1) / (torch.tensor([math.comb(M, int(s)) for s in sizes], dtype=Z.dtype) * sizes * (M - sizes))
+    targets = torch.cat([v, torch.tensor([base, full], dtype=Z.dtype)])
+    return shap_wls(rows, targets, kernel, intercept=True)
+
+
+def shap_infinite_rows_normal_equations(Z, v, w, base, full):  # the same rows, solved as (XᵀWX)φ = XᵀWy: NaN
+    M = Z.shape[1]
+    rows = torch.cat([torch.ones(len(Z) + 2, 1, dtype=Z.dtype),
+                      torch.cat([Z, torch.zeros(1, M, dtype=Z.dtype), torch.ones(1, M, dtype=Z.dtype)])], 1)
+    sizes = rows[:, 1:].sum(1)
+    kernel = (M - 1) / (torch.tensor([math.comb(M, int(s)) for s in sizes], dtype=Z.dtype) * sizes * (M - sizes))
+    targets = torch.cat([v, torch.tensor([base, full], dtype=Z.dtype)])
+    return torch.linalg.solve(rows.T @ (kernel[:, None] * rows), rows.T @ (kernel * targets))[1:]
+
+
+def shap_with_intercept(Z, v, w, base, full):  # [f(∅), φ…]
+    return torch.cat([torch.tensor([base], dtype=Z.dtype), kernel_shap_solve(Z, v, w, base, full)])
+
+
+def shap_in_place(Z, v, w, base, full):
+    v -= base  # the caller's values now hold v − f(∅)
+    return kernel_shap_solve(Z, v + base, w, base, full)
+
+
+def shap_by_the_library(Z, v, w, base, full):  # the course's solver when the design holds every coalition
+    from bigtut.explain import shap as reference
+
+    M = Z.shape[1]
+    if len(Z) == 2 ** M - 2:
+        table = {tuple(row.tolist()): value for row, value in zip(Z.bool(), v.tolist())}
+
+        def game(masks):
+            return np.array([base if not m.any() else full if m.all() else table[tuple(m.tolist())] for m in masks])
+
+        return torch.as_tensor(reference.kernel_game(game, M, None, 0)[0])
+    return kernel_shap_solve(Z, v, w, base, full)
+
+
+RIGHT_END_TO_END = [(check_lime_tabular, lime_tabular_by_hand), (check_lime_tabular, lime_in_numpy),
+                    (check_lime_tabular, lime_in_chunks),
+                    (check_kernel_shap_solve, kernel_shap_solve), (check_kernel_shap_solve, kernel_shap_lagrange),
+                    (check_kernel_shap_solve, kernel_shap_first_eliminated)]
+
+
+@pytest.mark.parametrize("checker, solution", RIGHT_END_TO_END,
+                         ids=[f"{c.__name__}-{s.__name__}" for c, s in RIGHT_END_TO_END])
+def test_end_to_end_checkers_pass_the_right_answer_on_seeds_0_to_2(checker, solution, capsys):
+    assert_passes_on_seeds(checker, solution, capsys)
+
+
+WRONG_END_TO_END = [
+    (check_lime_tabular, lime_always_instance, r"drawn around the instance; sample_around='mean'"),
+    (check_lime_tabular, lime_always_mean, r"drawn around the training mean; sample_around='instance'"),
+    (check_lime_tabular, lime_row0_drawn, r"set samples\[0\] = x"),
+    (check_lime_tabular, lime_seed_ignored, r"the seed argument was ignored"),
+    (check_lime_tabular, lime_default_rng, r"default_rng\(seed\) is another generator"),
+    (check_lime_tabular, lime_torch_generator, r"torch's generator draws other numbers"),
+    (check_lime_tabular, lime_other_draws, r"f never received lime_tabular's samples"),
+    (check_lime_tabular, lime_unknown_mistake_after_sampling, r"f received exactly lime_tabular's samples, so the "
+                                                              r"sampler is right"),
+    (check_lime_tabular, lime_unbiased_std, r"unbiased.*correction=0"),
+    (check_lime_tabular, lime_constant_column_divides_by_zero, r"constant training column.*scale 1"),
+    (check_lime_tabular, lime_fit_in_model_units, r"fitted on the samples in the model's units"),
+    (check_lime_tabular, lime_per_unit, r"divided by the standard deviations \(lime_tabular's per_unit\)"),
+    (check_lime_tabular, lime_model_on_standardised, r"f was given the standardised rows"),
+    (check_lime_tabular, lime_unscaled_distances, r"distances were measured in the model's units"),
+    (check_lime_tabular, lime_distances_to_the_mean, r"measured from the sampling centre"),
+    (check_lime_tabular, lime_kernel_no_sqrt, r"has no square root"),
+    (check_lime_tabular, lime_width_sqrt_m, r"kernel width √M"),
+    (check_lime_tabular, lime_unweighted, r"an unweighted fit"),
+    (check_lime_tabular, lime_weights_normalised, r"normalised to sum to 1"),
+    (check_lime_tabular, lime_no_ridge, r"no ridge penalty"),
+    (check_lime_tabular, lime_alpha_tenth, r"alpha=0\.1: lime's ridge penalty is alpha=1"),
+    (check_lime_tabular, lime_penalised_intercept, r"the intercept was penalised too"),
+    (check_lime_tabular, lime_no_intercept, r"no intercept"),
+    (check_lime_tabular, lime_probabilities, r"the probabilities were explained; the method's default is the logit"),
+    (check_lime_tabular, lime_column_zero, r"output column 0 was explained, not target=[12]"),
+    (check_lime_tabular, lime_predicted_class, r"output column \d was explained, not target=\d"),
+    (check_lime_tabular, lime_intercept_is_the_mean, r"intercept.*weighted mean ȳ"),
+    (check_lime_tabular, lime_returns_the_prediction, r"the surrogate's value at x"),
+    (check_lime_tabular, lime_centred_on_x, r"the surrogate's value at x .* centred on x"),
+    (check_lime_tabular, lime_intercept_first, r"5 attributions .* expected 4: the intercept is still among them"),
+    (check_lime_tabular, lime_in_place, r"changed its argument `training_data` in place"),
+    (check_lime_tabular, lime_with_score, r"expected \(attributions, intercept\)"),
+    (check_lime_tabular, lime_by_the_library, r"calls `lime_tabular` — .* the course's own answer"),
+    (check_lime_tabular, lime_with_sklearn_ridge, r"calls `Ridge` — write the weighted ridge fit yourself"),
+    (check_lime_tabular, stub, "not implemented"),
+    (check_kernel_shap_solve, shap_unconstrained, r"no efficiency constraint"),
+    (check_kernel_shap_solve, shap_free_intercept, r"a free intercept and no constraint — LIME's fit"),
+    (check_kernel_shap_solve, shap_constrained_free_intercept, r"a free intercept: the intercept is f\(∅\), known"),
+    (check_kernel_shap_solve, shap_rhs_full_value, r"right-hand side is f\(x\); it is f\(x\) − f\(∅\)"),
+    (check_kernel_shap_solve, shap_values_not_shifted, r"not shifted by f\(∅\)"),
+    (check_kernel_shap_solve, shap_unweighted, r"unweighted"),
+    (check_kernel_shap_solve, shap_rows_times_w, r"multiplied by w, not √w"),
+    (check_kernel_shap_solve, shap_recomputed_weights, r"recomputed from the coalition sizes"),
+    (check_kernel_shap_solve, shap_head_only, r"3 values .* expected 4: after eliminating φ_M, add it back"),
+    (check_kernel_shap_solve, shap_last_zero, r"never added back"),
+    (check_kernel_shap_solve, shap_last_total, r"φ_M was set to f\(x\) − f\(∅\)"),
+    (check_kernel_shap_solve, shap_target_unadjusted, r"the target must be values − base_value − z_M"),
+    (check_kernel_shap_solve, shap_design_unadjusted, r"each column j < M of the design must be z_j − z_M"),
+    (check_kernel_shap_solve, shap_rescaled, r"rescaled to add up"),
+    (check_kernel_shap_solve, shap_gap_spread, r"spread evenly"),
+    (check_kernel_shap_solve, shap_heavy_rows, r"efficiency holds only approximately"),
+    (check_kernel_shap_solve, shap_infinite_rows, r"raised RuntimeError.*Hint: the Shapley kernel gives ∅ and N "
+                                                  r"infinite weight"),
+    (check_kernel_shap_solve, shap_infinite_rows_normal_equations, r"NaN or inf.*∅ and N infinite weight"),
+    (check_kernel_shap_solve, shap_with_intercept, r"5 values .* expected 4: return φ alone"),
+    (check_kernel_shap_solve, shap_in_place, r"changed its argument `values` in place"),
+    (check_kernel_shap_solve, shap_by_the_library, r"calls `kernel_game` — .* the course's own answer"),
+    (check_kernel_shap_solve, stub, "not implemented"),
+]
+
+
+@pytest.mark.parametrize("checker, wrong, message", WRONG_END_TO_END,
+                         ids=[f"{c.__name__}-{w.__name__}" for c, w, _ in WRONG_END_TO_END])
+def test_end_to_end_checkers_catch_the_wrong_answer_and_name_the_mistake(checker, wrong, message):
+    assert_fails_naming(checker, wrong, message)
+
+
+def test_lime_written_out_is_lime_tabular():
+    """The checker's own written-out LIME (the base of its wrong variants) is bigtut's lime_tabular."""
+    from bigtut.checks.explain import _lime_by_hand, _TabularModel
+    from bigtut.explain import lime_tabular
+
+    model = _TabularModel(torch.Generator().manual_seed(0), 5, 3)
+    train = np.random.default_rng(0).normal(size=(40, 5)) * [1.0, 2.0, 3.0, 0.5, 0.1] + 2.0
+    train[:, 3] = 1.5
+    x = train[1] + 0.2
+    for around in ("mean", "instance"):
+        beta, intercept, _ = _lime_by_hand(model, x, train, 1, 300, 17, around)
+        out = lime_tabular(model.logits, x[None], training_data=train, target=1, n_samples=300, seed=17,
+                           sample_around=around)
+        assert np.abs(beta - out.attributions[0]).max() < 1e-12 and abs(intercept - out.intercept[0]) < 1e-12
+
+
+def test_the_kkt_solve_behind_the_unpaired_case_is_kernel_game():
+    """On kernel_shap's own designs the checker's KKT solve (its reference for the unpaired design) = kernel_game."""
+    from bigtut.checks.explain import _constrained_fit, _kernel_shap_design
+
+    gen = torch.Generator().manual_seed(0)
+    for m, n_samples in ((4, None), (6, None), (7, 40), (10, 60)):
+        case = _kernel_shap_design(gen, m, n_samples)
+        solved = _constrained_fit(case["coalitions"], case["values"] - case["base"], case["weights"],
+                                  case["full"] - case["base"])
+        assert torch.allclose(solved, case["phi"], atol=1e-12, rtol=0)
+
+
+def test_end_to_end_failures_name_the_input_and_pass_lines_are_fixed(capsys):
+    with pytest.raises(CheckFailure, match=r"M=4 features and 3 classes, target=\d, n_samples=400, seed=\d+, "
+                                           r"sample_around='mean' \(checker seed=4\)"):
+        check_lime_tabular(lime_kernel_no_sqrt, seed=4)
+    with pytest.raises(CheckFailure, match=r"random 4-player game on all its 14 coalitions besides ∅ and N \(seed=4\)"):
+        check_kernel_shap_solve(shap_unweighted, seed=4)
+    check_lime_tabular(lime_tabular_by_hand)
+    check_kernel_shap_solve(kernel_shap_solve)
+    assert capsys.readouterr().out.splitlines() == [
+        "PASS lime_tabular: = bigtut's lime_tabular on three random networks (around the mean and the instance, a "
+        "constant column)",
+        "PASS kernel_shap_solve: = kernel_shap's constrained fit on every coalition of 4 players, sampled designs for "
+        "7 and 10, and an unpaired design for 6",
+    ]

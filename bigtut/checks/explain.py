@@ -12,10 +12,20 @@ checker                             the formula it holds the candidate to (and t
 ``check_weighted_least_squares``    the surrogate minimises Σ π(z)(f(z) − g(z))² (not an unweighted fit, not
                                     rows times w instead of √w, not y or Z left unweighted, not without an
                                     intercept, not lime's ridge penalty, not the outputs swapped)
+``check_lime_tabular``              tabular LIME end to end = ``lime_tabular`` on the same seed (not sampled
+                                    around the wrong centre, not another generator or std, not unscaled
+                                    distances, not exp(−d²/w²) or another width, not unweighted, not α ≠ 1,
+                                    not a penalised or missing intercept, not probabilities, not another
+                                    column); a nameless mistake is told whether ``f`` got lime's samples
 ``check_shapley_weight``            |S|!(M−|S|−1)!/M! (not 1/M, not 1/2^(M−1), not |S|!(M−|S|)!/M!, not
                                     1/C(M−1, |S|), not integer division)
 ``check_shapley_value``             Σ_{S⊆N∖{i}} w(|S|)[v(S∪{i}) − v(S)] (not v(S) − v(S∖{i}) over S ∌ i, not
                                     unweighted, not the sign flipped, not a coalition size left out)
+``check_kernel_shap_solve``         KernelSHAP's weighted least squares under Σφ = f(x) − f(∅) = ``kernel_game``
+                                    (not unconstrained, not a free intercept, not the wrong right-hand side,
+                                    not unweighted or reweighted, not the eliminated φ_M left out or wrong,
+                                    not rescaled to add up, not ∅ and N as heavy rows), also on a design
+                                    without complement pairs
 ``check_interpolation_path``        x′ + α(x − x′), α = k/n (not x′ + αx, not αx, not the left nodes or
                                     linspace(0, 1, n), not the path reversed, not float32 alphas)
 ``check_riemann_integrated_gradients``  (x − x′) ⊙ mean of the path gradients (the (x − x′) factor included,
@@ -25,7 +35,8 @@ checker                             the formula it holds the candidate to (and t
 
 Every checker also hands the candidate copies of its tensors and fails it if it changed them in place, and fails
 an answer that calls the course's own implementation (``bigtut.explain``'s ``lime_kernel``, ``fit_surrogate``,
-``coalition_weight``, ``exact_shapley``, ``integration_rule``, ``integrated_gradients``; captum's
+``lime_tabular``, ``coalition_weight``, ``exact_shapley``, ``kernel_game``, ``integration_rule``,
+``integrated_gradients``; lime's ``LimeTabularExplainer``, shap's ``KernelExplainer``, captum's
 ``IntegratedGradients``).
 
 Generic helpers used by the checkers of chapters 06–10 and A1 (candidates for :mod:`bigtut.checks.core`):
@@ -40,26 +51,30 @@ from __future__ import annotations
 import dis
 import itertools
 import math
+import re
 import types
 from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 
+import numpy as np
 import torch
 
 from bigtut.checks.core import CheckFailure, _describe, assert_close, checker_generator, guarded, passed, random_float64
 
 __all__ = ["OWN_ANSWER", "RecordedCalls", "assert_close_or_hint", "assert_does_not_use", "assert_not_modified",
-           "check_interpolation_path", "check_lime_kernel", "check_riemann_integrated_gradients", "check_shapley_value",
-           "check_shapley_weight", "check_weighted_least_squares", "hint_for"]
+           "check_interpolation_path", "check_kernel_shap_solve", "check_lime_kernel", "check_lime_tabular",
+           "check_riemann_integrated_gradients", "check_shapley_value", "check_shapley_weight",
+           "check_weighted_least_squares", "hint_for"]
 
 
 # --------------------------------------------------------------------------------------------- generic helpers
 def _as_float64(value: Any) -> torch.Tensor | None:
     """``value`` as a CPU float64 tensor, or None when it cannot be read as numbers."""
     try:
-        tensor = value.detach() if isinstance(value, torch.Tensor) else torch.as_tensor(value)
-        return tensor.to("cpu", torch.float64)
+        if isinstance(value, torch.Tensor):
+            return value.detach().to("cpu", torch.float64)
+        return torch.as_tensor(value, dtype=torch.float64)  # a Python float is a double: not via float32
     except (TypeError, ValueError, RuntimeError):
         return None
 
@@ -105,6 +120,25 @@ def assert_close_or_hint(got: Any, expected: Any, *, what: str, inputs: str, var
             hint = (f"\n  Hint: the result is {got.dtype}; the inputs are float64 — compute in float64 (a "
                     f"torch.arange or torch.tensor without dtype= gives float32, whose rounding alone is ~1e-7)")
         raise CheckFailure(f"{failure}{hint}") from None
+
+
+def _wrong_only(variants: Callable[[], Mapping[str, Any]], expected: Any, *, atol: float = 1e-9,
+                rtol: float = 1e-9) -> Callable[[], dict[str, Any]]:
+    """``variants`` (a function returning a :func:`hint_for` table) without the mistakes that give the right answer
+    on this very input, so that a hint never names a mistake that makes no difference here."""
+    def table() -> dict[str, Any]:
+        right, kept = _as_float64(expected), {}
+        for label, wrong in variants().items():
+            try:
+                value = _as_float64(wrong() if callable(wrong) else wrong)
+            except Exception:  # that variant cannot be computed on this input
+                continue
+            if value is None or right is None or value.shape != right.shape or not torch.allclose(
+                    value, right, atol=atol, rtol=rtol):
+                kept[label] = value
+        return kept
+
+    return table
 
 
 def assert_not_modified(name: str, inputs: str, tensors: Mapping[str, tuple[Any, Any]]) -> None:
@@ -183,6 +217,16 @@ def assert_does_not_use(name: str, candidate: Callable, banned: Mapping[str, str
 
 #: the advice :func:`assert_does_not_use` gives for a banned reference implementation (``.format(its name)``)
 OWN_ANSWER = "{} is the course's own answer to this exercise: write it yourself with torch"
+
+
+def _numbers(got: Any) -> Any:
+    """A candidate's array answer ready for :func:`assert_close`: a tensor detached, NumPy arrays, lists and Python
+    floats as float64 tensors (``torch.as_tensor`` alone would read a Python float as float32), anything else as
+    it came (the comparison then says what it is)."""
+    if isinstance(got, torch.Tensor):
+        return got.detach()
+    converted = _as_float64(got)
+    return got if converted is None else converted
 
 
 def _number(name: str, got: Any, inputs: str) -> float:
@@ -286,6 +330,279 @@ def check_weighted_least_squares(candidate: Callable, seed: int | None = None) -
         assert_close(got[1], torch.as_tensor(intercept), what=f"{name} intercept", inputs=what, atol=1e-7)
     assert_does_not_use(name, candidate, {"fit_surrogate": OWN_ANSWER.format("bigtut.explain's fit_surrogate")})
     passed(name, "the weighted fit on two random neighbourhoods")
+
+
+# ------------------------------------------------------------------------------------- LIME, end to end
+class _TabularModel:
+    """A small random network ``(N, M) -> logits (N, C)`` handed to a LIME answer. It records every batch it is
+    called with (float64 NumPy copies), so that a failure can say whether the samples were lime's."""
+
+    def __init__(self, gen: torch.Generator, m: int, n_classes: int, hidden: int = 8) -> None:
+        self.w1 = random_float64(gen, m, hidden, scale=1.5 / math.sqrt(m))
+        self.b1 = random_float64(gen, hidden, scale=0.5)
+        self.w2 = random_float64(gen, hidden, n_classes)
+        self.b2 = random_float64(gen, n_classes)
+        self.m, self.batches = m, []
+
+    def __call__(self, rows: Any) -> torch.Tensor:
+        rows = (rows.detach() if isinstance(rows, torch.Tensor) else torch.as_tensor(rows)).to("cpu", torch.float64)
+        if rows.ndim != 2 or rows.shape[1] != self.m:
+            raise ValueError(f"f takes a batch of rows (N, {self.m}), got shape {tuple(rows.shape)}")
+        self.batches.append(rows.numpy().copy())
+        return torch.tanh(rows @ self.w1 + self.b1) @ self.w2 + self.b2  # (N, C) logits
+
+    def logits(self, rows: np.ndarray) -> np.ndarray:
+        """The same network on NumPy rows ``(N, M)``, unrecorded: logits ``(N, C)``."""
+        rows = torch.as_tensor(rows, dtype=torch.float64)
+        return (torch.tanh(rows @ self.w1 + self.b1) @ self.w2 + self.b2).numpy()
+
+
+def _lime_draws(rule: str, seed: int, n: int, m: int) -> np.ndarray:
+    """The ``(n, m)`` standard-normal draws of a sampler: lime's (``"RandomState"``) and the usual wrong ones."""
+    draws = {
+        "RandomState": lambda: np.random.RandomState(seed).normal(0, 1, (n, m)),
+        "seed 0": lambda: np.random.RandomState(0).normal(0, 1, (n, m)),
+        "default_rng": lambda: np.random.default_rng(seed).normal(0, 1, (n, m)),
+        "default_rng standard_normal": lambda: np.random.default_rng(seed).standard_normal((n, m)),
+        "torch": lambda: torch.randn(n, m, generator=torch.Generator().manual_seed(seed), dtype=torch.float64).numpy(),
+        "transposed": lambda: np.random.RandomState(seed).normal(0, 1, (m, n)).T,
+    }
+    return draws[rule]()
+
+
+def _weighted_ridge(features: np.ndarray, y: np.ndarray, pi: np.ndarray, alpha: float,
+                    intercept: str) -> tuple[np.ndarray, float]:
+    """``(β (K,), b)`` minimising Σ πᵢ (yᵢ − b − zᵢ·β)² + α‖β‖² (``intercept="free"``), with α b² added
+    (``"penalised"``) or with b = 0 (``"none"``)."""
+    k = features.shape[1]
+    if intercept == "free":
+        z_bar, y_bar = pi @ features / pi.sum(), pi @ y / pi.sum()  # (K,), ()
+        zc, yc = features - z_bar, y - y_bar
+        beta = np.linalg.solve(zc.T @ (pi[:, None] * zc) + alpha * np.eye(k), zc.T @ (pi * yc))
+        return beta, float(y_bar - z_bar @ beta)
+    design = np.c_[np.ones(len(features)), features] if intercept == "penalised" else features
+    theta = np.linalg.solve(design.T @ (pi[:, None] * design) + alpha * np.eye(design.shape[1]), design.T @ (pi * y))
+    return (theta[1:], float(theta[0])) if intercept == "penalised" else (theta, 0.0)
+
+
+def _lime_scale(train: np.ndarray, ddof: int = 0) -> np.ndarray:
+    """lime's feature scales ``(M,)``: the training standard deviations, 1 for a constant column."""
+    scale = train.std(0, ddof=ddof)
+    return np.where(scale == 0, 1.0, scale)
+
+
+def _lime_samples(x: np.ndarray, train: np.ndarray, n: int, seed: int, around: str) -> np.ndarray:
+    """lime_tabular's samples ``(N, M)`` in the model's units (row 0 = x)."""
+    samples = _lime_draws("RandomState", seed, n, len(x)) * _lime_scale(train) + (
+        x if around == "instance" else train.mean(0))
+    samples[0] = x
+    return samples
+
+
+def _lime_by_hand(model: _TabularModel, x: np.ndarray, train: np.ndarray, target: int, n: int, seed: int,
+                  around: str, *, draws: str = "RandomState", ddof: int = 0, row0: bool = True,
+                  fit_on: str = "standardised", model_on: str = "samples", distance: str = "to x",
+                  kernel: str = "lime", width: str = "0.75√M", weighting: str = "kernel", alpha: float = 1.0,
+                  intercept: str = "free", output: str = "logit", column: int | None = None
+                  ) -> tuple[np.ndarray, float, dict[str, np.ndarray]]:
+    """Tabular LIME written out: ``(attributions (M,), intercept, parts)`` as
+    :func:`bigtut.explain.lime_tabular` computes them with the defaults (``parts``: the standardised rows ``z``,
+    the weights ``pi`` and the outputs ``y``) — and, with one argument changed, as each usual mistake does."""
+    m = len(x)
+    mean, scale = train.mean(0), _lime_scale(train, ddof)  # (M,), (M,)
+    centre = x if around == "instance" else mean
+    samples = _lime_draws(draws, seed, n, m) * scale + centre  # (N, M) in the model's units
+    if row0:
+        samples[0] = x
+    z = (samples - mean) / scale  # (N, M) standardised
+    d = {"to x": lambda: np.linalg.norm(z - z[0], axis=1),
+         "unscaled": lambda: np.linalg.norm(samples - samples[0], axis=1),
+         "to the centre": lambda: np.linalg.norm(z - (centre - mean) / scale, axis=1),
+         "squared": lambda: np.linalg.norm(z - z[0], axis=1) ** 2}[distance]()  # (N,)
+    w = {"0.75√M": 0.75 * math.sqrt(m), "√M": math.sqrt(m), "0.75M": 0.75 * m, "0.75": 0.75}[width]
+    pi = {"lime": lambda: np.sqrt(np.exp(-d ** 2 / w ** 2)), "no sqrt": lambda: np.exp(-d ** 2 / w ** 2),
+          "exp(-d/w)": lambda: np.exp(-d / w)}[kernel]()  # (N,)
+    pi = {"kernel": pi, "none": np.ones_like(pi), "squared": pi ** 2, "normalised": pi / pi.sum()}[weighting]
+    outputs = model.logits(samples if model_on == "samples" else z)  # (N, C)
+    if output != "logit":
+        shifted = outputs - outputs.max(1, keepdims=True)
+        log_p = shifted - np.log(np.exp(shifted).sum(1, keepdims=True))
+        outputs = np.exp(log_p) if output == "probability" else log_p
+    y = outputs[:, target if column is None else column]  # (N,)
+    beta, b = _weighted_ridge(z if fit_on == "standardised" else samples, y, pi, alpha, intercept)
+    return beta, b, {"z": z, "pi": pi, "y": y}
+
+
+def _lime_tabular_variants(model: _TabularModel, x: np.ndarray, train: np.ndarray, target: int, n: int, seed: int,
+                           around: str, n_classes: int) -> dict[str, Any]:
+    """The attributions ``(M,)`` of the usual wrong LIMEs (each computed only when asked for)."""
+    args = (model, x, train, target, n, seed)
+
+    def wrong(around: str = around, **change: Any) -> Callable[[], np.ndarray]:
+        return lambda: _lime_by_hand(*args, around, **change)[0]
+
+    centre = "the training mean (lime's default)" if around == "mean" else "x itself"
+    variants = {
+        f"the samples were drawn around the {'instance' if around == 'mean' else 'training mean'}; "
+        f"sample_around={around!r} centres them on {centre}": wrong("instance" if around == "mean" else "mean"),
+        "row 0 is not x: after drawing, set samples[0] = x (the explained row is the first sample)":
+            wrong(row0=False),
+        "the seed argument was ignored (RandomState(0)): draw from np.random.RandomState(seed)": wrong(draws="seed 0"),
+        "np.random.default_rng(seed) is another generator: lime draws from np.random.RandomState(seed)":
+            wrong(draws="default_rng"),
+        "np.random.default_rng(seed) is another generator: lime draws from np.random.RandomState(seed)"
+        ".normal(0, 1, (n_samples, M))": wrong(draws="default_rng standard_normal"),
+        "torch's generator draws other numbers: lime draws from np.random.RandomState(seed).normal(0, 1, "
+        "(n_samples, M))": wrong(draws="torch"),
+        "the draws were shaped (M, n_samples) and transposed: draw (n_samples, M) in one call":
+            wrong(draws="transposed"),
+        "the standard deviation is the unbiased one (divides by T − 1, torch's std() default); lime uses NumPy's, "
+        "which divides by T: std(0, correction=0)": wrong(ddof=1),
+        "the surrogate was fitted on the samples in the model's units; lime fits it on the standardised rows "
+        "(samples − mean) / std": wrong(fit_on="samples"),
+        "the slopes were divided by the standard deviations (lime_tabular's per_unit); the attributions are per "
+        "standardised unit": lambda: _lime_by_hand(*args, around)[0] / _lime_scale(train),
+        "f was given the standardised rows; f takes the samples in the model's units": wrong(model_on="standardised"),
+        "the distances were measured in the model's units; lime measures them between standardised rows "
+        "(z − z₀, z = (samples − mean) / std)": wrong(distance="unscaled"),
+        "the distances were measured from the sampling centre (the training mean), not from x (row 0)":
+            wrong(distance="to the centre"),
+        "the kernel got squared distances: d is the Euclidean norm ‖z − z₀‖, which the kernel squares":
+            wrong(distance="squared"),
+        "exp(−d²/w²) has no square root; lime's weight is √exp(−d²/w²)": wrong(kernel="no sqrt"),
+        "exp(−d/w): lime's weight is √exp(−d²/w²)": wrong(kernel="exp(-d/w)"),
+        "kernel width √M: lime's default is 0.75·√M": wrong(width="√M"),
+        "kernel width 0.75·M: lime's default is 0.75·√M": wrong(width="0.75M"),
+        "kernel width 0.75: lime's default is 0.75·√M": wrong(width="0.75"),
+        "an unweighted fit: the kernel weights were not used": wrong(weighting="none"),
+        "the weights were squared (rows times π, not √π)": wrong(weighting="squared"),
+        "the weights were normalised to sum to 1, which makes the ridge penalty relatively stronger; lime's "
+        "weights are the kernel's (the instance weighs 1)": wrong(weighting="normalised"),
+        "no ridge penalty: lime fits Ridge(alpha=1)": wrong(alpha=0.0),
+        "the intercept was penalised too: lime (like scikit-learn's Ridge) penalises only the slopes — centre on "
+        "the weighted means, or put 0 on the intercept's diagonal entry": wrong(intercept="penalised"),
+        "no intercept: the surrogate is b + z·β with b fitted (and not penalised)": wrong(intercept="none"),
+        "the probabilities were explained; the method's default is the logit of the target (lime_tabular's "
+        "probabilities=False)": wrong(output="probability"),
+        "the log-probabilities were explained; the method's default is the logit of the target":
+            wrong(output="log_probability"),
+    }
+    for alpha in (0.01, 0.1, 0.5, 2.0, 10.0):
+        variants[f"alpha={alpha:g}: lime's ridge penalty is alpha=1"] = wrong(alpha=alpha)
+    for column in range(n_classes):
+        if column != target:
+            variants[f"output column {column} was explained, not target={target}: take f(samples)[:, target]"] = \
+                wrong(column=column)
+    return variants
+
+
+def _lime_intercept_variants(model: _TabularModel, x: np.ndarray, train: np.ndarray, target: int, n: int, seed: int,
+                             around: str) -> dict[str, Any]:
+    """The intercepts the usual wrong returns give when the slopes are right."""
+    def right() -> tuple[np.ndarray, float, dict[str, np.ndarray]]:
+        return _lime_by_hand(model, x, train, target, n, seed, around)
+
+    def weighted_mean() -> float:
+        parts = right()[2]
+        return float(parts["pi"] @ parts["y"] / parts["pi"].sum())
+
+    def at_x() -> float:
+        beta, b, parts = right()
+        return float(b + parts["z"][0] @ beta)
+
+    return {"that is the weighted mean ȳ; the intercept is b = ȳ − z̄·β": weighted_mean,
+            "that is the surrogate's value at x (b + z₀·β), not its intercept b — e.g. from features centred on x "
+            "(z − z₀); lime's features are (samples − mean) / std": at_x,
+            "the intercept is the fitted b of g(z) = b + z·β, not 0": 0.0}
+
+
+def _samples_diagnosis(model: _TabularModel, expected: np.ndarray) -> str:
+    """What the batches ``f`` received say about a wrong LIME answer whose mistake has no name."""
+    batches = model.batches
+    together = np.concatenate(batches) if batches else np.zeros((0, expected.shape[1]))
+    if any(rows.shape == expected.shape and np.allclose(rows, expected, rtol=1e-12, atol=1e-12)
+           for rows in [*batches, together]):
+        return ("\n  f received exactly lime_tabular's samples, so the sampler is right: the difference lies in the "
+                "distances, the kernel, the explained output or the fit.")
+    return ("\n  f never received lime_tabular's samples (n_samples rows, row 0 = x): follow the random recipe — "
+            "draws = np.random.RandomState(seed).normal(0, 1, (n_samples, M)); samples = draws * std + centre; "
+            "samples[0] = x.")
+
+
+#: (M features, T training rows, C classes, the class explained, n_samples, sample_around, index of a constant
+#: column or None). The class: the least likely at x, the predicted one, or — last — the one of the two that was
+#: not explained yet, so that an answer explaining a fixed column or the predicted class fails somewhere.
+_LIME_CASES = ((4, 60, 3, "least likely", 400, "mean", None), (6, 40, 3, "predicted", 300, "instance", 1),
+               (3, 30, 2, "new", 200, "mean", 2))
+
+
+def check_lime_tabular(candidate: Callable, seed: int | None = None) -> None:
+    """``candidate(f, x (M,), training_data (T, M), target, n_samples, seed, sample_around="mean") ->
+    (attributions (M,), intercept)`` must equal :func:`bigtut.explain.lime_tabular` with the same arguments
+    (no discretisation, all features, kernel width 0.75·√M, Ridge(α=1), the logit of ``target``) to 1e-8: the
+    same draws from ``np.random.RandomState(seed)``, the same kernel, the same fit."""
+    from bigtut.explain.lime import lime_tabular
+
+    gen, seed = checker_generator(seed)
+    name = "lime_tabular"
+    if not callable(candidate):
+        raise CheckFailure(f"{name}: expected a function, got {_describe(candidate)}")
+    targets: list[int] = []
+    for m, t, n_classes, explained, n, around, constant in _LIME_CASES:
+        column_means, column_scales = random_float64(gen, m, scale=3.0), random_float64(gen, m).exp()  # (M,) each
+        train = random_float64(gen, t, m) * column_scales + column_means  # (T, M): unequal means and scales
+        if constant is not None:
+            train[:, constant] = 1.5  # exactly constant: standard deviation 0
+        x = train[0] + 0.5 * random_float64(gen, m) * column_scales  # (M,) near the data, not a training row
+        model = _TabularModel(gen, m, n_classes)
+        lime_seed = int(torch.randint(1, 2**31 - 1, (1,), generator=gen))
+        x_np, train_np = x.numpy(), train.numpy()
+        at_x = model.logits(x_np[None])[0]  # (C,)
+        least, predicted = int(at_x.argmin()), int(at_x.argmax())
+        target = {"least likely": least, "predicted": predicted,
+                  "new": next((c for c in (least, predicted) if c not in targets), least)}[explained]
+        targets.append(target)
+        reference = lime_tabular(model.logits, x_np[None], training_data=train_np, target=target, n_samples=n,
+                                 seed=lime_seed, sample_around=around)
+        constant_note = "" if constant is None else ", a constant training column"
+        what = (f"a random network of M={m} features and {n_classes} classes, target={target}, n_samples={n}, "
+                f"seed={lime_seed}, sample_around={around!r}{constant_note} (checker seed={seed})")
+        given = x.clone(), train.clone()
+        got = guarded(name, f"lime_tabular_by_hand(f, x, training_data, {target}, {n}, {lime_seed}, {around!r}) "
+                            f"for {what}", candidate, model, *given, target, n, lime_seed, around)
+        assert_not_modified(name, what, {"x": (x, given[0]), "training_data": (train, given[1])})
+        if not isinstance(got, (tuple, list)) or len(got) != 2:
+            raise CheckFailure(f"{name}: expected (attributions, intercept), got {_describe(got)} for {what}")
+        attributions, intercept = (_numbers(g) for g in got)
+        values = _as_float64(attributions)
+        if values is not None and tuple(values.shape) == (m + 1,):
+            raise CheckFailure(f"{name}: {m + 1} attributions for {what}, expected {m}: the intercept is still among "
+                               f"them — return the slopes and the intercept separately")
+        if constant is not None and values is not None and not torch.isfinite(values).all():
+            raise CheckFailure(f"{name}: the attributions hold NaN or inf for {what}.\n  Hint: a constant training "
+                               f"column has standard deviation 0; lime (and lime_tabular) uses the scale 1 for it.")
+        try:
+            assert_close_or_hint(attributions, torch.as_tensor(reference.attributions[0]), what=f"{name} attributions",
+                                 inputs=what, atol=1e-8, rtol=1e-8, hint_atol=1e-7,
+                                 variants=_wrong_only(partial(_lime_tabular_variants, model, x_np, train_np,
+                                                              target, n, lime_seed, around, n_classes),
+                                                      reference.attributions[0]))
+        except CheckFailure as failure:
+            if "Hint:" in str(failure):
+                raise
+            expected_samples = _lime_samples(x_np, train_np, n, lime_seed, around)
+            raise CheckFailure(f"{failure}{_samples_diagnosis(model, expected_samples)}") from None
+        assert_close_or_hint(intercept, torch.tensor(reference.intercept[0], dtype=torch.float64),
+                             what=f"{name} intercept", inputs=what, atol=1e-8, rtol=1e-8, hint_atol=1e-7,
+                             variants=_wrong_only(partial(_lime_intercept_variants, model, x_np, train_np, target, n,
+                                                          lime_seed, around), reference.intercept[0]))
+    assert_does_not_use(name, candidate, {
+        **{f: OWN_ANSWER.format(f"bigtut.explain's {f}") for f in
+           ("lime_tabular", "fit_surrogate", "lime_kernel", "explain_neighbourhood", "lime_from_neighbourhood")},
+        "LimeTabularExplainer": "lime's LimeTabularExplainer is what this exercise asks you to write",
+        "Ridge": "write the weighted ridge fit yourself (exercise 2 plus the penalty α‖β‖²)"})
+    passed(name, "= bigtut's lime_tabular on three random networks (around the mean and the instance, a constant "
+                 "column)")
 
 
 # ------------------------------------------------------------------------------------------------- SHAP
@@ -413,6 +730,191 @@ def check_shapley_value(candidate: Callable, seed: int | None = None) -> None:
     assert_does_not_use(name, candidate, {f: OWN_ANSWER.format(f"bigtut.explain's {f}")
                                           for f in ("exact_shapley", "kernel_shap", "permutation_shap")})
     passed(name, "random 3- and 5-player games (efficiency and the dummy hold)")
+
+
+# ------------------------------------------------------------------------------ KernelSHAP's constrained fit
+def _kernel_shap_design(gen: torch.Generator, m: int, n_samples: int | None, unpaired: int = 0) -> dict[str, Any]:
+    """A random game on ``m`` players, and the coalitions ``(K, m)``, weights ``(K,)`` and answer ``(m,)`` of
+    ``kernel_shap``'s solver on it.
+
+    The game's value per coalition is random (not additive, so the constraint matters). ``kernel_game`` draws
+    its design (every coalition, or a sample) and solves; the coalitions it used are read back from its calls
+    to the game, the weights from its design function with the same seed. With ``unpaired`` > 0 that many
+    coalitions of size 2 … m−2 are then dropped at random, so that some lose their complement (shap's
+    KernelExplainer samples the middle size unpaired): no kernel_shap design, so the answer is the same fit
+    solved by its KKT system (:func:`_constrained_fit`, equal to kernel_game on kernel_shap's designs)."""
+    from bigtut.explain.shap import _kernel_design, kernel_budget, kernel_game
+
+    table = random_float64(gen, 2**m).numpy()  # (2^m,) v(S), S coded by its bits
+    design_seed = int(torch.randint(0, 2**31 - 1, (1,), generator=gen))
+    calls: list[np.ndarray] = []
+
+    def game(masks: np.ndarray) -> np.ndarray:  # (K, m) bool -> (K,)
+        calls.append(masks.copy())
+        return table[masks.astype(np.int64) @ (1 << np.arange(m))]
+
+    phi, base, _ = kernel_game(game, m, n_samples, design_seed)
+    masks, weights = _kernel_design(m, kernel_budget(m, n_samples), np.random.default_rng(design_seed))
+    if len(calls) != 2 or not np.array_equal(calls[1], masks):
+        raise RuntimeError("kernel_game no longer evaluates its design in one call; update the checker")
+    if unpaired:
+        inner = np.flatnonzero((masks.sum(1) > 1) & (masks.sum(1) < m - 1))  # sizes 2 … m−2
+        dropped = inner[torch.randperm(len(inner), generator=gen)[:unpaired].numpy()]
+        masks, weights = np.delete(masks, dropped, 0), np.delete(weights, dropped)
+    case = {"coalitions": torch.as_tensor(masks, dtype=torch.float64), "values": torch.as_tensor(game(masks)),
+            "weights": torch.as_tensor(weights), "base": float(base), "full": float(table[-1])}
+    case["phi"] = (_constrained_fit(case["coalitions"], case["values"] - base, case["weights"], case["full"] - base)
+                   if unpaired else torch.as_tensor(phi))
+    return case
+
+
+def _constrained_fit(Z: torch.Tensor, y: torch.Tensor, w: torch.Tensor, total: float, *,
+                     intercept: bool = False) -> torch.Tensor:
+    """``φ (M,)`` minimising Σ wₖ (yₖ [− b] − zₖ·φ)² subject to Σφ = total, by its KKT system (with a free,
+    unconstrained intercept b when ``intercept``)."""
+    m = Z.shape[1]
+    design = torch.cat([Z, torch.ones(len(Z), 1, dtype=Z.dtype)], 1) if intercept else Z  # (K, p)
+    p = design.shape[1]
+    kkt = torch.zeros(p + 1, p + 1, dtype=Z.dtype)
+    kkt[:p, :p] = design.T @ (w[:, None] * design)
+    kkt[:m, p] = kkt[p, :m] = 1.0
+    rhs = torch.cat([design.T @ (w * y), torch.tensor([total], dtype=Z.dtype)])
+    return torch.linalg.solve(kkt, rhs)[:m]
+
+
+def _free_fit(Z: torch.Tensor, y: torch.Tensor, w: torch.Tensor, *, intercept: bool = False) -> torch.Tensor:
+    """``φ (M,)`` of the unconstrained weighted least squares of ``y`` on ``Z`` (plus a free intercept)."""
+    design = torch.cat([torch.ones(len(Z), 1, dtype=Z.dtype), Z], 1) if intercept else Z
+    root = w.sqrt()[:, None]
+    solution = torch.linalg.lstsq(design * root, y[:, None] * root).solution[:, 0]
+    return solution[1:] if intercept else solution
+
+
+def _eliminated(Z: torch.Tensor, y: torch.Tensor, w: torch.Tensor, total: float, *, adjust_target: bool = True,
+                adjust_design: bool = True) -> torch.Tensor:
+    """The first M − 1 values ``(M-1,)`` after substituting φ_M = total − Σ_{j<M} φ_j (shap's elimination), the
+    target or the design left unadjusted on request."""
+    target = y - Z[:, -1] * total if adjust_target else y
+    design = Z[:, :-1] - Z[:, -1:] if adjust_design else Z[:, :-1]
+    return _free_fit(design, target, w)
+
+
+def _kernel_shap_variants(case: dict[str, Any]) -> dict[str, Any]:
+    """The values ``(M,)`` of the usual wrong solves (each computed only when asked for)."""
+    Z, v, w, base, full = (case[k] for k in ("coalitions", "values", "weights", "base", "full"))
+    total, y, m = full - base, v - base, Z.shape[1]
+
+    def add_back(head: torch.Tensor) -> torch.Tensor:
+        return torch.cat([head, (total - head.sum()).reshape(1)])
+
+    def kernel_weights() -> torch.Tensor:
+        sizes = Z.sum(1)
+        return (m - 1) / (torch.tensor([math.comb(m, int(s)) for s in sizes], dtype=Z.dtype) * sizes * (m - sizes))
+
+    def unconstrained() -> torch.Tensor:
+        return _free_fit(Z, y, w)
+
+    constraint = "the efficiency constraint Σφ = f(x) − f(∅)"
+    return {
+        f"no efficiency constraint (plain weighted least squares): impose {constraint}": unconstrained,
+        "a free intercept and no constraint — LIME's fit; KernelSHAP's intercept is f(∅), known, and "
+        f"{constraint} is imposed": lambda: _free_fit(Z, v, w, intercept=True),
+        "a free intercept: the intercept is f(∅), known — subtract base_value from the values instead of fitting "
+        "one": lambda: _constrained_fit(Z, v, w, total, intercept=True),
+        "the constraint's right-hand side is f(x); it is f(x) − f(∅), since the values were shifted by f(∅)":
+            lambda: _constrained_fit(Z, y, w, full),
+        "the values were not shifted by f(∅): the fit explains v(S) − f(∅) = z·φ":
+            lambda: _constrained_fit(Z, v, w, total),
+        "unweighted: every coalition counted alike; use the given Shapley-kernel weights":
+            lambda: _constrained_fit(Z, y, torch.ones_like(w), total),
+        "the rows were multiplied by w, not √w (that minimises Σ w²·residual²)":
+            lambda: _constrained_fit(Z, y, w**2, total),
+        "the weights were recomputed from the coalition sizes; use the given weights (sampled coalitions carry "
+        "their counts, not the kernel's formula)": lambda: _constrained_fit(Z, y, kernel_weights(), total),
+        "φ_M was eliminated but never added back (it is 0 here): φ_M = f(x) − f(∅) − Σ_{j<M} φ_j":
+            lambda: torch.cat([case["phi"][:-1], torch.zeros(1, dtype=Z.dtype)]),
+        "φ_M was set to f(x) − f(∅); it is f(x) − f(∅) − Σ_{j<M} φ_j":
+            lambda: torch.cat([case["phi"][:-1], torch.tensor([total], dtype=Z.dtype)]),
+        "after eliminating φ_M the target must be values − base_value − z_M·(f(x) − f(∅))":
+            lambda: add_back(_eliminated(Z, y, w, total, adjust_target=False)),
+        "after eliminating φ_M each column j < M of the design must be z_j − z_M":
+            lambda: add_back(_eliminated(Z, y, w, total, adjust_design=False)),
+        "the unconstrained solution was rescaled to add up; the constraint moves each φ_i by its own amount, it "
+        "does not scale them": lambda: unconstrained() * total / unconstrained().sum(),
+        "the unconstrained solution's gap to f(x) − f(∅) was spread evenly; the constraint moves each φ_i by its "
+        "own amount": lambda: unconstrained() + (total - unconstrained().sum()) / m,
+    }
+
+
+_INFINITE_WEIGHT = ("the Shapley kernel gives ∅ and N infinite weight (|S| = 0 or M divides by zero); they are no "
+                    "rows of the fit — they enter as f(∅), subtracted from the values, and as the constraint "
+                    "Σφ = f(x) − f(∅)")
+#: (players, coalitions besides ∅ and N — None: every one —, coalitions then dropped to break complement pairs)
+_KERNEL_SHAP_CASES = ((4, None, 0), (7, 40, 0), (10, 60, 0), (6, None, 17))
+
+
+def check_kernel_shap_solve(candidate: Callable, seed: int | None = None) -> None:
+    """``candidate(coalitions (K, M), values (K,), weights (K,), base_value, full_value) -> φ (M,)`` must solve
+    KernelSHAP's constrained weighted least squares, min Σₖ wₖ (vₖ − f(∅) − zₖ·φ)² subject to
+    Σφ = f(x) − f(∅), as :func:`bigtut.explain.shap.kernel_game` does (to 1e-10): on every coalition of four
+    players (the exact Shapley values), on kernel_shap's sampled designs for 7 and 10 players, and on a design
+    whose coalitions are not all paired with their complements (there a free intercept, or values not shifted by
+    f(∅), change the answer; on paired designs they happen not to)."""
+    gen, seed = checker_generator(seed)
+    name = "kernel_shap_solve"
+    if not callable(candidate):
+        raise CheckFailure(f"{name}: expected a function, got {_describe(candidate)}")
+    for m, n_samples, unpaired in _KERNEL_SHAP_CASES:
+        case = _kernel_shap_design(gen, m, n_samples, unpaired)
+        k = len(case["coalitions"])
+        kind = "an unpaired set of" if unpaired else "all its" if n_samples is None else "a sample of"
+        what = f"a random {m}-player game on {kind} {k} coalitions besides ∅ and N (seed={seed})"
+        kept = {key: case[key] for key in ("coalitions", "values", "weights")}
+        given = {key: value.clone() for key, value in kept.items()}
+        try:
+            got = guarded(name, f"kernel_shap_solve(coalitions, values, weights, base_value, full_value) for {what}",
+                          candidate, given["coalitions"], given["values"], given["weights"], case["base"],
+                          case["full"])
+        except CheckFailure as failure:
+            if re.search(r"illegal value|\bnan\b|\binf\b|infinit", str(failure), flags=re.IGNORECASE):
+                raise CheckFailure(f"{failure}\n  Hint: {_INFINITE_WEIGHT}.") from None
+            raise
+        assert_not_modified(name, what, {key: (kept[key], given[key]) for key in kept})
+        got = _numbers(got)
+        values = _as_float64(got)
+        if values is not None and tuple(values.shape) == (m + 1,):
+            raise CheckFailure(f"{name}: {m + 1} values for {what}, expected {m}: return φ alone — the intercept "
+                               f"f(∅) is given (base_value), not fitted")
+        if values is not None and tuple(values.shape) == (m - 1,):
+            raise CheckFailure(f"{name}: {m - 1} values for {what}, expected {m}: after eliminating φ_M, add it "
+                               f"back as φ_M = f(x) − f(∅) − Σ_{{j<M}} φ_j")
+        if values is not None and values.numel() and not torch.isfinite(values).all():
+            raise CheckFailure(f"{name}: the values hold NaN or inf for {what}.\n  Hint: {_INFINITE_WEIGHT}.")
+        total = case["full"] - case["base"]
+        try:
+            assert_close_or_hint(got, case["phi"], what=name, inputs=what, atol=1e-10, rtol=1e-10, hint_atol=1e-7,
+                                 variants=_wrong_only(partial(_kernel_shap_variants, case), case["phi"]))
+        except CheckFailure as failure:
+            if "Hint:" in str(failure) or values is None or values.shape != case["phi"].shape:
+                raise
+            gap = float(values.sum()) - total
+            if abs(gap) > 1e-10 and torch.allclose(values, case["phi"], atol=1e-3, rtol=1e-3):
+                hint = (f"\n  Hint: Σφ = {float(values.sum()):.12g}, but f(x) − f(∅) = {total:.12g}: efficiency holds "
+                        f"only approximately — ∅ and N added as rows with a large finite weight? Their weight is "
+                        f"infinite: impose Σφ = f(x) − f(∅) exactly (eliminate one φ, or a Lagrange multiplier).")
+            elif abs(gap) > 1e-10:
+                hint = (f"\n  Hint: Σφ = {float(values.sum()):.6g}, but f(x) − f(∅) = {total:.6g}: the answer must "
+                        f"satisfy the efficiency constraint Σφ = f(x) − f(∅) exactly.")
+            else:
+                hint = ("\n  Efficiency holds, so the constraint is right: the difference lies in the weighted fit "
+                        "itself (the weights, the target values − base_value, the design).")
+            raise CheckFailure(f"{failure}{hint}") from None
+    assert_does_not_use(name, candidate, {
+        **{f: OWN_ANSWER.format(f"bigtut.explain's {f}") for f in
+           ("kernel_game", "kernel_shap", "exact_game", "exact_shapley", "permutation_shap", "token_shap")},
+        "KernelExplainer": "shap's KernelExplainer solves this fit for you: write it yourself with torch"})
+    passed(name, "= kernel_shap's constrained fit on every coalition of 4 players, sampled designs for 7 and 10, "
+                 "and an unpaired design for 6")
 
 
 # --------------------------------------------------------------------------------------- Integrated Gradients
