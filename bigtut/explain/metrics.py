@@ -151,7 +151,7 @@ class _Removals:
         self.batch_size = resolve_batch_size(batch_size)
 
     def counts(self, fractions: np.ndarray) -> np.ndarray:
-        """``k = ⌈f · n⌉`` ``(B, F)`` (1 % of 5 tokens is 1 token; the 1e-9 absorbs 0.1 · 30 = 3.0000000000000004)."""
+        """``k = ⌈f · n⌉`` ``(B, F)`` (1 % of 5 tokens is 1 token; the 1e-9 absorbs 0.14 · 50 = 7.000000000000001)."""
         return np.clip(np.ceil(fractions[None, :] * self.n[:, None] - 1e-9), 0, self.n[:, None]).astype(np.int64)
 
     def outputs(self, ks: np.ndarray, present: bool = False) -> np.ndarray:
