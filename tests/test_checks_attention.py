@@ -530,7 +530,7 @@ SDPA_MORE_MISTAKES = [
     (sdpa_mask_ignored, "the mask was ignored"),
     (sdpa_minus_1e9, "large negative number"),
     (sdpa_multiplicative_mask, "the mask multiplied the scores"),
-    (sdpa_scales_q_in_place, "modified its input q in place"),
+    (sdpa_scales_q_in_place, "changed its input `q` in place"),
     (sdpa_float32, "is torch.float32 for torch.float64 inputs"),
     (sdpa_returns_weights_first, r"return \(output, weights\), in that order"),
     (sdpa_transposes_dims_1_2, r"3 heads.*raised RuntimeError"),
@@ -716,7 +716,7 @@ def contributions_untransposed(heads, out_proj):
 
 HEAD_MORE_MISTAKES = [
     (contributions_float32, "is torch.float32 for torch.float64 inputs"),
-    (contributions_zeroing_the_bias, "modified its input out_proj.bias in place"),
+    (contributions_zeroing_the_bias, "changed its input `out_proj.bias` in place"),
     (lambda heads, p: contributions(heads, p).transpose(1, 2), "stack the heads' terms along dim=1"),
     (contributions_untransposed, r"applied as heads\[:, i\] @ block.T"),
     (lambda heads, p: contributions(heads, p).sum(1, keepdim=True).expand(-1, heads.shape[1], -1, -1),

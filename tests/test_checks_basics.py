@@ -25,16 +25,14 @@ from torch.nn.functional import gelu as smooth_relu  # an alias a student might 
 
 from bigtut.checks import CheckFailure
 from bigtut.checks.basics import (
-    Forbidden,
     check_count_parameters,
     check_cross_entropy,
     check_gelu,
     check_linear_regression_step,
     check_log_softmax,
     check_standardize,
-    record_forbidden_calls,
-    scan_for_forbidden_names,
 )
+from bigtut.checks.forbidden import Forbidden, record_forbidden_calls, scan_for_forbidden_names
 
 NOTEBOOKS = Path(__file__).parent.parent / "notebooks"
 

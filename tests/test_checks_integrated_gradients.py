@@ -1,5 +1,6 @@
-"""The token Integrated Gradients checker (notebook 08, exercise 3) passes right answers on seeds 0–2 and catches the
-wrong ones students write, each with a message naming the mistake."""
+"""The Integrated Gradients checkers of notebook 08 pass right answers on seeds 0–2 and catch the wrong ones students
+write, each with a message naming the mistake: the path and the Riemann sum on a small network (exercises 1 and 2),
+then token IG on BERT (exercise 3)."""
 
 import numpy as np
 import pytest
@@ -7,9 +8,292 @@ import torch
 from checker_cases import assert_fails_naming, assert_passes_on_seeds
 
 from bigtut.checks import CheckFailure
-from bigtut.checks.integrated_gradients import check_token_ig
+from bigtut.checks.integrated_gradients import (
+    RecordedCalls,
+    check_interpolation_path,
+    check_riemann_integrated_gradients,
+    check_token_ig,
+)
 
 
+def stub(*args):
+    raise NotImplementedError("Exercise: replace this line with your code")
+
+
+# ============================================================== exercises 1 and 2: the path and the Riemann sum
+# ------------------------------------------------------------------------- right answers (the notebook's solutions)
+def interpolation_path(x, baseline, n_steps):
+    alphas = torch.arange(1, n_steps + 1, dtype=x.dtype) / n_steps  # (n,)
+    return baseline + alphas[:, None] * (x - baseline)  # (n, M)
+
+
+def riemann_integrated_gradients(forward, x, baseline, n_steps):
+    alphas = torch.arange(1, n_steps + 1, dtype=x.dtype) / n_steps  # (n,)
+    path = (baseline + alphas[:, None] * (x - baseline)).requires_grad_(True)  # (n, M)
+    (grads,) = torch.autograd.grad(forward(path).sum(), path)  # (n, M)
+    return (x - baseline) * grads.mean(0)  # (M,)
+
+
+# other right answers a student may write
+def path_by_linspace(x, baseline, n_steps):
+    alphas = torch.linspace(0, 1, n_steps + 1, dtype=x.dtype)[1:]
+    return baseline + alphas[:, None] * (x - baseline)
+
+
+def ig_with_backward(forward, x, baseline, n_steps):  # .backward() and .grad instead of autograd.grad
+    path = path_by_linspace(x, baseline, n_steps).detach().requires_grad_(True)
+    forward(path).sum().backward()
+    return ((x - baseline) * path.grad.sum(0) / n_steps).detach()
+
+
+RIGHT_FEATURE_IG = [(check_interpolation_path, interpolation_path), (check_interpolation_path, path_by_linspace),
+                    (check_riemann_integrated_gradients, riemann_integrated_gradients),
+                    (check_riemann_integrated_gradients, ig_with_backward)]
+
+
+@pytest.mark.parametrize("checker, solution", RIGHT_FEATURE_IG,
+                         ids=[f"{c.__name__}-{s.__name__}" for c, s in RIGHT_FEATURE_IG])
+def test_feature_ig_checkers_pass_the_right_answer_on_seeds_0_to_2(checker, solution, capsys):
+    assert_passes_on_seeds(checker, solution, capsys)
+
+
+# ------------------------------------------------------------------------------------------- wrong answers
+# interpolation_path
+def path_x_prime_plus_alpha_x(x, b, n):
+    return b + (torch.arange(1, n + 1, dtype=x.dtype) / n)[:, None] * x
+
+
+def path_alpha_x(x, b, n):
+    return (torch.arange(1, n + 1, dtype=x.dtype) / n)[:, None] * x
+
+
+def path_left_nodes(x, b, n):
+    return b + (torch.arange(n, dtype=x.dtype) / n)[:, None] * (x - b)
+
+
+def path_linspace_from_zero(x, b, n):
+    return b + torch.linspace(0, 1, n, dtype=x.dtype)[:, None] * (x - b)
+
+
+def path_midpoints(x, b, n):
+    return b + ((torch.arange(1, n + 1, dtype=x.dtype) - 0.5) / n)[:, None] * (x - b)
+
+
+def path_reversed(x, b, n):  # from x towards the baseline
+    return x + (torch.arange(1, n + 1, dtype=x.dtype) / n)[:, None] * (b - x)
+
+
+def path_float32_alphas(x, b, n):
+    return b + (torch.arange(1, n + 1) / n)[:, None].float() * (x - b)
+
+
+def path_transposed(x, b, n):
+    return interpolation_path(x, b, n).T
+
+
+def path_with_baseline(x, b, n):
+    return b + (torch.arange(0, n + 1, dtype=x.dtype) / n)[:, None] * (x - b)
+
+
+def path_in_place(x, b, n):
+    x -= b  # the caller's x now holds x − x′
+    return b + (torch.arange(1, n + 1, dtype=x.dtype) / n)[:, None] * x
+
+
+# riemann_integrated_gradients
+def ig_without_difference(forward, x, baseline, n_steps):  # the draft's formula: no (x − x′) factor
+    path = interpolation_path(x, baseline, n_steps).requires_grad_(True)
+    (grads,) = torch.autograd.grad(forward(path).sum(), path)
+    return grads.mean(0)
+
+
+def ig_times_input(forward, x, baseline, n_steps):  # x ⊙ mean gradient: right only for a zero baseline
+    path = interpolation_path(x, baseline, n_steps).requires_grad_(True)
+    (grads,) = torch.autograd.grad(forward(path).sum(), path)
+    return x * grads.mean(0)
+
+
+def ig_summed(forward, x, baseline, n_steps):
+    path = interpolation_path(x, baseline, n_steps).requires_grad_(True)
+    (grads,) = torch.autograd.grad(forward(path).sum(), path)
+    return (x - baseline) * grads.sum(0)
+
+
+def ig_mean_twice(forward, x, baseline, n_steps):
+    path = interpolation_path(x, baseline, n_steps).requires_grad_(True)
+    (grads,) = torch.autograd.grad(forward(path).mean(), path)
+    return (x - baseline) * grads.mean(0)
+
+
+def ig_left_nodes(forward, x, baseline, n_steps):
+    path = path_left_nodes(x, baseline, n_steps).requires_grad_(True)
+    (grads,) = torch.autograd.grad(forward(path).sum(), path)
+    return (x - baseline) * grads.mean(0)
+
+
+def ig_trapezoid(forward, x, baseline, n_steps):
+    alphas = torch.arange(0, n_steps + 1, dtype=x.dtype) / n_steps
+    path = (baseline + alphas[:, None] * (x - baseline)).requires_grad_(True)
+    (grads,) = torch.autograd.grad(forward(path).sum(), path)
+    return (x - baseline) * (grads[:-1] + grads[1:]).mean(0) / 2
+
+
+def ig_gradient_at_x(forward, x, baseline, n_steps):
+    point = x[None].clone().requires_grad_(True)
+    (grads,) = torch.autograd.grad(forward(point).sum(), point)
+    return (x - baseline) * grads[0]
+
+
+def ig_through_x(forward, x, baseline, n_steps):  # gradient w.r.t. x, not w.r.t. the path points
+    x = x.clone().requires_grad_(True)
+    path = interpolation_path(x, baseline, n_steps)
+    (grads,) = torch.autograd.grad(forward(path).sum(), x)
+    return ((x - baseline) * grads / n_steps).detach()
+
+
+def ig_loop_over_points(forward, x, baseline, n_steps):  # right values, n calls of forward (the known hole)
+    total = torch.zeros_like(x)
+    for point in interpolation_path(x, baseline, n_steps):
+        point = point[None].clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad(forward(point).sum(), point)
+        total += grad[0]
+    return (x - baseline) * total / n_steps
+
+
+def ig_loop_unbatched(forward, x, baseline, n_steps):  # one (M,) point at a time
+    grads = []
+    for point in interpolation_path(x, baseline, n_steps):
+        point = point.clone().requires_grad_(True)
+        grads.append(torch.autograd.grad(forward(point), point)[0])
+    return (x - baseline) * torch.stack(grads).mean(0)
+
+
+def ig_extra_completeness_call(forward, x, baseline, n_steps):  # right values, plus F(x) and F(x′) on the side
+    forward(torch.stack([x, baseline]))
+    return riemann_integrated_gradients(forward, x, baseline, n_steps)
+
+
+def ig_in_chunks(forward, x, baseline, n_steps):  # two half batches
+    path = interpolation_path(x, baseline, n_steps).requires_grad_(True)
+    half = (n_steps + 1) // 2
+    outputs = torch.cat([forward(path[:half]), forward(path[half:])]) if n_steps > 1 else forward(path)
+    (grads,) = torch.autograd.grad(outputs.sum(), path)
+    return (x - baseline) * grads.mean(0)
+
+
+def ig_in_place(forward, x, baseline, n_steps):
+    result = riemann_integrated_gradients(forward, x, baseline, n_steps)
+    baseline.zero_()
+    return result
+
+
+def ig_float32_alphas(forward, x, baseline, n_steps):  # torch.arange without dtype=: float32 nodes
+    alphas = torch.arange(1, n_steps + 1) / n_steps
+    path = (baseline + alphas[:, None] * (x - baseline)).requires_grad_(True)
+    (grads,) = torch.autograd.grad(forward(path).sum(), path)
+    return (x - baseline) * grads.mean(0)
+
+
+def ig_float32(forward, x, baseline, n_steps):
+    return riemann_integrated_gradients(forward, x, baseline, n_steps).float()
+
+
+# the course's own answers, called instead of written
+def path_by_the_library(x, b, n):
+    from bigtut.explain.integrated_gradients import integration_rule
+
+    alphas = torch.as_tensor(integration_rule("riemann_right", n)[0], dtype=x.dtype)
+    return b + alphas[:, None] * (x - b)
+
+
+def ig_by_the_library(forward, x, baseline, n_steps):
+    from bigtut.explain.integrated_gradients import integrated_gradients
+
+    result = integrated_gradients(forward, x[None], baseline=baseline[None], n_steps=n_steps, method="riemann_right")
+    return torch.as_tensor(result.attributions[0])
+
+
+# (checker, wrong answer, a phrase the failure message must contain)
+WRONG_FEATURE_IG = [
+    (check_interpolation_path, path_x_prime_plus_alpha_x, "x′ \\+ αx"),
+    (check_interpolation_path, path_alpha_x, "αx: the path starts at the baseline"),
+    (check_interpolation_path, path_left_nodes, "the left nodes"),
+    (check_interpolation_path, path_linspace_from_zero, r"linspace\(0, 1, n\)"),
+    (check_interpolation_path, path_midpoints, "midpoints"),
+    (check_interpolation_path, path_reversed, "from x towards x′"),
+    (check_interpolation_path, path_float32_alphas, r"the α are float32"),
+    (check_interpolation_path, path_transposed, "not the transpose"),
+    (check_interpolation_path, path_with_baseline, r"the baseline itself \(k = 0\)"),
+    (check_interpolation_path, path_in_place, "changed its input `x` in place"),
+    (check_interpolation_path, path_by_the_library, "calls `integration_rule`"),
+    (check_interpolation_path, stub, "not implemented"),
+    (check_riemann_integrated_gradients, ig_without_difference, r"the \(x − x′\) factor is missing"),
+    (check_riemann_integrated_gradients, ig_times_input, r"x ⊙ gradients"),
+    (check_riemann_integrated_gradients, ig_summed, "summed, not averaged"),
+    (check_riemann_integrated_gradients, ig_mean_twice, "divided by n twice"),
+    (check_riemann_integrated_gradients, ig_left_nodes, "the left nodes"),
+    (check_riemann_integrated_gradients, ig_trapezoid, "the trapezoid rule"),
+    (check_riemann_integrated_gradients, ig_gradient_at_x, "the gradient at x alone"),
+    (check_riemann_integrated_gradients, ig_through_x, "with respect to x through the path"),
+    (check_riemann_integrated_gradients, ig_loop_over_points, r"forward was called 7 time\(s\).*ONE call"),
+    (check_riemann_integrated_gradients, ig_loop_unbatched, r"forward was called 7 time\(s\).*\(5,\)"),
+    (check_riemann_integrated_gradients, ig_extra_completeness_call, r"called 2 time\(s\).*\(2, 5\), \(7, 5\)"),
+    (check_riemann_integrated_gradients, ig_in_chunks, r"called 2 time\(s\).*\(4, 5\), \(3, 5\)"),
+    (check_riemann_integrated_gradients, ig_in_place, "changed its input `baseline` in place"),
+    (check_riemann_integrated_gradients, ig_float32, "the result is torch.float32"),
+    (check_riemann_integrated_gradients, ig_float32_alphas, r"the α are float32"),
+    (check_riemann_integrated_gradients, ig_by_the_library, "calls `integrated_gradients`"),
+    (check_riemann_integrated_gradients, stub, "not implemented"),
+]
+
+
+@pytest.mark.parametrize("checker, wrong, message", WRONG_FEATURE_IG,
+                         ids=[f"{c.__name__}-{w.__name__}" for c, w, _ in WRONG_FEATURE_IG])
+def test_feature_ig_checkers_catch_the_wrong_answer_and_name_the_mistake(checker, wrong, message):
+    assert_fails_naming(checker, wrong, message)
+
+
+def test_feature_ig_failures_name_the_input():
+    with pytest.raises(CheckFailure, match=r"n_steps=4 \(seed=5\)"):
+        check_interpolation_path(path_alpha_x, seed=5)
+    with pytest.raises(CheckFailure, match=r"n_steps=7 \(seed=5\)"):
+        check_riemann_integrated_gradients(ig_summed, seed=5)
+
+
+@pytest.mark.parametrize("checker", [check_interpolation_path, check_riemann_integrated_gradients])
+def test_feature_ig_checkers_refuse_what_is_not_a_function(checker):
+    with pytest.raises(CheckFailure):
+        checker(None, seed=0)
+
+
+def test_feature_ig_one_call_is_checked_at_every_step_count():
+    """The loop over path points is refused even where its values are exact (every n_steps, here n=1 last)."""
+    def loop_only_when_many(forward, x, baseline, n_steps):
+        return (ig_loop_over_points if n_steps == 40 else riemann_integrated_gradients)(forward, x, baseline, n_steps)
+
+    with pytest.raises(CheckFailure, match=r"called 40 time\(s\).*n_steps=40"):
+        check_riemann_integrated_gradients(loop_only_when_many, seed=0)
+
+
+def test_feature_ig_pass_lines_are_the_committed_ones(capsys):
+    check_interpolation_path(interpolation_path)
+    check_riemann_integrated_gradients(riemann_integrated_gradients)
+    assert capsys.readouterr().out.splitlines() == [
+        "PASS interpolation_path: right-Riemann points from a non-zero baseline",
+        "PASS riemann_integrated_gradients: right-Riemann IG on a small network, non-zero baselines",
+    ]
+
+
+def test_recorded_calls_note_the_shape_of_each_first_argument():
+    recorded = RecordedCalls(lambda batch: batch)
+    recorded(torch.zeros(2, 3))
+    recorded(batch=torch.zeros(4))
+    recorded(5)
+    assert recorded.shapes == [(2, 3), (4,), "int"]
+    assert recorded.describe(limit=2) == "(2, 3), (4,), … (3 calls)"
+
+
+# ========================================================================== exercise 3: token IG on BERT
 # ------------------------------------------------------------------------------------ the notebook's solution
 def token_ig(model, input_ids, attention_mask, target, baseline_ids, n_steps):
     embedding = model.get_input_embeddings()
@@ -46,10 +330,6 @@ def token_ig_step_major(model, input_ids, attention_mask, target, baseline_ids, 
 
 def token_ig_numpy(model, input_ids, attention_mask, target, baseline_ids, n_steps):  # a NumPy array is fine
     return token_ig(model, input_ids, attention_mask, target, baseline_ids, n_steps).numpy()
-
-
-def stub(model, input_ids, attention_mask, target, baseline_ids, n_steps):
-    raise NotImplementedError
 
 
 # ------------------------------------------------------------------------------------ wrong answers
@@ -204,8 +484,8 @@ WRONG = [
     (inverted_mask, "1/True marks a real token"),
     (loop_over_steps, r"(?s)the model ran 6 time\(s\).*\(2, \d, \d+\).*ONE pass"),
     (with_completeness_pass, r"the model ran 2 time\(s\)"),
-    (baseline_in_place, "changed its argument `baseline_ids` in place"),
-    (ids_in_place, "changed its argument `input_ids` in place"),
+    (baseline_in_place, "changed its input `baseline_ids` in place"),
+    (ids_in_place, "changed its input `input_ids` in place"),
     (model_in_train_mode, "changed the model .*training mode"),
     (by_the_library, "calls `token_integrated_gradients`"),
     (with_delta, r"returned a tuple of 2 .* return only the"),

@@ -352,5 +352,5 @@ def test_causal_self_attention_module_modifying_x_in_place_is_named():
             x /= 1.5  # "normalising" the caller's tensor
             return super().forward(x * 1.5)
 
-    with pytest.raises(CheckFailure, match="modified its input x in place"):
+    with pytest.raises(CheckFailure, match="changed its input `x` in place"):
         check_causal_self_attention_module(InPlace, seed=0, hf=False)

@@ -4,10 +4,13 @@ Each notebook exercise ends with a call such as ``check_softmax(softmax)``. A ch
 function or class with the course's reference on fresh random inputs and either prints one line starting
 with ``PASS`` or raises ``AssertionError`` saying which input was used, what was expected and what came back.
 
-The protocol lives in :mod:`bigtut.checks.core`; each chapter's checkers live in a module named after its topic:
-``bigtut.checks.basics`` (00–01), ``.attention`` (02), ``.transformer`` (03), ``.gpt`` (04), ``.bert`` (05),
-``.explain`` (06–08), ``.integrated_gradients`` (08, token IG), ``.evaluating_explanations`` (09),
-``.compress`` (10), ``.distributed`` (A1).
+The protocol and the helpers every checker shares (comparing, naming a known mistake, refusing an input changed
+in place) live in :mod:`bigtut.checks.core`; finding a forbidden call in the candidate's code or while it runs
+in :mod:`bigtut.checks.forbidden`. Each chapter's checkers live in modules named after its topic:
+``bigtut.checks.basics`` (00–01), ``.attention`` and ``.multihead`` (02), ``.transformer`` and
+``.normalization`` (03), ``.gpt`` (04), ``.bert`` (05), ``.explain`` (06–07), ``.integrated_gradients`` (08),
+``.evaluating_explanations`` (09), ``.compress`` (10), ``.distributed`` (A1); ``.tokenizers`` holds chapter 00's
+BPE exercise.
 """
 
 from bigtut.checks.core import (

@@ -32,13 +32,13 @@ from bigtut.checks.core import (
     CheckFailure,
     _describe,
     assert_close,
+    assert_unchanged,
     checker_generator,
     guarded,
     passed,
     random_float64,
 )
 from bigtut.checks.multihead import (
-    assert_inputs_unchanged,
     assert_same_dtype,
     check_causal_self_attention_module,
     check_mha_dropout,
@@ -102,8 +102,8 @@ def check_scaled_dot_product_attention(candidate: Callable[..., Any], seed: int 
                                "is not the last two once there is a head axis), @ or torch.matmul (torch.bmm takes "
                                "3-D tensors only) and scores.masked_fill(~mask, …), which broadcasts the mask "
                                "(boolean indexing does not).") from None
-        assert_inputs_unchanged(name, dict(zip(("q", "k", "v", "mask"), args)),
-                                dict(zip(("q", "k", "v", "mask"), given)), description)
+        assert_unchanged(name, description, {label: (kept, handed) for label, kept, handed in
+                                             zip(("q", "k", "v", "mask"), args, given)})
         if not isinstance(got, tuple) or len(got) != 2:
             hint = ""
             if isinstance(got, torch.Tensor) and got.shape == expected[0].shape:
@@ -301,10 +301,9 @@ def check_head_contributions(candidate: Callable[[torch.Tensor, nn.Linear], torc
             raise CheckFailure(f"{failure}\n  Hint: nn.Linear stores weight as (out_features, in_features) = "
                                "(d_model, d_model); head i's block weight[:, i·d_head:(i+1)·d_head] is "
                                "(d_model, d_head), applied as heads[:, i] @ block.T.") from None
-        assert_inputs_unchanged(name, {"heads": heads, "out_proj.weight": out_proj.weight.detach(),
-                                       "out_proj.bias": out_proj.bias.detach()},
-                                {"heads": given_heads, "out_proj.weight": given_proj.weight.detach(),
-                                 "out_proj.bias": given_proj.bias.detach()}, what)
+        assert_unchanged(name, what, {"heads": (heads, given_heads),
+                                      "out_proj.weight": (out_proj.weight.detach(), given_proj.weight.detach()),
+                                      "out_proj.bias": (out_proj.bias.detach(), given_proj.bias.detach())})
         if isinstance(got, torch.Tensor) and got.shape != expected.shape and got.dim() == 4 \
                 and tuple(got.shape) == (B, L, h, h * d_head) and L != h:
             raise CheckFailure(f"{name}: wrong shape for {what}: expected (B, h, L, d_model) = "

@@ -23,7 +23,7 @@ true next sentence really follows, ...) and the statistics on large samples, wit
 standard deviations, so a correct answer fails with negligible probability (the NSP checker's toy documents
 have very different lengths, so that sampling a document first, instead of a sentence, shows in the counts).
 Inputs come from a private generator; every failure names the seed, so the case can be replayed with
-``seed=...``. Known mistakes are named with :func:`bigtut.checks.gpt.matching_mistake`.
+``seed=...``. Known mistakes are named with :func:`bigtut.checks.core.matching_mistake`.
 """
 
 from __future__ import annotations
@@ -36,8 +36,15 @@ import torch
 import torch.nn.functional as F
 
 from bigtut.bert import IGNORE_INDEX, BertConfig, BertEmbeddings, BertForPreTraining, BertVocab
-from bigtut.checks.core import CheckFailure, _describe, assert_close, checker_generator, guarded, passed
-from bigtut.checks.gpt import matching_mistake
+from bigtut.checks.core import (
+    CheckFailure,
+    _describe,
+    assert_close,
+    checker_generator,
+    guarded,
+    matching_mistake,
+    passed,
+)
 
 __all__ = ["check_bert_embeddings", "check_mask_tokens", "check_nsp_pair", "check_pretraining_loss"]
 
@@ -133,7 +140,7 @@ def check_bert_embeddings(candidate: Callable, seed: int | None = None) -> None:
                 (bare, F.layer_norm(tok + pos + seg, (d,), eps=emb.norm.eps)),
                 ("the token embedding is scaled by sqrt(d_model) (the original Transformer does; BERT does not)",
                  emb.norm(tok * d**0.5 + pos + seg)),
-            ])
+            ], atol=1e-8, rtol=1e-6)
             if mistake is not None:
                 raise CheckFailure(f"{name}: {mistake} for {what}; BERT sums the token, position and segment "
                                    f"embeddings, then applies the LayerNorm once")

@@ -51,8 +51,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bigtut.checks.core import CheckFailure, _describe, assert_close, checker_generator, guarded, passed
-from bigtut.checks.explain import OWN_ANSWER, assert_close_or_hint, assert_does_not_use, assert_not_modified, hint_for
+from bigtut.checks.core import (
+    CheckFailure,
+    _describe,
+    assert_close,
+    assert_close_or_hint,
+    assert_unchanged,
+    checker_generator,
+    guarded,
+    hint_for,
+    passed,
+)
+from bigtut.checks.forbidden import OWN_ANSWER, assert_does_not_use
 
 __all__ = ["check_distillation_loss", "check_distillation_step", "check_global_pruning", "check_quantize_per_channel"]
 
@@ -123,7 +133,7 @@ def check_quantize_per_channel(candidate: Callable, seed: int | None = None) -> 
         expected = quantize_symmetric(weight)
         given = weight.clone()
         got = guarded(name, f"quantize_per_channel(W) for {inputs}", candidate, given)
-        assert_not_modified(name, inputs, {"W": (weight, given)})
+        assert_unchanged(name, inputs, {"W": (weight, given)})
         if not isinstance(got, (tuple, list)) or len(got) != 2:
             raise CheckFailure(f"{name}: expected a pair (values, scale) for {inputs}, got {_describe(got)}")
         values, scale = got
@@ -258,9 +268,9 @@ def check_distillation_loss(candidate: Callable, seed: int | None = None) -> Non
         given_labels = labels.clone()
         got = guarded(name, f"distillation_loss(student_logits, teacher_logits, labels, {T}, {alpha}) for {inputs}",
                       candidate, student_logits, teacher_logits, given_labels, T, alpha)
-        assert_not_modified(name, inputs, {"student_logits": (student, student_logits),
-                                           "teacher_logits": (teacher, teacher_logits),
-                                           "labels": (labels, given_labels)})
+        assert_unchanged(name, inputs, {"student_logits": (student, student_logits),
+                                        "teacher_logits": (teacher, teacher_logits),
+                                        "labels": (labels, given_labels)})
         if isinstance(got, torch.Tensor) and got.shape == (B,):
             raise CheckFailure(f"{name}: got one loss per example, shape ({B},), for {inputs}; expected a scalar: "
                                f"average both terms over the batch")
@@ -637,7 +647,7 @@ def check_distillation_step(candidate: Callable, seed: int | None = None) -> Non
                     f"{failure}\n  Hint: the loss reached no parameter of the student: its logits were detached "
                     f"(or computed under torch.no_grad()), or the two logits are swapped — the call is "
                     f"distillation_loss(student_logits, teacher_logits, labels, temperature=…, alpha=…)") from None
-        assert_not_modified(name, inputs, {"x": (x, given_x), "labels": (labels, given_labels)})
+        assert_unchanged(name, inputs, {"x": (x, given_x), "labels": (labels, given_labels)})
         _check_step_events(name, inputs, events, given_teacher, _flat_parameters(teacher))
         on_copies = partial(_step_on_copies, step, student, teacher)
         variants = {

@@ -44,7 +44,7 @@ import torch
 from torch.utils.data import DistributedSampler
 
 from bigtut.checks.core import CheckFailure, _describe, assert_close, checker_generator, guarded, passed
-from bigtut.checks.explain import OWN_ANSWER, assert_does_not_use
+from bigtut.checks.forbidden import OWN_ANSWER, assert_does_not_use
 from bigtut.gpt import GPT, GPTConfig
 
 __all__ = ["check_ddp_accumulation", "check_ring_all_reduce", "check_shard_indices", "check_simulated_ddp"]

@@ -49,8 +49,17 @@ import numpy as np
 import torch
 from scipy import stats
 
-from bigtut.checks.core import CheckFailure, _describe, checker_generator, guarded, passed
-from bigtut.checks.explain import OWN_ANSWER, assert_close_or_hint, assert_does_not_use, assert_not_modified
+from bigtut.checks.core import (
+    CheckFailure,
+    _as_float64,
+    _describe,
+    assert_close_or_hint,
+    assert_unchanged,
+    checker_generator,
+    guarded,
+    passed,
+)
+from bigtut.checks.forbidden import OWN_ANSWER, assert_does_not_use
 
 __all__ = ["check_cascading_randomisation", "check_comprehensiveness", "check_precision_at_k", "check_rollout",
            "check_sufficiency"]
@@ -98,7 +107,7 @@ def check_precision_at_k(candidate: Callable, seed: int | None = None) -> None:
         inputs = f"B={B} rows of L={L} random scores, k={k}, random evidence (seed={seed})"
         given = scores.clone(), evidence.clone()
         got = guarded(name, f"precision_at_k(scores, evidence, {k}) for {inputs}", candidate, *given, k)
-        assert_not_modified(name, inputs, {"scores": (scores, given[0]), "evidence": (evidence, given[1])})
+        assert_unchanged(name, inputs, {"scores": (scores, given[0]), "evidence": (evidence, given[1])})
         if isinstance(got, torch.Tensor) and got.dim() == 0:
             raise CheckFailure(f"{name}: got one number ({got.item():.4g}) for {inputs}, expected one precision per "
                                f"row, shape ({B},): average over each row's top k, not over the batch")
@@ -190,7 +199,7 @@ def check_rollout(candidate: Callable, seed: int | None = None) -> None:
         inputs = f"{n_layers} layer(s) of {h} heads over L={L} tokens, {rows} (seed={seed})"
         given = [a.clone() for a in attentions]
         got = guarded(name, f"rollout(attentions) for {inputs}", candidate, given)
-        assert_not_modified(name, inputs, {"attentions": (attentions, given)})
+        assert_unchanged(name, inputs, {"attentions": (attentions, given)})
         assert_close_or_hint(got, expected, what=name, atol=1e-10, inputs=inputs,
                              variants=partial(_rollout_variants, attentions, expected))
     assert_does_not_use(name, candidate, {f: OWN_ANSWER.format(f"bigtut.explain's {f}")
@@ -384,8 +393,8 @@ def _check_erasure(candidate: Callable, seed: int | None, present: bool) -> None
         given = {key: value.clone() if isinstance(value, torch.Tensor) else value for key, value in case.items()}
         got = guarded(name, f"{name}(model, input_ids, attention_mask, scores, target, fraction, keep_ids) for "
                             f"{inputs}", candidate, model, *given.values())
-        assert_not_modified(name, inputs, {key: (case[key], given[key])
-                                           for key in ("input_ids", "attention_mask", "scores", "target")})
+        assert_unchanged(name, inputs, {key: (case[key], given[key])
+                                        for key in ("input_ids", "attention_mask", "scores", "target")})
         if isinstance(got, torch.Tensor) and got.dim() == 0:
             raise CheckFailure(f"{name}: got one number ({got.item():.4g}) for {inputs}, expected one score per row, "
                                f"shape ({len(expected)},): do not average over the batch")
@@ -579,12 +588,12 @@ def check_cascading_randomisation(candidate: Callable, seed: int | None = None) 
         if before.keys() != after.keys() or any(not torch.equal(before[k], after[k]) for k in before):
             raise CheckFailure(f"{name}: the caller's model was changed for {inputs} — randomise a copy "
                                f"(copy.deepcopy(model)), never the model you were given (copy.copy shares its weights)")
-        assert_not_modified(name, inputs, {"input_ids": (input_ids, given[0]),
-                                           "attention_mask": (attention_mask, given[1]), "target": (target, given[2])})
+        assert_unchanged(name, inputs, {"input_ids": (input_ids, given[0]),
+                                        "attention_mask": (attention_mask, given[1]), "target": (target, given[2])})
         if not torch.equal(torch.random.get_rng_state(), global_state):
             raise CheckFailure(f"{name}: torch's global random state changed for {inputs} — torch.manual_seed or "
                                f"torch.randn without generator=: draw from torch.Generator().manual_seed(seed)")
-        values = _as_float64_or_none(got)
+        values = _as_float64(got)
         S, B = expected.shape
         if values is not None and tuple(values.shape) == (B, S) and S != B:
             raise CheckFailure(f"{name}: got shape {(B, S)} for {inputs}, expected (S, B) = {(S, B)}: one row per "
@@ -598,10 +607,3 @@ def check_cascading_randomisation(candidate: Callable, seed: int | None = None) 
     assert_does_not_use(name, candidate, {f: OWN_ANSWER.format(f"bigtut.explain's {f}") for f in banned})
     passed(name, "random 1- and 2-layer BERT classifiers, gradient × input, top-down cascade on a copy, Spearman "
                  "of |scores| over real tokens")
-
-
-def _as_float64_or_none(value: Any) -> torch.Tensor | None:
-    try:
-        return torch.as_tensor(np.asarray(value, dtype=np.float64))
-    except (TypeError, ValueError, RuntimeError):
-        return None

@@ -1,4 +1,5 @@
-"""Checkers for chapters 06–08 (LIME, SHAP, Integrated Gradients).
+"""Checkers for chapters 06 and 07 (LIME, SHAP); notebook 08's Integrated Gradients checkers live in
+:mod:`bigtut.checks.integrated_gradients`.
 
 Each takes the student's function, compares it with :mod:`bigtut.explain` on fresh random cases, and is
 built to catch the wrong formulas that circulate in course notes; a failure names the input, what was
@@ -26,199 +27,48 @@ checker                             the formula it holds the candidate to (and t
                                     not unweighted or reweighted, not the eliminated φ_M left out or wrong,
                                     not rescaled to add up, not ∅ and N as heavy rows), also on a design
                                     without complement pairs
-``check_interpolation_path``        x′ + α(x − x′), α = k/n (not x′ + αx, not αx, not the left nodes or
-                                    linspace(0, 1, n), not the path reversed, not float32 alphas)
-``check_riemann_integrated_gradients``  (x − x′) ⊙ mean of the path gradients (the (x − x′) factor included,
-                                    the right nodes, a mean not a sum) with ONE call of ``forward`` on the
-                                    whole ``(n_steps, M)`` path (a loop over the points fails)
 ==================================  ==========================================================================
 
-Every checker also hands the candidate copies of its tensors and fails it if it changed them in place, and fails
-an answer that calls the course's own implementation (``bigtut.explain``'s ``lime_kernel``, ``fit_surrogate``,
-``lime_tabular``, ``coalition_weight``, ``exact_shapley``, ``kernel_game``, ``integration_rule``,
-``integrated_gradients``; lime's ``LimeTabularExplainer``, shap's ``KernelExplainer``, captum's
-``IntegratedGradients``).
-
-Generic helpers used by the checkers of chapters 06–10 and A1 (candidates for :mod:`bigtut.checks.core`):
-:func:`hint_for` (name the wrong variant an answer equals), :func:`assert_close_or_hint` (``assert_close``
-plus that hint), :func:`assert_not_modified` (the candidate left its input tensors alone),
-:func:`assert_does_not_use` (the candidate's bytecode names no banned function, e.g. the course's own answer) and
-:class:`RecordedCalls` (a function wrapper that records the shapes it was called with).
+Every checker also hands the candidate copies of its tensors and fails it if it changed them in place
+(:func:`~bigtut.checks.core.assert_unchanged`), and fails an answer that calls the course's own implementation
+(``bigtut.explain``'s ``lime_kernel``, ``fit_surrogate``, ``lime_tabular``, ``coalition_weight``,
+``exact_shapley``, ``kernel_game``; lime's ``LimeTabularExplainer``, shap's ``KernelExplainer``;
+:func:`~bigtut.checks.forbidden.assert_does_not_use`). The known mistakes are named by
+:func:`~bigtut.checks.core.assert_close_or_hint`.
 """
 
 from __future__ import annotations
 
-import dis
 import itertools
 import math
 import re
-import types
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
 import numpy as np
 import torch
 
-from bigtut.checks.core import CheckFailure, _describe, assert_close, checker_generator, guarded, passed, random_float64
+from bigtut.checks.core import (
+    CheckFailure,
+    _as_float64,
+    _describe,
+    assert_close,
+    assert_close_or_hint,
+    assert_unchanged,
+    checker_generator,
+    guarded,
+    passed,
+    random_float64,
+    wrong_only,
+)
+from bigtut.checks.forbidden import OWN_ANSWER, assert_does_not_use
 
-__all__ = ["OWN_ANSWER", "RecordedCalls", "assert_close_or_hint", "assert_does_not_use", "assert_not_modified",
-           "check_interpolation_path", "check_kernel_shap_solve", "check_lime_kernel", "check_lime_tabular",
-           "check_riemann_integrated_gradients", "check_shapley_value", "check_shapley_weight",
-           "check_weighted_least_squares", "hint_for"]
-
-
-# --------------------------------------------------------------------------------------------- generic helpers
-def _as_float64(value: Any) -> torch.Tensor | None:
-    """``value`` as a CPU float64 tensor, or None when it cannot be read as numbers."""
-    try:
-        if isinstance(value, torch.Tensor):
-            return value.detach().to("cpu", torch.float64)
-        return torch.as_tensor(value, dtype=torch.float64)  # a Python float is a double: not via float32
-    except (TypeError, ValueError, RuntimeError):
-        return None
-
-
-Variants = Mapping[str, Any] | Callable[[], Mapping[str, Any]]
+__all__ = ["check_kernel_shap_solve", "check_lime_kernel", "check_lime_tabular", "check_shapley_value",
+           "check_shapley_weight", "check_weighted_least_squares"]
 
 
-def hint_for(got: Any, variants: Variants, *, atol: float = 1e-9, rtol: float = 1e-7) -> str:
-    """``"\\n  Hint: <mistake>."`` for the first known wrong variant that ``got`` equals, else ``""``.
-
-    ``variants`` maps a description of a mistake to the value that mistake produces on the same input (or to a
-    function computing it; a variant that raises is skipped). It may also be a function returning that mapping,
-    so nothing is computed unless the candidate has already failed.
-    """
-    value = _as_float64(got)
-    if value is None:
-        return ""
-    try:
-        table = variants() if callable(variants) else variants
-    except Exception:  # a hint is optional; the failure is reported anyway
-        return ""
-    for label, wrong in table.items():
-        try:
-            wrong = _as_float64(wrong() if callable(wrong) else wrong)
-        except Exception:  # e.g. factorial of a negative number: that variant cannot be the answer
-            continue
-        if wrong is not None and wrong.shape == value.shape and torch.allclose(value, wrong, atol=atol, rtol=rtol):
-            return f"\n  Hint: {label}."
-    return ""
-
-
-def assert_close_or_hint(got: Any, expected: Any, *, what: str, inputs: str, variants: Variants, atol: float = 1e-6,
-                         rtol: float = 1e-5, hint_atol: float | None = None) -> None:
-    """:func:`~bigtut.checks.core.assert_close`, whose failure also names the mistake when ``got`` equals one of
-    ``variants`` (see :func:`hint_for`) or was computed in a lower precision than the float64 expected."""
-    try:
-        assert_close(got, expected, what=what, inputs=inputs, atol=atol, rtol=rtol)
-    except CheckFailure as failure:
-        hint = hint_for(got, variants, atol=atol if hint_atol is None else hint_atol, rtol=rtol)
-        expected_dtype = expected.dtype if isinstance(expected, torch.Tensor) else torch.float64
-        if (not hint and isinstance(got, torch.Tensor) and got.is_floating_point()
-                and expected_dtype == torch.float64 and got.dtype != torch.float64):
-            hint = (f"\n  Hint: the result is {got.dtype}; the inputs are float64 — compute in float64 (a "
-                    f"torch.arange or torch.tensor without dtype= gives float32, whose rounding alone is ~1e-7)")
-        raise CheckFailure(f"{failure}{hint}") from None
-
-
-def _wrong_only(variants: Callable[[], Mapping[str, Any]], expected: Any, *, atol: float = 1e-9,
-                rtol: float = 1e-9) -> Callable[[], dict[str, Any]]:
-    """``variants`` (a function returning a :func:`hint_for` table) without the mistakes that give the right answer
-    on this very input, so that a hint never names a mistake that makes no difference here."""
-    def table() -> dict[str, Any]:
-        right, kept = _as_float64(expected), {}
-        for label, wrong in variants().items():
-            try:
-                value = _as_float64(wrong() if callable(wrong) else wrong)
-            except Exception:  # that variant cannot be computed on this input
-                continue
-            if value is None or right is None or value.shape != right.shape or not torch.allclose(
-                    value, right, atol=atol, rtol=rtol):
-                kept[label] = value
-        return kept
-
-    return table
-
-
-def assert_not_modified(name: str, inputs: str, tensors: Mapping[str, tuple[Any, Any]]) -> None:
-    """Fail if the candidate changed an argument in place.
-
-    ``tensors`` maps an argument's name to ``(kept, given)``: the checker's own copy, and the object the candidate
-    received (a tensor, or a list of tensors).
-    """
-    for label, (kept, given) in tensors.items():
-        if isinstance(kept, torch.Tensor):
-            same = isinstance(given, torch.Tensor) and given.shape == kept.shape and torch.equal(given.detach(), kept)
-        else:
-            same = (len(given) == len(kept)
-                    and all(g.shape == k.shape and torch.equal(g.detach(), k) for g, k in zip(given, kept)))
-        if not same:
-            raise CheckFailure(
-                f"{name}: changed its argument `{label}` in place for {inputs} — `{label} -= …`, `{label} /= …`, "
-                f"`{label}.mul_(…)`, `{label}[…] = …` (or reordering a list) overwrite the caller's data; compute "
-                f"new tensors instead")
-
-
-class RecordedCalls:
-    """Wraps ``fn``; ``shapes`` lists the shape of the first argument of every call (its type name if it has none)."""
-
-    def __init__(self, fn: Callable) -> None:
-        self.fn = fn
-        self.shapes: list[tuple[int, ...] | str] = []
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        first = args[0] if args else next(iter(kwargs.values()), None)
-        self.shapes.append(tuple(first.shape) if isinstance(first, torch.Tensor) else type(first).__name__)
-        return self.fn(*args, **kwargs)
-
-    def describe(self, limit: int = 4) -> str:
-        shown = ", ".join(str(s) for s in self.shapes[:limit])
-        return shown + (f", … ({len(self.shapes)} calls)" if len(self.shapes) > limit else "")
-
-
-def _names_in(code: types.CodeType) -> tuple[set[str], set[str]]:
-    """The names a code object (and the functions nested in it) reads as globals, and those it reads as attributes
-    or imports from a module (``lime.lime_kernel``, ``from … import lime_kernel``)."""
-    as_global: set[str] = set()
-    from_module: set[str] = set()
-    for instruction in dis.get_instructions(code):
-        if instruction.opname in ("LOAD_GLOBAL", "LOAD_NAME"):
-            as_global.add(instruction.argval)
-        elif instruction.opname in ("LOAD_ATTR", "LOAD_METHOD", "IMPORT_FROM"):
-            from_module.add(instruction.argval)
-    for const in code.co_consts:
-        if isinstance(const, types.CodeType):
-            inner_global, inner_module = _names_in(const)
-            as_global |= inner_global
-            from_module |= inner_module
-    return as_global, from_module
-
-
-def assert_does_not_use(name: str, candidate: Callable, banned: Mapping[str, str]) -> None:
-    """Fail if ``candidate``'s compiled code refers to one of the ``banned`` names (a name -> what to write instead):
-    the course's own answer, or the library function the exercise asks the student to write.
-
-    It reads the function's bytecode, not its source, so it works for functions defined in notebook cells or
-    ``exec``'d strings. A global name bound to a function defined next to the candidate (the student's own helper
-    that happens to share the name) is allowed; the same name read from a module (``metrics.precision_at_k``,
-    ``from … import precision_at_k``) is not. A callable without code (a builtin, a partial) is not read.
-    """
-    function = getattr(candidate, "__func__", candidate)
-    code = getattr(function, "__code__", None)
-    if not isinstance(code, types.CodeType):
-        return
-    scope = getattr(function, "__globals__", {})
-    as_global, from_module = _names_in(code)
-    own = {used for used in as_global if getattr(scope.get(used), "__globals__", None) is scope}
-    for used in sorted(((as_global - own) | from_module) & set(banned)):
-        raise CheckFailure(f"{name}: the answer calls `{used}` — {banned[used]}")
-
-
-#: the advice :func:`assert_does_not_use` gives for a banned reference implementation (``.format(its name)``)
-OWN_ANSWER = "{} is the course's own answer to this exercise: write it yourself with torch"
-
-
+# ------------------------------------------------------------------------------------- reading the answers
 def _numbers(got: Any) -> Any:
     """A candidate's array answer ready for :func:`assert_close`: a tensor detached, NumPy arrays, lists and Python
     floats as float64 tensors (``torch.as_tensor`` alone would read a Python float as float32), anything else as
@@ -265,7 +115,7 @@ def check_lime_kernel(candidate: Callable, seed: int | None = None) -> None:
         given = distances.clone()
         inputs = f"50 distances, kernel_width={width} (seed={seed})"
         got = guarded(name, f"kernel_weights(distances, {width}) ({inputs})", candidate, given, width)
-        assert_not_modified(name, inputs, {"distances": (distances, given)})
+        assert_unchanged(name, inputs, {"distances": (distances, given)})
         assert_close_or_hint(got, expected, what=name, inputs=inputs, atol=1e-10, rtol=1e-8,
                              variants=partial(_lime_variants, distances, width, expected))
     assert_does_not_use(name, candidate, {"lime_kernel": OWN_ANSWER.format("bigtut.explain's lime_kernel")})
@@ -314,8 +164,8 @@ def check_weighted_least_squares(candidate: Callable, seed: int | None = None) -
         what = f"N={n} samples, K={k} features, unequal weights (seed={seed})"
         given = features.clone(), targets.clone(), weights.clone()
         got = guarded(name, f"weighted_least_squares(features, targets, weights) for {what}", candidate, *given)
-        assert_not_modified(name, what, {"features": (features, given[0]), "targets": (targets, given[1]),
-                                         "weights": (weights, given[2])})
+        assert_unchanged(name, what, {"features": (features, given[0]), "targets": (targets, given[1]),
+                                      "weights": (weights, given[2])})
         if not isinstance(got, (tuple, list)) or len(got) != 2:
             raise CheckFailure(f"{name}: expected (coefficients, intercept), got {_describe(got)} for {what}")
         shapes = [tuple(torch.as_tensor(g).shape) if _as_float64(g) is not None else None for g in got]
@@ -570,7 +420,7 @@ def check_lime_tabular(candidate: Callable, seed: int | None = None) -> None:
         given = x.clone(), train.clone()
         got = guarded(name, f"lime_tabular_by_hand(f, x, training_data, {target}, {n}, {lime_seed}, {around!r}) "
                             f"for {what}", candidate, model, *given, target, n, lime_seed, around)
-        assert_not_modified(name, what, {"x": (x, given[0]), "training_data": (train, given[1])})
+        assert_unchanged(name, what, {"x": (x, given[0]), "training_data": (train, given[1])})
         if not isinstance(got, (tuple, list)) or len(got) != 2:
             raise CheckFailure(f"{name}: expected (attributions, intercept), got {_describe(got)} for {what}")
         attributions, intercept = (_numbers(g) for g in got)
@@ -584,9 +434,9 @@ def check_lime_tabular(candidate: Callable, seed: int | None = None) -> None:
         try:
             assert_close_or_hint(attributions, torch.as_tensor(reference.attributions[0]), what=f"{name} attributions",
                                  inputs=what, atol=1e-8, rtol=1e-8, hint_atol=1e-7,
-                                 variants=_wrong_only(partial(_lime_tabular_variants, model, x_np, train_np,
-                                                              target, n, lime_seed, around, n_classes),
-                                                      reference.attributions[0]))
+                                 variants=wrong_only(partial(_lime_tabular_variants, model, x_np, train_np,
+                                                             target, n, lime_seed, around, n_classes),
+                                                     reference.attributions[0]))
         except CheckFailure as failure:
             if "Hint:" in str(failure):
                 raise
@@ -594,8 +444,8 @@ def check_lime_tabular(candidate: Callable, seed: int | None = None) -> None:
             raise CheckFailure(f"{failure}{_samples_diagnosis(model, expected_samples)}") from None
         assert_close_or_hint(intercept, torch.tensor(reference.intercept[0], dtype=torch.float64),
                              what=f"{name} intercept", inputs=what, atol=1e-8, rtol=1e-8, hint_atol=1e-7,
-                             variants=_wrong_only(partial(_lime_intercept_variants, model, x_np, train_np, target, n,
-                                                          lime_seed, around), reference.intercept[0]))
+                             variants=wrong_only(partial(_lime_intercept_variants, model, x_np, train_np, target, n,
+                                                         lime_seed, around), reference.intercept[0]))
     assert_does_not_use(name, candidate, {
         **{f: OWN_ANSWER.format(f"bigtut.explain's {f}") for f in
            ("lime_tabular", "fit_surrogate", "lime_kernel", "explain_neighbourhood", "lime_from_neighbourhood")},
@@ -879,7 +729,7 @@ def check_kernel_shap_solve(candidate: Callable, seed: int | None = None) -> Non
             if re.search(r"illegal value|\bnan\b|\binf\b|infinit", str(failure), flags=re.IGNORECASE):
                 raise CheckFailure(f"{failure}\n  Hint: {_INFINITE_WEIGHT}.") from None
             raise
-        assert_not_modified(name, what, {key: (kept[key], given[key]) for key in kept})
+        assert_unchanged(name, what, {key: (kept[key], given[key]) for key in kept})
         got = _numbers(got)
         values = _as_float64(got)
         if values is not None and tuple(values.shape) == (m + 1,):
@@ -893,7 +743,7 @@ def check_kernel_shap_solve(candidate: Callable, seed: int | None = None) -> Non
         total = case["full"] - case["base"]
         try:
             assert_close_or_hint(got, case["phi"], what=name, inputs=what, atol=1e-10, rtol=1e-10, hint_atol=1e-7,
-                                 variants=_wrong_only(partial(_kernel_shap_variants, case), case["phi"]))
+                                 variants=wrong_only(partial(_kernel_shap_variants, case), case["phi"]))
         except CheckFailure as failure:
             if "Hint:" in str(failure) or values is None or values.shape != case["phi"].shape:
                 raise
@@ -915,127 +765,3 @@ def check_kernel_shap_solve(candidate: Callable, seed: int | None = None) -> Non
         "KernelExplainer": "shap's KernelExplainer solves this fit for you: write it yourself with torch"})
     passed(name, "= kernel_shap's constrained fit on every coalition of 4 players, sampled designs for 7 and 10, "
                  "and an unpaired design for 6")
-
-
-# --------------------------------------------------------------------------------------- Integrated Gradients
-def _path(x: torch.Tensor, baseline: torch.Tensor, alphas: torch.Tensor) -> torch.Tensor:
-    """The points x′ + α(x − x′) ``(len(alphas), M)``."""
-    return baseline + alphas[:, None] * (x - baseline)
-
-
-def _float32_alphas(n_steps: int) -> torch.Tensor:
-    """``torch.arange(1, n + 1) / n`` as a student writes it without ``dtype=``: float32 nodes, in float64."""
-    return (torch.arange(1, n_steps + 1) / n_steps).double()
-
-
-def _path_variants(x: torch.Tensor, baseline: torch.Tensor, n_steps: int, expected: torch.Tensor) -> dict[str, Any]:
-    """The points ``(n, M)`` of the usual wrong paths."""
-    k = torch.arange(1, n_steps + 1, dtype=torch.float64)  # (n,)
-    return {
-        "x′ + αx: the step is α(x − x′)": baseline + (k / n_steps)[:, None] * x,
-        "αx: the path starts at the baseline x′, not at 0": (k / n_steps)[:, None] * x,
-        "α = 0, 1/n, …, (n−1)/n are the left nodes; the right nodes are α = k/n for k = 1 … n":
-            _path(x, baseline, (k - 1) / n_steps),
-        "α = linspace(0, 1, n) spaces n points from 0 to 1; the right nodes are k/n for k = 1 … n":
-            _path(x, baseline, torch.linspace(0, 1, n_steps, dtype=torch.float64)),
-        "α = (k − ½)/n are the midpoints; the right nodes are k/n": _path(x, baseline, (k - 0.5) / n_steps),
-        "the points run from x towards x′: x + α(x′ − x); the path goes from x′ to x": _path(baseline, x, k / n_steps),
-        "the points are in reverse order: the first row is α = 1/n, the last α = 1": expected.flip(0),
-        "the α are float32 (torch.arange(1, n + 1) / n): give torch.arange dtype=x.dtype":
-            _path(x, baseline, _float32_alphas(n_steps)),
-    }
-
-
-def check_interpolation_path(candidate: Callable, seed: int | None = None) -> None:
-    """``candidate(x (M,), baseline (M,), n_steps) -> (n_steps, M)``: the points x′ + (k/n)(x − x′), k = 1 … n."""
-    gen, seed = checker_generator(seed)
-    name = "interpolation_path"
-    for n_steps in (4, 20, 1):
-        x, baseline = random_float64(gen, 6), random_float64(gen, 6)  # (M,), (M,): a non-zero baseline
-        expected = _path(x, baseline, torch.arange(1, n_steps + 1, dtype=torch.float64) / n_steps)  # (n, M)
-        inputs = f"M=6, non-zero baseline, n_steps={n_steps} (seed={seed})"
-        given = x.clone(), baseline.clone()
-        got = guarded(name, f"interpolation_path(x, baseline, {n_steps}) for {inputs}", candidate, *given, n_steps)
-        assert_not_modified(name, inputs, {"x": (x, given[0]), "baseline": (baseline, given[1])})
-        shape = tuple(got.shape) if isinstance(got, torch.Tensor) else None
-        if shape == (6, n_steps) and n_steps != 6:
-            raise CheckFailure(f"{name}: shape (6, {n_steps}) for {inputs}, expected ({n_steps}, 6): one row per "
-                               f"path point — alphas[:, None] * (x − baseline), not the transpose")
-        if shape == (n_steps + 1, 6):
-            raise CheckFailure(f"{name}: {n_steps + 1} points for {inputs}, expected {n_steps}: α = k/n for "
-                               f"k = 1 … n — the baseline itself (k = 0) is not one of the right Riemann nodes")
-        assert_close_or_hint(got, expected, what=name, inputs=inputs, atol=1e-12, rtol=1e-10,
-                             variants=partial(_path_variants, x, baseline, n_steps, expected))
-    assert_does_not_use(name, candidate, {f: OWN_ANSWER.format(f"bigtut.explain's {f}")
-                                          for f in ("integration_rule", "integrated_gradients")})
-    passed(name, "right-Riemann points from a non-zero baseline")
-
-
-def _gradients(forward: Callable, points: torch.Tensor) -> torch.Tensor:
-    """∇F at every row of ``points`` ``(n, M)`` -> ``(n, M)``."""
-    points = points.detach().clone().requires_grad_(True)
-    (grads,) = torch.autograd.grad(forward(points).sum(), points)
-    return grads
-
-
-def _ig_variants(forward: Callable, x: torch.Tensor, baseline: torch.Tensor, n_steps: int) -> dict[str, torch.Tensor]:
-    """The attributions ``(M,)`` of the usual wrong IG formulas."""
-    d, k = x - baseline, torch.arange(1, n_steps + 1, dtype=torch.float64)  # (M,), (n,)
-    right = _gradients(forward, _path(x, baseline, k / n_steps))  # (n, M)
-    left = _gradients(forward, _path(x, baseline, (k - 1) / n_steps))  # (n, M)
-    return {
-        "the (x − x′) factor is missing: IG multiplies the mean path gradient by x − x′": right.mean(0),
-        "x ⊙ gradients: multiply by (x − x′), not x (they agree only for a zero baseline)": x * right.mean(0),
-        "the gradients were summed, not averaged: the 1/n is missing": d * right.sum(0),
-        "divided by n twice: forward(path).mean() already divides every gradient by n": d * right.mean(0) / n_steps,
-        "α = 0 … (n−1)/n are the left nodes; this exercise uses the right nodes α = k/n, k = 1 … n": d * left.mean(0),
-        "α = (k − ½)/n are the midpoints; this exercise uses the right nodes α = k/n":
-            d * _gradients(forward, _path(x, baseline, (k - 0.5) / n_steps)).mean(0),
-        "the trapezoid rule; this exercise uses the right nodes α = k/n with equal weights 1/n":
-            d * (left.sum(0) + right.sum(0)) / (2 * n_steps),
-        "the gradient at x alone, (x − x′) ⊙ ∇F(x), is not the path average": d * _gradients(forward, x[None])[0],
-        "gradients with respect to x through the path weigh point k by α_k; take them with respect to the path "
-        "points themselves": d * ((k / n_steps)[:, None] * right).mean(0),
-        "the α are float32 (torch.arange(1, n + 1) / n): give torch.arange dtype=x.dtype":
-            d * _gradients(forward, _path(x, baseline, _float32_alphas(n_steps))).mean(0),
-    }
-
-
-def check_riemann_integrated_gradients(candidate: Callable, seed: int | None = None) -> None:
-    """``candidate(forward, x (M,), baseline (M,), n_steps) -> attributions (M,)``: right-Riemann IG,
-    (x − x′) ⊙ (1/n) Σ_k ∇F(x′ + (k/n)(x − x′)), where ``forward`` maps a batch ``(N, M)`` to ``(N,)`` — and
-    ``forward`` must be called once, on all the ``n_steps`` path points together."""
-    from bigtut.explain.integrated_gradients import integrated_gradients
-
-    gen, seed = checker_generator(seed)
-    name = "riemann_integrated_gradients"
-    w1, w2 = random_float64(gen, 5, 8), random_float64(gen, 8)  # a small tanh network
-
-    def forward(batch: torch.Tensor) -> torch.Tensor:  # (N, 5) -> (N,)
-        return torch.tanh(batch @ w1) @ w2
-
-    for n_steps in (7, 40, 1):
-        x, baseline = random_float64(gen, 5), random_float64(gen, 5)
-        expected = integrated_gradients(forward, x[None], baseline=baseline[None], n_steps=n_steps,
-                                        method="riemann_right").attributions[0]  # (M,) float64 NumPy
-        inputs = f"a tanh network of 5 inputs, non-zero baseline, n_steps={n_steps} (seed={seed})"
-        recorded = RecordedCalls(forward)
-        given = x.clone(), baseline.clone()
-        got = guarded(name, f"riemann_integrated_gradients(forward, x, baseline, {n_steps}) for {inputs}", candidate,
-                      recorded, *given, n_steps)
-        assert_not_modified(name, inputs, {"x": (x, given[0]), "baseline": (baseline, given[1])})
-        if isinstance(got, torch.Tensor):
-            got = got.detach()
-        assert_close_or_hint(got, expected, what=name, inputs=inputs, atol=1e-9, rtol=1e-8,
-                             variants=partial(_ig_variants, forward, x, baseline, n_steps))
-        assert_does_not_use(name, candidate, {
-            "integrated_gradients": OWN_ANSWER.format("bigtut.explain's integrated_gradients"),
-            "token_integrated_gradients": OWN_ANSWER.format("bigtut.explain's token_integrated_gradients"),
-            "IntegratedGradients": OWN_ANSWER.format("captum's IntegratedGradients")})
-        if recorded.shapes != [(n_steps, 5)]:
-            raise CheckFailure(
-                f"{name}: forward was called {len(recorded.shapes)} time(s) for {inputs}, on inputs of shape "
-                f"{recorded.describe() or 'none'}; the exercise asks for ONE call of forward on all the path points, "
-                f"a batch of shape ({n_steps}, 5): build the (n_steps, M) path, call forward(path) once and take the "
-                f"gradient of its sum with respect to the path")
-    passed(name, "right-Riemann IG on a small network, non-zero baselines")

@@ -34,7 +34,7 @@ checker                          what it holds the candidate to (and the usual m
 
 Weights follow ``nn.Linear``'s convention: ``w`` is ``(d_out, d_in)`` and a projection is ``x @ w.T``.
 
-:func:`matching_mistake` (used by :mod:`bigtut.checks.bert` too) names the known mistake a wrong answer equals.
+The known mistake a wrong answer equals is named by :func:`bigtut.checks.core.matching_mistake`.
 """
 
 from __future__ import annotations
@@ -45,39 +45,27 @@ from collections.abc import Callable
 import torch
 
 from bigtut.attention import KVCache, MultiHeadAttention, causal_mask
-from bigtut.checks.basics import Forbidden, record_forbidden_calls, scan_for_forbidden_names
-from bigtut.checks.core import CheckFailure, _describe, assert_close, checker_generator, guarded, passed
+from bigtut.checks.core import (
+    CheckFailure,
+    _describe,
+    assert_close,
+    checker_generator,
+    guarded,
+    matching_mistake,
+    passed,
+)
+from bigtut.checks.forbidden import Forbidden, record_forbidden_calls, scan_for_forbidden_names
 from bigtut.gpt import GPT, GPTConfig
 from bigtut.gpt import generate as _generate_reference
 from bigtut.gpt import top_p_filter as _top_p_reference
 
 __all__ = ["GPTLayout", "check_cached_generate", "check_generate", "check_gpt_block", "check_gpt_forward",
-           "check_kv_cache_step", "check_load_gpt_weights", "check_top_p_filter", "matching_mistake"]
+           "check_kv_cache_step", "check_load_gpt_weights", "check_top_p_filter"]
 
 
 def _callable(candidate, name: str) -> None:
     if not callable(candidate):
         raise CheckFailure(f"{name}: expected a function, got {type(candidate).__name__}")
-
-
-def matching_mistake(got, variants, atol: float = 1e-8, rtol: float = 1e-6) -> str | None:
-    """The name of the first known mistake in ``variants`` that ``got`` equals (same shape, ``allclose``).
-
-    ``variants`` maps a description to a tensor (a dict, or a list of pairs when two forms of one mistake share
-    a description). A checker computes, on the input where the candidate failed, what each usual mistake
-    returns; if the answer equals one of them, the failure message can say which mistake it is. Variants that
-    are ``None`` (a mistake that cannot be computed on this input) are skipped; a non-tensor matches nothing.
-    """
-    if not isinstance(got, torch.Tensor):
-        return None
-    got = got.detach().to("cpu", torch.float64)
-    for mistake, value in (variants.items() if isinstance(variants, dict) else variants):
-        if value is None:
-            continue
-        value = value.detach().to("cpu", torch.float64)
-        if got.shape == value.shape and torch.allclose(got, value, atol=atol, rtol=rtol):
-            return mistake
-    return None
 
 
 def _global_draws(fn: Callable, *args):
@@ -636,7 +624,7 @@ def check_kv_cache_step(candidate: Callable, seed: int | None = None) -> None:
         x_new = x[:, T:]  # (B, 1, d)
         for label, g, e, past, new, other, w in (("keys", got[1], expected[1], past_k, new_k, new_v, weights[1]),
                                                  ("values", got[2], expected[2], past_v, new_v, new_k, weights[2])):
-            if matching_mistake(g, {"right": e}):
+            if matching_mistake(g, {"right": e}, atol=1e-8, rtol=1e-6):
                 continue
             mistake = matching_mistake(g, {
                 f"the {label} came back without the new position (the old cache); append it: torch.cat([past, "
@@ -648,13 +636,13 @@ def check_kv_cache_step(candidate: Callable, seed: int | None = None) -> None:
                     [past, other], 2),
                 "the projections are x @ w; with nn.Linear's (d_out, d_in) weights they are x @ w.T": torch.cat(
                     [past, mha.split_heads(x_new @ w)], 2),
-            })
+            }, atol=1e-8, rtol=1e-6)
             if mistake is not None:
                 raise CheckFailure(f"{name}: {mistake}, for {description}")
             assert_close(g, e, what=f"{name} ({label}: the cache grows along dim 2, the positions)",
                          inputs=description, atol=1e-8)
-        if not matching_mistake(got[0], {"right": expected[0]}):
-            mistake = matching_mistake(got[0], _step_mistakes(*args))
+        if not matching_mistake(got[0], {"right": expected[0]}, atol=1e-8, rtol=1e-6):
+            mistake = matching_mistake(got[0], _step_mistakes(*args), atol=1e-8, rtol=1e-6)
             if mistake is not None:
                 raise CheckFailure(f"{name}: {mistake}, for {description}")
             assert_close(got[0], expected[0], what=f"{name} (out)", inputs=description, atol=1e-8)

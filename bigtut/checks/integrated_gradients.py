@@ -1,4 +1,20 @@
-"""Checker for notebook 08's token exercise: Integrated Gradients through ``inputs_embeds`` on the course's BERT.
+"""Checkers for notebook 08 (Integrated Gradients): the path and the Riemann sum on a small network, then IG
+through ``inputs_embeds`` on the course's BERT.
+
+======================================  ======================================================================
+checker                                 the formula it holds the candidate to (and the usual mistakes it names)
+======================================  ======================================================================
+``check_interpolation_path``            x′ + α(x − x′), α = k/n (not x′ + αx, not αx, not the left nodes or
+                                        linspace(0, 1, n), not the path reversed, not float32 alphas)
+``check_riemann_integrated_gradients``  (x − x′) ⊙ mean of the path gradients (the (x − x′) factor included,
+                                        the right nodes, a mean not a sum) with ONE call of ``forward`` on the
+                                        whole ``(n_steps, M)`` path (a loop over the points fails)
+``check_token_ig``                      = ``token_integrated_gradients`` on random tiny BERT classifiers (below)
+======================================  ======================================================================
+
+Each hands the candidate copies of its tensors and fails it if it changed them in place, and fails an answer
+that calls the course's own implementation (``bigtut.explain``'s ``integration_rule``, ``integrated_gradients``,
+``token_integrated_gradients``; captum's ``IntegratedGradients``, ``LayerIntegratedGradients``).
 
 Shape legend:  B batch   n integration steps   L positions   d d_model   C classes
 
@@ -29,22 +45,166 @@ from typing import Any
 import numpy as np
 import torch
 
-from bigtut.checks.core import CheckFailure, _describe, checker_generator, guarded, passed
-from bigtut.checks.explain import (
-    OWN_ANSWER,
-    RecordedCalls,
+from bigtut.checks.core import (
+    CheckFailure,
+    _describe,
     assert_close_or_hint,
-    assert_does_not_use,
-    assert_not_modified,
+    assert_unchanged,
+    checker_generator,
+    guarded,
+    passed,
+    random_float64,
 )
+from bigtut.checks.forbidden import OWN_ANSWER, assert_does_not_use
 
-__all__ = ["check_token_ig"]
+__all__ = ["check_interpolation_path", "check_riemann_integrated_gradients", "check_token_ig"]
+
+
+class RecordedCalls:
+    """Wraps ``fn``; ``shapes`` lists the shape of the first argument of every call (its type name if it has none)."""
+
+    def __init__(self, fn: Callable) -> None:
+        self.fn = fn
+        self.shapes: list[tuple[int, ...] | str] = []
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        first = args[0] if args else next(iter(kwargs.values()), None)
+        self.shapes.append(tuple(first.shape) if isinstance(first, torch.Tensor) else type(first).__name__)
+        return self.fn(*args, **kwargs)
+
+    def describe(self, limit: int = 4) -> str:
+        shown = ", ".join(str(s) for s in self.shapes[:limit])
+        return shown + (f", … ({len(self.shapes)} calls)" if len(self.shapes) > limit else "")
+
+
+# ------------------------------------------------------- exercises 1 and 2: the path and the Riemann sum
+def _path(x: torch.Tensor, baseline: torch.Tensor, alphas: torch.Tensor) -> torch.Tensor:
+    """The points x′ + α(x − x′) ``(len(alphas), M)``."""
+    return baseline + alphas[:, None] * (x - baseline)
+
+
+def _float32_alphas(n_steps: int) -> torch.Tensor:
+    """``torch.arange(1, n + 1) / n`` as a student writes it without ``dtype=``: float32 nodes, in float64."""
+    return (torch.arange(1, n_steps + 1) / n_steps).double()
+
+
+def _path_variants(x: torch.Tensor, baseline: torch.Tensor, n_steps: int, expected: torch.Tensor) -> dict[str, Any]:
+    """The points ``(n, M)`` of the usual wrong paths."""
+    k = torch.arange(1, n_steps + 1, dtype=torch.float64)  # (n,)
+    return {
+        "x′ + αx: the step is α(x − x′)": baseline + (k / n_steps)[:, None] * x,
+        "αx: the path starts at the baseline x′, not at 0": (k / n_steps)[:, None] * x,
+        "α = 0, 1/n, …, (n−1)/n are the left nodes; the right nodes are α = k/n for k = 1 … n":
+            _path(x, baseline, (k - 1) / n_steps),
+        "α = linspace(0, 1, n) spaces n points from 0 to 1; the right nodes are k/n for k = 1 … n":
+            _path(x, baseline, torch.linspace(0, 1, n_steps, dtype=torch.float64)),
+        "α = (k − ½)/n are the midpoints; the right nodes are k/n": _path(x, baseline, (k - 0.5) / n_steps),
+        "the points run from x towards x′: x + α(x′ − x); the path goes from x′ to x": _path(baseline, x, k / n_steps),
+        "the points are in reverse order: the first row is α = 1/n, the last α = 1": expected.flip(0),
+        "the α are float32 (torch.arange(1, n + 1) / n): give torch.arange dtype=x.dtype":
+            _path(x, baseline, _float32_alphas(n_steps)),
+    }
+
+
+def check_interpolation_path(candidate: Callable, seed: int | None = None) -> None:
+    """``candidate(x (M,), baseline (M,), n_steps) -> (n_steps, M)``: the points x′ + (k/n)(x − x′), k = 1 … n."""
+    gen, seed = checker_generator(seed)
+    name = "interpolation_path"
+    for n_steps in (4, 20, 1):
+        x, baseline = random_float64(gen, 6), random_float64(gen, 6)  # (M,), (M,): a non-zero baseline
+        expected = _path(x, baseline, torch.arange(1, n_steps + 1, dtype=torch.float64) / n_steps)  # (n, M)
+        inputs = f"M=6, non-zero baseline, n_steps={n_steps} (seed={seed})"
+        given = x.clone(), baseline.clone()
+        got = guarded(name, f"interpolation_path(x, baseline, {n_steps}) for {inputs}", candidate, *given, n_steps)
+        assert_unchanged(name, inputs, {"x": (x, given[0]), "baseline": (baseline, given[1])})
+        shape = tuple(got.shape) if isinstance(got, torch.Tensor) else None
+        if shape == (6, n_steps) and n_steps != 6:
+            raise CheckFailure(f"{name}: shape (6, {n_steps}) for {inputs}, expected ({n_steps}, 6): one row per "
+                               f"path point — alphas[:, None] * (x − baseline), not the transpose")
+        if shape == (n_steps + 1, 6):
+            raise CheckFailure(f"{name}: {n_steps + 1} points for {inputs}, expected {n_steps}: α = k/n for "
+                               f"k = 1 … n — the baseline itself (k = 0) is not one of the right Riemann nodes")
+        assert_close_or_hint(got, expected, what=name, inputs=inputs, atol=1e-12, rtol=1e-10,
+                             variants=partial(_path_variants, x, baseline, n_steps, expected))
+    assert_does_not_use(name, candidate, {f: OWN_ANSWER.format(f"bigtut.explain's {f}")
+                                          for f in ("integration_rule", "integrated_gradients")})
+    passed(name, "right-Riemann points from a non-zero baseline")
+
+
+def _gradients(forward: Callable, points: torch.Tensor) -> torch.Tensor:
+    """∇F at every row of ``points`` ``(n, M)`` -> ``(n, M)``."""
+    points = points.detach().clone().requires_grad_(True)
+    (grads,) = torch.autograd.grad(forward(points).sum(), points)
+    return grads
+
+
+def _ig_variants(forward: Callable, x: torch.Tensor, baseline: torch.Tensor, n_steps: int) -> dict[str, torch.Tensor]:
+    """The attributions ``(M,)`` of the usual wrong IG formulas."""
+    d, k = x - baseline, torch.arange(1, n_steps + 1, dtype=torch.float64)  # (M,), (n,)
+    right = _gradients(forward, _path(x, baseline, k / n_steps))  # (n, M)
+    left = _gradients(forward, _path(x, baseline, (k - 1) / n_steps))  # (n, M)
+    return {
+        "the (x − x′) factor is missing: IG multiplies the mean path gradient by x − x′": right.mean(0),
+        "x ⊙ gradients: multiply by (x − x′), not x (they agree only for a zero baseline)": x * right.mean(0),
+        "the gradients were summed, not averaged: the 1/n is missing": d * right.sum(0),
+        "divided by n twice: forward(path).mean() already divides every gradient by n": d * right.mean(0) / n_steps,
+        "α = 0 … (n−1)/n are the left nodes; this exercise uses the right nodes α = k/n, k = 1 … n": d * left.mean(0),
+        "α = (k − ½)/n are the midpoints; this exercise uses the right nodes α = k/n":
+            d * _gradients(forward, _path(x, baseline, (k - 0.5) / n_steps)).mean(0),
+        "the trapezoid rule; this exercise uses the right nodes α = k/n with equal weights 1/n":
+            d * (left.sum(0) + right.sum(0)) / (2 * n_steps),
+        "the gradient at x alone, (x − x′) ⊙ ∇F(x), is not the path average": d * _gradients(forward, x[None])[0],
+        "gradients with respect to x through the path weigh point k by α_k; take them with respect to the path "
+        "points themselves": d * ((k / n_steps)[:, None] * right).mean(0),
+        "the α are float32 (torch.arange(1, n + 1) / n): give torch.arange dtype=x.dtype":
+            d * _gradients(forward, _path(x, baseline, _float32_alphas(n_steps))).mean(0),
+    }
+
+
+def check_riemann_integrated_gradients(candidate: Callable, seed: int | None = None) -> None:
+    """``candidate(forward, x (M,), baseline (M,), n_steps) -> attributions (M,)``: right-Riemann IG,
+    (x − x′) ⊙ (1/n) Σ_k ∇F(x′ + (k/n)(x − x′)), where ``forward`` maps a batch ``(N, M)`` to ``(N,)`` — and
+    ``forward`` must be called once, on all the ``n_steps`` path points together."""
+    from bigtut.explain.integrated_gradients import integrated_gradients
+
+    gen, seed = checker_generator(seed)
+    name = "riemann_integrated_gradients"
+    w1, w2 = random_float64(gen, 5, 8), random_float64(gen, 8)  # a small tanh network
+
+    def forward(batch: torch.Tensor) -> torch.Tensor:  # (N, 5) -> (N,)
+        return torch.tanh(batch @ w1) @ w2
+
+    for n_steps in (7, 40, 1):
+        x, baseline = random_float64(gen, 5), random_float64(gen, 5)
+        expected = integrated_gradients(forward, x[None], baseline=baseline[None], n_steps=n_steps,
+                                        method="riemann_right").attributions[0]  # (M,) float64 NumPy
+        inputs = f"a tanh network of 5 inputs, non-zero baseline, n_steps={n_steps} (seed={seed})"
+        recorded = RecordedCalls(forward)
+        given = x.clone(), baseline.clone()
+        got = guarded(name, f"riemann_integrated_gradients(forward, x, baseline, {n_steps}) for {inputs}", candidate,
+                      recorded, *given, n_steps)
+        assert_unchanged(name, inputs, {"x": (x, given[0]), "baseline": (baseline, given[1])})
+        if isinstance(got, torch.Tensor):
+            got = got.detach()
+        assert_close_or_hint(got, expected, what=name, inputs=inputs, atol=1e-9, rtol=1e-8,
+                             variants=partial(_ig_variants, forward, x, baseline, n_steps))
+        assert_does_not_use(name, candidate, {
+            "integrated_gradients": OWN_ANSWER.format("bigtut.explain's integrated_gradients"),
+            "token_integrated_gradients": OWN_ANSWER.format("bigtut.explain's token_integrated_gradients"),
+            "IntegratedGradients": OWN_ANSWER.format("captum's IntegratedGradients")})
+        if recorded.shapes != [(n_steps, 5)]:
+            raise CheckFailure(
+                f"{name}: forward was called {len(recorded.shapes)} time(s) for {inputs}, on inputs of shape "
+                f"{recorded.describe() or 'none'}; the exercise asks for ONE call of forward on all the path points, "
+                f"a batch of shape ({n_steps}, 5): build the (n_steps, M) path, call forward(path) once and take the "
+                f"gradient of its sum with respect to the path")
+    passed(name, "right-Riemann IG on a small network, non-zero baselines")
 
 PAD, CLS, SEP, MASK = 0, 1, 2, 3  # the tiny vocabulary's special ids; the words are 4 … V-1
 N_CLASSES = 3
 
 
-# ------------------------------------------------------------------------------------------ the random models
+# ----------------------------------------------------------------- exercise 3, token IG: the random models
 def _randint(gen: torch.Generator, low: int, high: int) -> int:
     return int(torch.randint(low, high + 1, (1,), generator=gen))
 
@@ -353,8 +513,8 @@ def check_token_ig(candidate: Callable, seed: int | None = None) -> None:
                                 f"{inputs}", candidate, model, *given[:2], target, given[2], n_steps)
         finally:
             stop()
-        assert_not_modified(name, inputs, {"input_ids": (ids, given[0]), "attention_mask": (mask, given[1]),
-                                           "baseline_ids": (baseline_ids, given[2])})
+        assert_unchanged(name, inputs, {"input_ids": (ids, given[0]), "attention_mask": (mask, given[1]),
+                                        "baseline_ids": (baseline_ids, given[2])})
         changed = [key for key, value in model.state_dict().items() if not torch.equal(value, weights[key])]
         if changed or model.training:
             model.load_state_dict(weights)

@@ -10,8 +10,9 @@ checkers copy the reference's weights into it by parameter name: ``q_proj``, ``k
 
 :func:`check_causal_self_attention_module` checks GPT-2's causal self-attention with a fused q/k/v projection
 ``c_attn`` and an output projection ``c_proj``, against :class:`bigtut.gpt.CausalSelfAttention` and Hugging Face's
-``GPT2Attention``. :func:`assert_inputs_unchanged` and :func:`assert_same_dtype` are generic helpers (also used by
-:mod:`.attention`): a candidate must not modify the tensors it is handed, and must return the inputs' dtype.
+``GPT2Attention``. :func:`assert_same_dtype` is a generic helper (also used by :mod:`.attention`): a candidate
+must return the inputs' dtype; that it leaves the tensors it is handed as they were is checked by
+:func:`bigtut.checks.core.assert_unchanged`.
 
 Inputs come from a private generator; pass ``seed=`` to replay a case (the seed is named in every failure).
 """
@@ -33,36 +34,18 @@ from bigtut.checks.core import (
     CheckFailure,
     _describe,
     assert_close,
+    assert_unchanged,
     checker_generator,
     guarded,
     passed,
     random_float64,
 )
 
-__all__ = ["assert_inputs_unchanged", "assert_same_dtype", "check_causal_self_attention_module", "check_mha_dropout",
+__all__ = ["assert_same_dtype", "check_causal_self_attention_module", "check_mha_dropout",
            "check_mha_output_projection", "check_mha_shapes", "check_mha_values", "check_multi_head_attention"]
 
 
-# ------------------------------------------------------------- generic helpers (also used by .attention)
-def assert_inputs_unchanged(name: str, originals: dict[str, Any], given: dict[str, Any], inputs: str) -> None:
-    """Fail if a candidate changed, in place, a tensor it was handed.
-
-    ``originals`` are the checker's own tensors, ``given`` the copies passed to the candidate, both keyed by the
-    argument's name (``None`` values are skipped). An in-place change (``q /= …``, ``mask.logical_not_()``,
-    ``out_proj.bias.data.zero_()``) alters the caller's tensor, so the next use of it silently goes wrong.
-    """
-    for label, original in originals.items():
-        copy_ = given.get(label)
-        if not isinstance(original, torch.Tensor) or not isinstance(copy_, torch.Tensor):
-            continue
-        if original.shape != copy_.shape or not torch.equal(original.detach().cpu(), copy_.detach().cpu()):
-            fix = (f"Leave {label.rsplit('.', 1)[0]}'s parameters as they are: compute with them, do not change them"
-                   if "." in label else f"Compute a new tensor instead, e.g. `{label} = {label} / …`")
-            raise CheckFailure(
-                f"{name}: modified its input {label} in place for {inputs} (an operation such as `{label} /= …`, "
-                f"`{label}.masked_fill_(…)` or `….data.zero_()` changes the caller's tensor). {fix}.")
-
-
+# ------------------------------------------------------------- generic helper (also used by .attention)
 def assert_same_dtype(name: str, got: Any, expected: torch.Tensor, *, what: str, inputs: str) -> None:
     """Fail if a tensor came back in another floating dtype than the reference's (e.g. float32 for float64
     inputs): new tensors must be created with the inputs' ``dtype`` (and ``device``)."""
@@ -322,7 +305,8 @@ def _mha_values(cls: Any, name: str, seed: int | None) -> str:
                 out, weights = _call(module, name, given["query"], given["key"], given["value"], mask, label)
                 expected, expected_weights = ref(query, key, value, mask)
             inputs = f"{label}: query {_shape(query)}, key/value {_shape(key)}"
-            assert_inputs_unchanged(name, {"query": query, "key": key, "value": value}, given, inputs)
+            assert_unchanged(name, inputs, {"query": (query, given["query"]), "key": (key, given["key"]),
+                                            "value": (value, given["value"])})
             if count == 0:
                 _deterministic_in_eval(module, name, out, (query, key, value, mask), inputs)
             assert_same_dtype(name, out, expected, what="output", inputs=inputs)
@@ -839,7 +823,7 @@ def check_causal_self_attention_module(cls: Any, seed: int | None = None, hf: bo
         with torch.no_grad():
             out = _causal_forward(module, name, given, label)
             expected = _causal_reference(weights, d, h).eval()(x)[0]
-        assert_inputs_unchanged(name, {"x": x}, {"x": given}, label)
+        assert_unchanged(name, label, {"x": (x, given)})
         assert_same_dtype(name, out, expected, what="output", inputs=label)
         try:
             assert_close(out, expected, what=f"{name} (vs bigtut.gpt.CausalSelfAttention)", inputs=label,

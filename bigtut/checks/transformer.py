@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 
 from bigtut.attention import causal_mask, padding_mask
-from bigtut.checks.core import CheckFailure, _describe, assert_close, checker_generator, passed
+from bigtut.checks.core import CheckFailure, _describe, assert_close, assert_unchanged, checker_generator, passed
 from bigtut.transformer import DecoderLayer, EncoderLayer, beam_step
 
 __all__ = ["check_beam_step", "check_decoder_layer", "check_encoder_layer", "check_label_smoothing_loss"]
@@ -88,17 +88,6 @@ def _seeded(seed: int, fn: Callable[..., Any], *args: Any) -> Any:
         return fn(*args)
 
 
-def _check_untouched(name: str, inputs: str, handed: dict[str, Any], originals: dict[str, Any]) -> None:
-    """Fail if the candidate modified a tensor it was handed (``x += …``, ``x[...] = …``, ``x.relu_()``)."""
-    for arg, original in originals.items():
-        now = handed[arg]
-        if isinstance(original, torch.Tensor) and (now.shape != original.shape or now.dtype != original.dtype
-                                                   or not torch.equal(now, original)):
-            raise CheckFailure(f"{name}: modified its input `{arg}` in place for {inputs} (`{arg} += …`, "
-                               f"`{arg}[...] = …` or a method ending in `_`): write `{arg} = {arg} + …` so the "
-                               "caller's tensor stays as it was")
-
-
 # --------------------------------------------------------------------------------------------------- beam step
 @_single_threaded
 def check_beam_step(candidate: Callable[..., Any], seed: int | None = None) -> None:
@@ -122,7 +111,8 @@ def check_beam_step(candidate: Callable[..., Any], seed: int | None = None) -> N
         inputs = f"{description} (seed={seed})"
         handed = {"scores": scores.clone(), "log_probs": log_probs.clone()}
         got = _run(name, inputs, candidate, handed["scores"], handed["log_probs"], beam_size)
-        _check_untouched(name, inputs, handed, {"scores": scores, "log_probs": log_probs})
+        assert_unchanged(name, inputs, {"scores": (scores, handed["scores"]),
+                                        "log_probs": (log_probs, handed["log_probs"])})
         expected = beam_step(scores, log_probs, beam_size)
         if not isinstance(got, (tuple, list)) or len(got) != 3:
             raise CheckFailure(f"{name}: expected a tuple (new_scores, parent, token) for {inputs}, got "
@@ -261,7 +251,7 @@ def check_label_smoothing_loss(candidate: Callable[..., Any], seed: int | None =
         handed = {"logits": logits.clone(), "targets": targets.clone()}
         with guard():
             got = _run(name, inputs, candidate, handed["logits"], handed["targets"], epsilon, ignore_index)
-        _check_untouched(name, inputs, handed, {"logits": logits, "targets": targets})
+        assert_unchanged(name, inputs, {"logits": (logits, handed["logits"]), "targets": (targets, handed["targets"])})
         if not isinstance(got, torch.Tensor):
             raise CheckFailure(f"{name}: expected a 0-dim tensor (a loss to call .backward() on) for {inputs}, got "
                                f"{_describe(got)} (no .item(), no NumPy)")
@@ -527,7 +517,8 @@ def _check_layer(name: str, layer: EncoderLayer, candidate: Callable[..., Any], 
         handed = {k: t.clone() for k, t in zip(leaves, tensors)} | {
             k: None if m is None else m.clone() for k, m in masks.items()}
         got = _run(name, inputs, partial(_seeded, seed, candidate), layer, *handed.values())
-        _check_untouched(name, inputs, handed, dict(zip(leaves, tensors)) | masks)
+        kept = dict(zip(leaves, tensors)) | masks
+        assert_unchanged(name, inputs, {arg: (kept[arg], handed[arg]) for arg in handed})
         return got
 
     # 1) eval mode: deterministic, equal to the reference
