@@ -4,6 +4,8 @@
 what                           for                                                     module
 =============================  ======================================================  ==========
 ``python_docs_corpus``         Python's reference documentation as text (pretraining)  corpus
+``package_docstrings``         docstrings of the installed scientific packages         package_docs
+                               (in-domain BERT pretraining, disjoint from the task)
 ``docstring_splits``           stdlib docstrings labelled by module family             docstrings
                                (fine-tuning, explanations)
 ``date_splits``                dates in many human formats -> ISO 8601 (seq2seq)        dates
@@ -20,6 +22,7 @@ from bigtut.data.batching import encode_texts, minibatches, random_lm_batch, seq
 from bigtut.data.corpus import python_docs_corpus, python_docs_topics, train_val_split
 from bigtut.data.dates import DatePair, date_pairs, date_splits, date_tokenizer, encode_date_pairs
 from bigtut.data.docstrings import LABELS, Docstring, docstring_dataset, docstring_splits
+from bigtut.data.package_docs import package_docstrings
 from bigtut.data.planted import (
     PLANTED_VOCAB,
     PlantedExample,
@@ -35,7 +38,7 @@ from bigtut.data.tabular import TabularSplit, breast_cancer, digits
 
 __all__ = [
     "LABELS", "Docstring", "TabularSplit", "breast_cancer", "digits", "docstring_dataset", "docstring_splits",
-    "python_docs_corpus", "python_docs_topics", "train_val_split",
+    "package_docstrings", "python_docs_corpus", "python_docs_topics", "train_val_split",
     "encode_texts", "minibatches", "random_lm_batch", "sequential_lm_batches",
     "NSPPair", "NSPSampler", "docs_sentences", "encode_pairs", "sample_nsp_pairs",
     "DatePair", "date_pairs", "date_splits", "date_tokenizer", "encode_date_pairs",
