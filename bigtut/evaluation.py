@@ -25,8 +25,9 @@ def _device(model: nn.Module) -> torch.device:
 def bits_per_character(model: nn.Module, text: str, tokenizer, batch_size: int = 32) -> float:
     """Validation loss of ``text`` in bits per character, comparable across tokenizers.
 
-    The text is cut into consecutive windows of ``block_size`` tokens; every token after the first is
-    predicted once. Bits per character = total nats / ln 2 / number of characters those tokens spell.
+    The text is cut into consecutive, non-overlapping windows of ``block_size`` tokens; every token after the
+    first is predicted once, from the tokens before it in its window only (no sliding window: the first tokens of
+    a window see little context). Bits per character = total nats / ln 2 / number of characters those tokens spell.
     ``model(x, y)`` must return ``(logits, mean loss in nats)`` as :class:`bigtut.gpt.GPT` does.
 
     Raises:
