@@ -532,6 +532,68 @@ def lime_with_sklearn_ridge(f, x, train, target, n, seed, around="mean"):  # rig
     return torch.as_tensor(ridge.coef_), torch.tensor(ridge.intercept_)
 
 
+def lime_normal_around_the_centre(f, x, train, target, n, seed, around="mean"):  # normal(loc, scale): lime's draws
+    M = x.shape[0]
+    mean, scale = train.mean(0), train.std(0, correction=0)
+    scale = torch.where(scale == 0, torch.ones_like(scale), scale)
+    centre = x if around == "instance" else mean
+    samples = torch.from_numpy(np.random.RandomState(seed).normal(centre.numpy(), scale.numpy(), (n, M)))
+    samples[0] = x
+    z = (samples - mean) / scale
+    pi = torch.exp(-torch.cdist(z, z[:1])[:, 0] ** 2 / (2 * 0.75 ** 2 * M))  # = √exp(−d²/w²), w = 0.75·√M
+    design = torch.cat([torch.ones(n, 1, dtype=z.dtype), z], 1) * pi.sqrt()[:, None]  # ridge as an augmented fit
+    design = torch.cat([design, torch.cat([torch.zeros(M, 1, dtype=z.dtype), torch.eye(M, dtype=z.dtype)], 1)])
+    targets = torch.cat([f(samples)[:, target] * pi.sqrt(), torch.zeros(M, dtype=z.dtype)])
+    theta = torch.linalg.lstsq(design, targets[:, None]).solution[:, 0]
+    return theta[1:], theta[:1]  # the intercept as a one-element tensor
+
+
+def lime_f_on_lists(f, x, train, target, n, seed, around="mean"):  # f handed Python lists of floats (float64)
+    return lime_tabular_by_hand(lambda rows: f(rows.tolist()), x, train, target, n, seed, around)
+
+
+def lime_float32_samples(f, x, train, target, n, seed, around="mean"):  # f evaluated at float32-rounded samples
+    return lime_tabular_by_hand(lambda rows: f(rows.float()), x, train, target, n, seed, around)
+
+
+def lime_with_ridge_regression(f, x, train, target, n, seed, around="mean"):  # scikit-learn's ridge solver
+    from sklearn.linear_model import ridge_regression
+
+    M = x.shape[0]
+    mean, scale = train.mean(0), train.std(0, correction=0)
+    scale = torch.where(scale == 0, torch.ones_like(scale), scale)
+    samples = torch.from_numpy(np.random.RandomState(seed).normal(0, 1, (n, M))) * scale
+    samples += x if around == "instance" else mean
+    samples[0] = x
+    z = (samples - mean) / scale
+    pi = torch.sqrt(torch.exp(-(z - z[0]).norm(dim=1) ** 2 / (0.75 * M ** 0.5) ** 2))
+    y = f(samples)[:, target]
+    z_bar, y_bar = pi @ z / pi.sum(), pi @ y / pi.sum()
+    beta = torch.as_tensor(ridge_regression((z - z_bar).numpy(), (y - y_bar).numpy(), alpha=1.0,
+                                            sample_weight=pi.numpy()))
+    return beta, y_bar - z_bar @ beta
+
+
+def lime_with_lime_base(f, x, train, target, n, seed, around="mean"):  # lime's own fit on the right neighbourhood
+    from lime.lime_base import LimeBase
+
+    M = x.shape[0]
+    mean, scale = train.mean(0), train.std(0, correction=0)
+    scale = torch.where(scale == 0, torch.ones_like(scale), scale)
+    samples = torch.from_numpy(np.random.RandomState(seed).normal(0, 1, (n, M))) * scale
+    samples += x if around == "instance" else mean
+    samples[0] = x
+    z = (samples - mean) / scale
+    width = 0.75 * M ** 0.5
+    base = LimeBase(lambda d: np.sqrt(np.exp(-d ** 2 / width ** 2)))
+    intercept, pairs, _, _ = base.explain_instance_with_data(z.numpy(), f(samples).numpy(), (z - z[0]).norm(dim=1)
+                                                            .numpy(), target, M, feature_selection="none")
+    beta = torch.zeros(M, dtype=torch.float64)
+    for j, value in pairs:
+        beta[j] = value
+    return beta, intercept
+
+
 # --------------------------------------------------- KernelSHAP's constrained weighted least squares (07, ex. 3)
 def kernel_shap_solve(coalitions, values, weights, base_value, full_value):
     total = full_value - base_value
@@ -699,10 +761,84 @@ def shap_by_the_library(Z, v, w, base, full):  # the course's solver when the de
     return kernel_shap_solve(Z, v, w, base, full)
 
 
+def kernel_shap_projection(coalitions, values, weights, base_value, full_value):  # free fit, then projected
+    gram = coalitions.T @ (weights[:, None] * coalitions)  # (M, M)
+    free = torch.linalg.solve(gram, coalitions.T @ (weights * (values - base_value)))  # (M,) no constraint
+    direction = torch.linalg.solve(gram, torch.ones(coalitions.shape[1], dtype=coalitions.dtype))  # (M,) A⁻¹1
+    return free + direction * (full_value - base_value - free.sum()) / direction.sum()  # the KKT correction
+
+
+def kernel_shap_kkt_inverse(coalitions, values, weights, base_value, full_value):  # the KKT matrix inverted
+    M = coalitions.shape[1]
+    system = torch.zeros(M + 1, M + 1, dtype=coalitions.dtype)
+    system[:M, :M] = coalitions.T @ torch.diag(weights) @ coalitions
+    system[:M, M] = system[M, :M] = 1.0
+    rhs = torch.cat([coalitions.T @ torch.diag(weights) @ (values - base_value),
+                     torch.tensor([full_value - base_value], dtype=coalitions.dtype)])
+    return (torch.linalg.inv(system) @ rhs)[:M]  # the least exact right answer tried: Σφ within 1e-14
+
+
+def shap_float32_total(Z, v, w, base, full):  # torch.tensor(total) without dtype=: the constraint in float32
+    M = Z.shape[1]
+    system = torch.zeros(M + 1, M + 1, dtype=Z.dtype)
+    system[:M, :M] = Z.T @ (w[:, None] * Z)
+    system[:M, M] = system[M, :M] = 1.0
+    rhs = torch.cat([Z.T @ (w * (v - base)), torch.tensor([full - base])])  # promoted back to float64, rounded
+    return torch.linalg.solve(system, rhs)[:M]
+
+
+def shap_heavy_rows_1e10(Z, v, w, base, full):  # ∅ and N as rows of weight 10¹⁰: each value right to ~1e-11
+    M = Z.shape[1]
+    rows = torch.cat([Z, torch.zeros(1, M, dtype=Z.dtype), torch.ones(1, M, dtype=Z.dtype)])
+    targets = torch.cat([v - base, torch.tensor([0.0, full - base], dtype=Z.dtype)])
+    return shap_wls(rows, targets, torch.cat([w, torch.tensor([1e10, 1e10], dtype=Z.dtype)]))
+
+
+def shap_heavy_rows_1e14(Z, v, w, base, full):  # weight 10¹⁴: efficiency to 1e-14, the values off by ~1e-8
+    M = Z.shape[1]
+    rows = torch.cat([Z, torch.zeros(1, M, dtype=Z.dtype), torch.ones(1, M, dtype=Z.dtype)])
+    targets = torch.cat([v - base, torch.tensor([0.0, full - base], dtype=Z.dtype)])
+    return shap_wls(rows, targets, torch.cat([w, torch.tensor([1e14, 1e14], dtype=Z.dtype)]))
+
+
+def shap_eliminated(Z, v, w, base, full, *, target_total=None, weigh="both"):
+    total = full - base
+    target = v - base - Z[:, -1] * (total if target_total is None else target_total)
+    design = Z[:, :-1] - Z[:, -1:]
+    root = w.sqrt() if weigh in ("both", "design") else torch.ones_like(w)
+    target_root = w.sqrt() if weigh in ("both", "target") else torch.ones_like(w)
+    head = torch.linalg.lstsq(design * root[:, None], (target * target_root)[:, None]).solution[:, 0]
+    return torch.cat([head, (total - head.sum()).reshape(1)])
+
+
+def shap_target_unweighted(Z, v, w, base, full):
+    return shap_eliminated(Z, v, w, base, full, weigh="design")
+
+
+def shap_design_unweighted(Z, v, w, base, full):
+    return shap_eliminated(Z, v, w, base, full, weigh="target")
+
+
+def shap_target_minus_full(Z, v, w, base, full):  # values − f(∅) − z_M·f(x)
+    return shap_eliminated(Z, v, w, base, full, target_total=full)
+
+
+def shap_last_first(Z, v, w, base, full):  # φ_M = total − Σ head put in front
+    phi = kernel_shap_solve(Z, v, w, base, full)
+    return torch.cat([phi[-1:], phi[:-1]])
+
+
+def shap_arguments_swapped(Z, v, w, full, base):  # reads (…, full_value, base_value)
+    return kernel_shap_solve(Z, v, w, base, full)
+
+
 RIGHT_END_TO_END = [(check_lime_tabular, lime_tabular_by_hand), (check_lime_tabular, lime_in_numpy),
-                    (check_lime_tabular, lime_in_chunks),
+                    (check_lime_tabular, lime_in_chunks), (check_lime_tabular, lime_normal_around_the_centre),
+                    (check_lime_tabular, lime_f_on_lists),
                     (check_kernel_shap_solve, kernel_shap_solve), (check_kernel_shap_solve, kernel_shap_lagrange),
-                    (check_kernel_shap_solve, kernel_shap_first_eliminated)]
+                    (check_kernel_shap_solve, kernel_shap_first_eliminated),
+                    (check_kernel_shap_solve, kernel_shap_projection),
+                    (check_kernel_shap_solve, kernel_shap_kkt_inverse)]
 
 
 @pytest.mark.parametrize("checker, solution", RIGHT_END_TO_END,
@@ -747,6 +883,9 @@ WRONG_END_TO_END = [
     (check_lime_tabular, lime_with_score, r"expected \(attributions, intercept\)"),
     (check_lime_tabular, lime_by_the_library, r"calls `lime_tabular` — .* the course's own answer"),
     (check_lime_tabular, lime_with_sklearn_ridge, r"calls `Ridge` — write the weighted ridge fit yourself"),
+    (check_lime_tabular, lime_float32_samples, r"f takes float64 rows, got torch.float32"),
+    (check_lime_tabular, lime_with_ridge_regression, r"calls `ridge_regression` — write the weighted ridge fit"),
+    (check_lime_tabular, lime_with_lime_base, r"calls `LimeBase` — lime's LimeBase fits lime's ridge for you"),
     (check_lime_tabular, stub, "not implemented"),
     (check_kernel_shap_solve, shap_unconstrained, r"no efficiency constraint"),
     (check_kernel_shap_solve, shap_free_intercept, r"a free intercept and no constraint — LIME's fit"),
@@ -770,6 +909,16 @@ WRONG_END_TO_END = [
     (check_kernel_shap_solve, shap_with_intercept, r"5 values .* expected 4: return φ alone"),
     (check_kernel_shap_solve, shap_in_place, r"changed its input `values` in place"),
     (check_kernel_shap_solve, shap_by_the_library, r"calls `kernel_game` — .* the course's own answer"),
+    (check_kernel_shap_solve, shap_float32_total, r"f\(x\) − f\(∅\) = .* rounded to float32"),
+    (check_kernel_shap_solve, shap_heavy_rows_1e10, r"every value is within 1e-10, but Σφ misses f\(x\) − f\(∅\) by "
+                                                    r".*efficiency holds only approximately — ∅ and N added as rows"),
+    (check_kernel_shap_solve, shap_heavy_rows_1e14, r"within 1e-6 of the exact fit but not within 1e-10.*∅ and N "
+                                                    r"added as rows with a huge finite weight"),
+    (check_kernel_shap_solve, shap_target_unweighted, r"only the design's rows were multiplied by √w"),
+    (check_kernel_shap_solve, shap_design_unweighted, r"only the target was multiplied by √w"),
+    (check_kernel_shap_solve, shap_target_minus_full, r"not − z_M·f\(x\)"),
+    (check_kernel_shap_solve, shap_last_first, r"φ_M was put first"),
+    (check_kernel_shap_solve, shap_arguments_swapped, r"base_value and full_value were swapped"),
     (check_kernel_shap_solve, stub, "not implemented"),
 ]
 

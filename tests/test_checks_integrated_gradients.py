@@ -332,6 +332,21 @@ def token_ig_numpy(model, input_ids, attention_mask, target, baseline_ids, n_ste
     return token_ig(model, input_ids, attention_mask, target, baseline_ids, n_steps).numpy()
 
 
+def token_ig_from_the_input(model, input_ids, attention_mask, target, baseline_ids, n_steps):
+    """The path walked from x to x′ (the Gauss–Legendre nodes are symmetric: the same points), a float 0/1 mask,
+    the embeddings not detached (the gradient taken with respect to the non-leaf path)."""
+    embedding = model.get_input_embeddings()
+    x, x_base = embedding(input_ids), embedding(baseline_ids)  # (B, L, d) each, attached to the table
+    nodes, weights = np.polynomial.legendre.leggauss(n_steps)
+    alphas, weights = torch.from_numpy((nodes + 1) / 2), torch.from_numpy(weights / 2)  # (n,), (n,)
+    B, L, d = x.shape
+    path = (x[:, None] + alphas[None, :, None, None] * (x_base - x)[:, None]).reshape(B * n_steps, L, d)
+    logits = model(inputs_embeds=path, attention_mask=attention_mask.float().repeat_interleave(n_steps, 0))
+    (grads,) = torch.autograd.grad(logits[:, target].sum(), path)  # (B*n, L, d)
+    average = torch.einsum("k,bkld->bld", weights, grads.view(B, n_steps, L, d))
+    return ((x - x_base).detach() * average).sum(-1)
+
+
 # ------------------------------------------------------------------------------------ wrong answers
 def student(*, rule="gausslegendre", factor="difference", reduce="sum", output="logit", rows="interleave",
             embed="token", ignore_baseline=None, interpolate_ids=False, through_x=False, objective="sum"):
@@ -453,6 +468,41 @@ def inverted_mask(model, input_ids, attention_mask, target, baseline_ids, n_step
     return token_ig(model, input_ids, ~attention_mask.bool(), target, baseline_ids, n_steps)
 
 
+def mask_from_the_ids(model, input_ids, attention_mask, target, baseline_ids, n_steps):  # the mask given ignored
+    return token_ig(model, input_ids, (input_ids != model.config.pad_id).long(), target, baseline_ids, n_steps)
+
+
+def model_frozen(model, input_ids, attention_mask, target, baseline_ids, n_steps):  # the caller's model changed
+    model.requires_grad_(False)
+    return token_ig(model, input_ids, attention_mask, target, baseline_ids, n_steps)
+
+
+def mask_baseline(model, input_ids, attention_mask, target, baseline_ids, n_steps):  # always [MASK] at the words
+    keep = (input_ids == 1) | (input_ids == 2) | (attention_mask == 0)  # [CLS], [SEP], padding
+    return token_ig(model, input_ids, attention_mask, target, torch.where(keep, input_ids, 3), n_steps)
+
+
+def path_variant(*, step="difference", extra_nodes=0):
+    """token_ig with the path x′ + α·x (``step="input"``) or n_steps + extra_nodes Gauss–Legendre nodes."""
+
+    def wrong(model, input_ids, attention_mask, target, baseline_ids, n_steps):
+        embedding = model.get_input_embeddings()
+        with torch.no_grad():
+            x, x_base = embedding(input_ids), embedding(baseline_ids)
+        n = n_steps + extra_nodes
+        nodes, weights = np.polynomial.legendre.leggauss(n)
+        alphas, weights = torch.from_numpy((nodes + 1) / 2), torch.from_numpy(weights / 2)
+        B, L, d = x.shape
+        moved = x - x_base if step == "difference" else x
+        path = (x_base[:, None] + alphas[None, :, None, None] * moved[:, None]).reshape(B * n, L, d)
+        path.requires_grad_(True)
+        logits = model(inputs_embeds=path, attention_mask=attention_mask.repeat_interleave(n, 0))
+        (grads,) = torch.autograd.grad(logits[:, target].sum(), path)
+        return ((x - x_base) * torch.einsum("k,bkld->bld", weights, grads.view(B, n, L, d))).sum(-1)
+
+    return wrong
+
+
 def transposed_sum(model, input_ids, attention_mask, target, baseline_ids, n_steps):
     return student(reduce="keep")(model, input_ids, attention_mask, target, baseline_ids, n_steps).sum(1)
 
@@ -489,12 +539,18 @@ WRONG = [
     (model_in_train_mode, "changed the model .*training mode"),
     (by_the_library, "calls `token_integrated_gradients`"),
     (with_delta, r"returned a tuple of 2 .* return only the"),
+    (mask_from_the_ids, r"the mask was recomputed from the ids, input_ids != \[PAD\]"),
+    (model_frozen, r"changed the model .*the requires_grad of its parameters"),
+    (mask_baseline, r"the baseline ids given were not used: the baseline is \[MASK\]"),
+    (path_variant(step="input"), r"the path x′ \+ α·x"),
+    (path_variant(extra_nodes=1), r"n_steps \+ 1 nodes"),
+    (path_variant(extra_nodes=-1), r"n_steps − 1 nodes"),
     (stub, "not implemented"),
 ]
 
 
-@pytest.mark.parametrize("solution", [token_ig, token_ig_step_major, token_ig_numpy],
-                         ids=["notebook", "step_major", "numpy"])
+@pytest.mark.parametrize("solution", [token_ig, token_ig_step_major, token_ig_numpy, token_ig_from_the_input],
+                         ids=["notebook", "step_major", "numpy", "from_the_input"])
 def test_right_answers_pass_on_seeds_0_to_2(solution, capsys):
     assert_passes_on_seeds(check_token_ig, solution, capsys)
 

@@ -34,7 +34,8 @@ def _pins() -> dict[str, str]:
 
 def test_word_ngrams_and_overlap_on_a_toy_case():
     assert word_ngrams("Return the Sum of a", 2) == {("return", "the"), ("the", "sum"), ("sum", "of"), ("of", "a")}
-    assert ngram_overlap(["return the sum of an array"], ["Return the sum.", "Open a file."], n=2) == 2 / 4  # 2 of the 4 bigrams
+    task = ["Return the sum.", "Open a file."]  # four bigrams, two of them in the corpus
+    assert ngram_overlap(["return the sum of an array"], task, n=2) == 2 / 4
     assert ngram_overlap(["x"], ["a b"], n=3) == 0.0  # no 3-gram to find
 
 

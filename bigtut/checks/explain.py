@@ -32,7 +32,8 @@ checker                             the formula it holds the candidate to (and t
 Every checker also hands the candidate copies of its tensors and fails it if it changed them in place
 (:func:`~bigtut.checks.core.assert_unchanged`), and fails an answer that calls the course's own implementation
 (``bigtut.explain``'s ``lime_kernel``, ``fit_surrogate``, ``lime_tabular``, ``coalition_weight``,
-``exact_shapley``, ``kernel_game``; lime's ``LimeTabularExplainer``, shap's ``KernelExplainer``;
+``exact_shapley``, ``kernel_game``; lime's ``LimeTabularExplainer`` and ``LimeBase``, scikit-learn's ``Ridge``,
+``RidgeCV`` and ``ridge_regression``, shap's ``KernelExplainer``;
 :func:`~bigtut.checks.forbidden.assert_does_not_use`). The known mistakes are named by
 :func:`~bigtut.checks.core.assert_close_or_hint`.
 """
@@ -195,7 +196,14 @@ class _TabularModel:
         self.m, self.batches = m, []
 
     def __call__(self, rows: Any) -> torch.Tensor:
-        rows = (rows.detach() if isinstance(rows, torch.Tensor) else torch.as_tensor(rows)).to("cpu", torch.float64)
+        dtype = getattr(rows, "dtype", None)  # a tensor's or an array's; a list of Python floats is float64 anyway
+        lower = (dtype.is_floating_point and dtype != torch.float64) if isinstance(dtype, torch.dtype) else (
+            isinstance(dtype, np.dtype) and np.issubdtype(dtype, np.floating) and dtype != np.float64)
+        if lower:
+            raise TypeError(f"f takes float64 rows, got {dtype}: samples rounded to {dtype} are not lime's samples "
+                            f"— keep them in float64 (torch.from_numpy of NumPy's float64 draws)")
+        rows = (rows.detach() if isinstance(rows, torch.Tensor) else torch.as_tensor(rows, dtype=torch.float64)
+                ).to("cpu", torch.float64)
         if rows.ndim != 2 or rows.shape[1] != self.m:
             raise ValueError(f"f takes a batch of rows (N, {self.m}), got shape {tuple(rows.shape)}")
         self.batches.append(rows.numpy().copy())
@@ -424,6 +432,8 @@ def check_lime_tabular(candidate: Callable, seed: int | None = None) -> None:
         if not isinstance(got, (tuple, list)) or len(got) != 2:
             raise CheckFailure(f"{name}: expected (attributions, intercept), got {_describe(got)} for {what}")
         attributions, intercept = (_numbers(g) for g in got)
+        if isinstance(intercept, torch.Tensor) and intercept.numel() == 1:
+            intercept = intercept.reshape(())  # a one-element intercept (theta[:1]) is the intercept all the same
         values = _as_float64(attributions)
         if values is not None and tuple(values.shape) == (m + 1,):
             raise CheckFailure(f"{name}: {m + 1} attributions for {what}, expected {m}: the intercept is still among "
@@ -450,7 +460,10 @@ def check_lime_tabular(candidate: Callable, seed: int | None = None) -> None:
         **{f: OWN_ANSWER.format(f"bigtut.explain's {f}") for f in
            ("lime_tabular", "fit_surrogate", "lime_kernel", "explain_neighbourhood", "lime_from_neighbourhood")},
         "LimeTabularExplainer": "lime's LimeTabularExplainer is what this exercise asks you to write",
-        "Ridge": "write the weighted ridge fit yourself (exercise 2 plus the penalty α‖β‖²)"})
+        "LimeBase": "lime's LimeBase fits lime's ridge for you: write the weighted ridge fit yourself (exercise 2 "
+                    "plus the penalty α‖β‖²)",
+        **{ridge: "write the weighted ridge fit yourself (exercise 2 plus the penalty α‖β‖²)"
+           for ridge in ("Ridge", "RidgeCV", "ridge_regression")}})
     passed(name, "= bigtut's lime_tabular on three random networks (around the mean and the instance, a constant "
                  "column)")
 
@@ -641,12 +654,17 @@ def _free_fit(Z: torch.Tensor, y: torch.Tensor, w: torch.Tensor, *, intercept: b
 
 
 def _eliminated(Z: torch.Tensor, y: torch.Tensor, w: torch.Tensor, total: float, *, adjust_target: bool = True,
-                adjust_design: bool = True) -> torch.Tensor:
+                adjust_design: bool = True, target_total: float | None = None, weigh: str = "both") -> torch.Tensor:
     """The first M − 1 values ``(M-1,)`` after substituting φ_M = total − Σ_{j<M} φ_j (shap's elimination), the
-    target or the design left unadjusted on request."""
-    target = y - Z[:, -1] * total if adjust_target else y
+    target or the design left unadjusted on request, the target adjusted by ``target_total`` instead of ``total``,
+    or only the ``"design"`` or only the ``"target"`` multiplied by √w."""
+    target = y - Z[:, -1] * (total if target_total is None else target_total) if adjust_target else y
     design = Z[:, :-1] - Z[:, -1:] if adjust_design else Z[:, :-1]
-    return _free_fit(design, target, w)
+    if weigh == "both":
+        return _free_fit(design, target, w)
+    root = w.sqrt()
+    rows, targets = (design * root[:, None], target) if weigh == "design" else (design, target * root)
+    return torch.linalg.lstsq(rows, targets[:, None]).solution[:, 0]
 
 
 def _kernel_shap_variants(case: dict[str, Any]) -> dict[str, Any]:
@@ -689,6 +707,16 @@ def _kernel_shap_variants(case: dict[str, Any]) -> dict[str, Any]:
             lambda: add_back(_eliminated(Z, y, w, total, adjust_target=False)),
         "after eliminating φ_M each column j < M of the design must be z_j − z_M":
             lambda: add_back(_eliminated(Z, y, w, total, adjust_design=False)),
+        "after eliminating φ_M the target is values − base_value − z_M·(f(x) − f(∅)), not − z_M·f(x)":
+            lambda: add_back(_eliminated(Z, y, w, total, target_total=full)),
+        "only the design's rows were multiplied by √w; the target must be too":
+            lambda: add_back(_eliminated(Z, y, w, total, weigh="design")),
+        "only the target was multiplied by √w; the design's rows must be too":
+            lambda: add_back(_eliminated(Z, y, w, total, weigh="target")),
+        "φ_M was put first: φ_M = f(x) − f(∅) − Σ_{j<M} φ_j is the last player's value, appended after the others":
+            lambda: torch.cat([case["phi"][-1:], case["phi"][:-1]]),
+        "base_value and full_value were swapped: the arguments are (…, base_value = f(∅), full_value = f(x))":
+            lambda: _constrained_fit(Z, v - full, w, base - full),
         "the unconstrained solution was rescaled to add up; the constraint moves each φ_i by its own amount, it "
         "does not scale them": lambda: unconstrained() * total / unconstrained().sum(),
         "the unconstrained solution's gap to f(x) − f(∅) was spread evenly; the constraint moves each φ_i by its "
@@ -699,6 +727,40 @@ def _kernel_shap_variants(case: dict[str, Any]) -> dict[str, Any]:
 _INFINITE_WEIGHT = ("the Shapley kernel gives ∅ and N infinite weight (|S| = 0 or M divides by zero); they are no "
                     "rows of the fit — they enter as f(∅), subtracted from the values, and as the constraint "
                     "Σφ = f(x) − f(∅)")
+#: how exactly Σφ must equal f(x) − f(∅) (relative to max(1, |f(x) − f(∅)|)): an exact solve, by elimination or a
+#: Lagrange multiplier, even through an explicit inverse, is within 1e-14; ∅ and N entered as rows of a large
+#: finite weight H are off by about 1/H, and where that is below 1e-13 their values are off by more than 1e-10
+_EXACT = 1e-13
+
+
+def _efficiency_hint(values: torch.Tensor, case: dict[str, Any]) -> str:
+    """What ``Σφ`` of a wrong answer ``values (M,)`` says about its mistake (a line for a failure message)."""
+    base, full, phi = case["base"], case["full"], case["phi"]
+    total, got = full - base, float(values.sum())
+    exact = _EXACT * max(1.0, abs(total))
+
+    def f32(number: float) -> float:
+        return float(torch.tensor(number, dtype=torch.float32))
+
+    if abs(got - total) <= exact:
+        if torch.allclose(values, phi, atol=1e-6, rtol=1e-6):
+            return ("\n  Hint: efficiency holds, and the values are within 1e-6 of the exact fit but not within 1e-10: "
+                    "an approximate solve — ∅ and N added as rows with a huge finite weight? Their weight is "
+                    "infinite: fit the other coalitions only, under Σφ = f(x) − f(∅) imposed exactly.")
+        return ("\n  Efficiency holds, so the constraint is right: the difference lies in the weighted fit itself "
+                "(the weights, the target values − base_value, the design).")
+    if any(abs(got - rounded) <= exact for rounded in (f32(total), f32(full) - f32(base), f32(full) - base,
+                                                       full - f32(base))):
+        return (f"\n  Hint: Σφ = {got:.12g} is f(x) − f(∅) = {total:.12g} rounded to float32: torch.tensor(number) "
+                f"without dtype= is float32 — give dtype=coalitions.dtype (float64).")
+    if torch.allclose(values, phi, atol=1e-3, rtol=1e-3):
+        return (f"\n  Hint: Σφ = {got:.15g}, but f(x) − f(∅) = {total:.15g}: efficiency holds only approximately — "
+                f"∅ and N added as rows with a large finite weight? Their weight is infinite: impose "
+                f"Σφ = f(x) − f(∅) exactly (eliminate one φ, or a Lagrange multiplier).")
+    return (f"\n  Hint: Σφ = {got:.6g}, but f(x) − f(∅) = {total:.6g}: the answer must satisfy the efficiency "
+            f"constraint Σφ = f(x) − f(∅) exactly.")
+
+
 #: (players, coalitions besides ∅ and N — None: every one —, coalitions then dropped to break complement pairs)
 _KERNEL_SHAP_CASES = ((4, None, 0), (7, 40, 0), (10, 60, 0), (6, None, 17))
 
@@ -706,7 +768,8 @@ _KERNEL_SHAP_CASES = ((4, None, 0), (7, 40, 0), (10, 60, 0), (6, None, 17))
 def check_kernel_shap_solve(candidate: Callable, seed: int | None = None) -> None:
     """``candidate(coalitions (K, M), values (K,), weights (K,), base_value, full_value) -> φ (M,)`` must solve
     KernelSHAP's constrained weighted least squares, min Σₖ wₖ (vₖ − f(∅) − zₖ·φ)² subject to
-    Σφ = f(x) − f(∅), as :func:`bigtut.explain.shap.kernel_game` does (to 1e-10): on every coalition of four
+    Σφ = f(x) − f(∅), as :func:`bigtut.explain.shap.kernel_game` does (to 1e-10, and Σφ to 1e-13 — no large
+    finite weight on ∅ and N comes that close to both): on every coalition of four
     players (the exact Shapley values), on kernel_shap's sampled designs for 7 and 10 players, and on a design
     whose coalitions are not all paired with their complements (there a free intercept, or values not shifted by
     f(∅), change the answer; on paired designs they happen not to)."""
@@ -747,18 +810,11 @@ def check_kernel_shap_solve(candidate: Callable, seed: int | None = None) -> Non
         except CheckFailure as failure:
             if "Hint:" in str(failure) or values is None or values.shape != case["phi"].shape:
                 raise
-            gap = float(values.sum()) - total
-            if abs(gap) > 1e-10 and torch.allclose(values, case["phi"], atol=1e-3, rtol=1e-3):
-                hint = (f"\n  Hint: Σφ = {float(values.sum()):.12g}, but f(x) − f(∅) = {total:.12g}: efficiency holds "
-                        f"only approximately — ∅ and N added as rows with a large finite weight? Their weight is "
-                        f"infinite: impose Σφ = f(x) − f(∅) exactly (eliminate one φ, or a Lagrange multiplier).")
-            elif abs(gap) > 1e-10:
-                hint = (f"\n  Hint: Σφ = {float(values.sum()):.6g}, but f(x) − f(∅) = {total:.6g}: the answer must "
-                        f"satisfy the efficiency constraint Σφ = f(x) − f(∅) exactly.")
-            else:
-                hint = ("\n  Efficiency holds, so the constraint is right: the difference lies in the weighted fit "
-                        "itself (the weights, the target values − base_value, the design).")
-            raise CheckFailure(f"{failure}{hint}") from None
+            raise CheckFailure(f"{failure}{_efficiency_hint(values, case)}") from None
+        gap = float(values.sum()) - total
+        if abs(gap) > _EXACT * max(1.0, abs(total)):  # each value within 1e-10, their sum not exactly the total
+            raise CheckFailure(f"{name}: every value is within 1e-10, but Σφ misses f(x) − f(∅) by {gap:.2g} for "
+                               f"{what}{_efficiency_hint(values, case)}")
     assert_does_not_use(name, candidate, {
         **{f: OWN_ANSWER.format(f"bigtut.explain's {f}") for f in
            ("kernel_game", "kernel_shap", "exact_game", "exact_shapley", "permutation_shap", "token_shap")},

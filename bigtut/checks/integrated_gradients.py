@@ -21,19 +21,22 @@ Shape legend:  B batch   n integration steps   L positions   d d_model   C class
 ``check_token_ig(candidate)`` holds ``candidate(model, input_ids, attention_mask, target, baseline_ids, n_steps)``
 to :func:`bigtut.explain.token_integrated_gradients` with its defaults (Gauss–Legendre nodes and weights), on
 random tiny :class:`bigtut.bert.BertForSequenceClassification` models in float64: a batch without padding, and
-two padded batches with their attention masks, against three baselines given as ids ([MASK], [PAD], random
-tokens). It names the usual mistakes:
+two padded batches with their attention masks (one padded with a word's id, so that only the mask says where the
+padding is), against three baselines given as ids ([MASK], [PAD], random tokens). It names the usual mistakes:
 
 * the attribution: (x − x′) left out (all scores 0) or replaced by x, the sign flipped, |·|, the norm or the mean
   over ``d`` instead of the sum, per-coordinate ``(B, L, d)`` scores left unsummed;
 * the path: token ids interpolated instead of embeddings, position and segment embeddings interpolated too,
-  gradients taken through ``x`` (each point weighed by its α), the baseline ids ignored ([PAD] or zeros instead);
-* the rule: the Riemann sums and the trapezoid instead of Gauss–Legendre, Gauss–Legendre left on [−1, 1] or with
-  equal weights or weights that sum to 2;
+  x′ + α·x, gradients taken through ``x`` (each point weighed by its α), the baseline ids ignored ([PAD], [MASK]
+  or zeros instead);
+* the rule: the Riemann sums and the trapezoid instead of Gauss–Legendre, Gauss–Legendre left on [−1, 1], with
+  equal weights, weights that sum to 2 or n_steps ± 1 nodes;
 * the output: the predicted class instead of ``target``, its probability or log-probability, the sum of the logits;
-* the mask: none, rows that do not follow the path's rows, inverted (1 = ignore), the baseline's [PAD] hidden;
+* the mask: none, rows that do not follow the path's rows, inverted (1 = ignore), the baseline's [PAD] hidden,
+  recomputed from the ids (input_ids != [PAD]) instead of the one given;
 * the one batched pass: the model must run once, on all ``B·n`` path points together; the arguments and the model
-  must come back unchanged, and the course's own answer (``token_integrated_gradients``, captum) is refused.
+  (its weights, its eval mode, its parameters' ``requires_grad``) must come back unchanged, and the course's own
+  answer (``token_integrated_gradients``, captum) is refused.
 """
 
 from __future__ import annotations
@@ -233,10 +236,11 @@ def _tiny_classifier(gen: torch.Generator):
     return model
 
 
-def _texts(gen: torch.Generator, vocab_size: int, lengths: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """``[CLS] words [SEP]`` rows padded on the right with [PAD]: ``(ids (B, L), real (B, L) bool)``."""
+def _texts(gen: torch.Generator, vocab_size: int, lengths: list[int], pad: int = PAD) -> tuple[torch.Tensor,
+                                                                                                 torch.Tensor]:
+    """``[CLS] words [SEP]`` rows padded on the right with ``pad`` ([PAD]): ``(ids (B, L), real (B, L) bool)``."""
     L = max(lengths)
-    ids = torch.full((len(lengths), L), PAD)
+    ids = torch.full((len(lengths), L), pad)
     for row, length in enumerate(lengths):
         ids[row, 0], ids[row, length - 1] = CLS, SEP
         ids[row, 1:length - 1] = torch.randint(MASK + 1, vocab_size, (length - 2,), generator=gen)
@@ -255,15 +259,16 @@ def _cases(gen: torch.Generator, model) -> list[tuple[str, torch.Tensor, torch.T
     length = _randint(gen, 6, 8)
     one, one_real = _texts(gen, V, [length, length])
     batch, batch_real = _texts(gen, V, [_randint(gen, 7, 9), _randint(gen, 3, 4), _randint(gen, 5, 6)])
-    other, other_real = _texts(gen, V, [_randint(gen, 4, 5), _randint(gen, 7, 9), _randint(gen, 6, 7)])
+    # padded with a word's id, as tokenizers without a [PAD] token do: the mask, not the ids, says what is padding
+    other, other_real = _texts(gen, V, [_randint(gen, 4, 5), _randint(gen, 7, 9), _randint(gen, 6, 7)], pad=V - 1)
     random_ids = torch.randint(MASK + 1, V, other.shape, generator=gen)
     return [
         (f"two texts of {one.shape[1]} tokens without padding, a [MASK] baseline ([CLS], [SEP] kept), n_steps=6",
          one, one_real.long(), _baseline(one, one_real, MASK), 6),
         (f"a padded batch of 3 texts of {batch_real.sum(1).tolist()} tokens (bool attention_mask), a [PAD] "
          f"baseline ([CLS], [SEP] kept), n_steps=7", batch, batch_real, _baseline(batch, batch_real, PAD), 7),
-        (f"a padded batch of 3 texts of {other_real.sum(1).tolist()} tokens (0/1 attention_mask), a baseline of "
-         f"random words ([CLS], [SEP] kept), n_steps=5", other, other_real.long(),
+        (f"a batch of 3 texts of {other_real.sum(1).tolist()} tokens padded with the word id {V - 1} (0/1 "
+         f"attention_mask), a baseline of random words ([CLS], [SEP] kept), n_steps=5", other, other_real.long(),
          _baseline(other, other_real, random_ids), 5),
     ]
 
@@ -292,14 +297,14 @@ def _rule(rule: str, n: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _average_gradient(model, ids, mask, target, baseline_ids, n_steps, *, rule: str = "gausslegendre",
                       embed: str = "token", rows: str | None = "example", output: str = "logit",
-                      through_x: bool = False, round_ids: Callable | None = None, zero_baseline: bool = False
-                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                      through_x: bool = False, round_ids: Callable | None = None, zero_baseline: bool = False,
+                      step: str = "difference") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(x (B, L, d), x′ (B, L, d), Σ_k w_k ∇F(path point k) (B, L, d))`` — the right computation, or one of the
     usual mistakes: another ``rule``; ``embed="full"`` (token + position + segment interpolated) or ``"module"``
     (the embedding module's LayerNorm'd output); mask ``rows`` repeated in the other order (``"step"``) or left out
     (None); another ``output``; ``through_x`` (the gradient of
     Σ_k w_k F with respect to x weighs point k by α_k); ``round_ids`` (token ids interpolated, then rounded);
-    ``zero_baseline`` (zero embeddings instead of the baseline ids)."""
+    ``zero_baseline`` (zero embeddings instead of the baseline ids); ``step="input"`` (the path x′ + α·x)."""
     B, L = ids.shape
     table = model.get_input_embeddings()
     bert = model.bert
@@ -322,7 +327,7 @@ def _average_gradient(model, ids, mask, target, baseline_ids, n_steps, *, rule: 
         if zero_baseline:
             x_base = torch.zeros_like(x)
         if round_ids is None:
-            path = x_base[:, None] + alphas.view(1, n, 1, 1) * (x - x_base)[:, None]  # (B, n, L, d)
+            path = x_base[:, None] + alphas.view(1, n, 1, 1) * (x - x_base if step == "difference" else x)[:, None]
         else:
             between = baseline_ids[:, None] + alphas.view(1, n, 1) * (ids - baseline_ids)[:, None]  # (B, n, L)
             path = embedded(round_ids(between).long().reshape(B * n, L)).view(B, n, L, -1)
@@ -411,10 +416,18 @@ def _variants(model, ids, mask, target, baseline_ids, n_steps) -> dict[str, Call
             baseline(torch.where(real, torch.full_like(ids, PAD), ids)),
         "the baseline ids given were not used: the baseline is [PAD] (with [CLS], [SEP] kept) instead":
             baseline(torch.where(keep, ids, torch.full_like(ids, PAD))),
+        "the baseline ids given were not used: the baseline is [MASK] (with [CLS], [SEP] kept) instead":
+            baseline(torch.where(keep, ids, torch.full_like(ids, MASK))),
         "the baseline ids given were not used: the baseline is zero embeddings instead":
             lambda: _token_ig(*args, zero_baseline=True),
         "the gradients were taken with respect to x through the path, which weighs point k by α_k: take them with "
         "respect to the path points themselves": lambda: _token_ig(*args, through_x=True),
+        "the path x′ + α·x: a path point is x′ + α(x − x′), from the baseline's embeddings to the input's":
+            lambda: _token_ig(*args, step="input"),
+        "Gauss–Legendre with n_steps + 1 nodes: take exactly n_steps, leggauss(n_steps)":
+            lambda: _token_ig(model, ids, mask, target, baseline_ids, n_steps + 1),
+        "Gauss–Legendre with n_steps − 1 nodes: take exactly n_steps, leggauss(n_steps)":
+            lambda: _token_ig(model, ids, mask, target, baseline_ids, n_steps - 1),
         "the left Riemann sum (α = 0 … (n−1)/n); bigtut's default, and this exercise's, is Gauss–Legendre":
             rule("riemann_left"),
         "the right Riemann sum (α = 1/n … 1); bigtut's default, and this exercise's, is Gauss–Legendre":
@@ -445,8 +458,9 @@ def _variants(model, ids, mask, target, baseline_ids, n_steps) -> dict[str, Call
             lambda: _token_ig(*args, output="log_probability"),
         "the sum of all the logits: explain the logit of the class `target`, logits[:, target]":
             lambda: _token_ig(*args, output="sum"),
-        "no attention_mask was given to the model: the padding was attended; repeat the mask along the path with "
-        "the path points": lambda: _token_ig(*args, rows=None),
+        "no attention_mask was given to the model: the padding was attended (or the mask was recomputed from the "
+        "ids, input_ids != [PAD] — a batch may be padded with another id: use the attention_mask given); repeat "
+        "the mask along the path with the path points": lambda: _token_ig(*args, rows=None),
         "the mask rows do not follow the path rows: path row b·n + k belongs to example b (mask.repeat_interleave("
         "n_steps, 0)), but the mask was tiled (mask.repeat(n_steps, 1))": lambda: _token_ig(*args, rows="step"),
         "the mask rows do not follow the path rows: path row k·B + b belongs to example b (mask.repeat(n_steps, "
@@ -507,6 +521,7 @@ def check_token_ig(candidate: Callable, seed: int | None = None) -> None:
         expected = _reference(model, ids, mask, target, baseline_ids, n_steps)  # (B, L)
         given = ids.clone(), mask.clone(), baseline_ids.clone()
         weights = {key: value.clone() for key, value in model.state_dict().items()}
+        trainable = {key: p.requires_grad for key, p in model.named_parameters()}
         calls, stop = _record_passes(model)
         try:
             got = guarded(name, f"token_ig(model, input_ids, attention_mask, {target}, baseline_ids, {n_steps}) for "
@@ -516,12 +531,18 @@ def check_token_ig(candidate: Callable, seed: int | None = None) -> None:
         assert_unchanged(name, inputs, {"input_ids": (ids, given[0]), "attention_mask": (mask, given[1]),
                                         "baseline_ids": (baseline_ids, given[2])})
         changed = [key for key, value in model.state_dict().items() if not torch.equal(value, weights[key])]
-        if changed or model.training:
+        frozen = [key for key, p in model.named_parameters() if p.requires_grad != trainable[key]]
+        if changed or model.training or frozen:
             model.load_state_dict(weights)
+            for key, p in model.named_parameters():
+                p.requires_grad_(trainable[key])
             raise CheckFailure(f"{name}: changed the model for {inputs} ("
-                               + (f"its weights {', '.join(changed[:3])}" if changed else "it is in training mode now")
+                               + (f"its weights {', '.join(changed[:3])}" if changed else
+                                  f"the requires_grad of its parameters {', '.join(frozen[:3])}" if frozen else
+                                  "it is in training mode now")
                                + "); leave the model as it is: compute new tensors instead, and do not call "
-                                 "model.train()")
+                                 "model.train() or requires_grad_() on the model (the gradient is taken with "
+                                 "respect to the path alone)")
         if isinstance(got, torch.Tensor):
             got = got.detach()
         _shape_failure(name, got, *ids.shape, d, inputs)
