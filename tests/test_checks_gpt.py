@@ -570,7 +570,8 @@ class HandGPT(torch.nn.Module):  # notebook 04, exercise 4, with switches for th
 
     def norm(self, u, ln):
         var = u.var(-1, unbiased=bool(self.mistakes.get("unbiased")), keepdim=True)
-        return (u - u.mean(-1, keepdim=True)) / torch.sqrt(var + ln.eps) * ln.weight + ln.bias
+        eps = 0.0 if self.mistakes.get("no_eps") else ln.eps
+        return (u - u.mean(-1, keepdim=True)) / torch.sqrt(var + eps) * ln.weight + ln.bias
 
     def attend(self, q, k, v):  # (B, L, d) each -> (B, L, d)
         m, (B, L, d), h = self.mistakes, q.shape, self.n_head
@@ -580,22 +581,49 @@ class HandGPT(torch.nn.Module):  # notebook 04, exercise 4, with switches for th
             q, k, v = (t.view(B, L, h, d // h).transpose(1, 2) for t in (q, k, v))
         scores = q @ k.transpose(-2, -1) / (d ** 0.5 if m.get("sqrt_d_model") else (d // h) ** 0.5)
         if not m.get("no_mask"):
-            scores = scores.masked_fill(torch.ones(L, L, dtype=torch.bool).triu(1), float("-inf"))
-        return (scores.softmax(-1) @ v).transpose(1, 2).reshape(B, L, d)
+            future = torch.ones(L, L, dtype=torch.bool, device=None if m.get("cpu_mask") else q.device)
+            scores = scores.masked_fill(future.triu(0 if m.get("diagonal_masked") else 1), float("-inf"))
+        return (scores.softmax(-2 if m.get("softmax_queries") else -1) @ v).transpose(1, 2).reshape(B, L, d)
 
     def forward(self, idx):
         m = self.mistakes
         L, d = idx.shape[1], self.wte.embedding_dim
-        x = self.wte(idx) + (0 if m.get("no_positions") else self.wpe(torch.arange(L)))
+        x = self.wte(idx) + (0 if m.get("no_positions") else self.wpe(torch.arange(L, device=idx.device)))
         for block in self.h:
             q, k, v = block["c_attn"](self.norm(x, block["ln_1"])).split(d, dim=-1)
-            x = x + block["attn_proj"](self.attend(k, q, v) if m.get("kqv") else self.attend(q, k, v))
-            gelu = "none" if m.get("exact_gelu") else "tanh"
-            x = x + block["mlp_proj"](F.gelu(block["c_fc"](self.norm(x, block["ln_2"])), approximate=gelu))
+            attended = block["attn_proj"](self.attend(k, q, v) if m.get("kqv") else self.attend(q, k, v))
+            x = attended if m.get("no_attn_residual") else x + attended
+            hidden = block["c_fc"](self.norm(x, block["ln_1" if m.get("ln_1_for_mlp") else "ln_2"]))
+            if m.get("relu"):
+                hidden = torch.relu(hidden)
+            else:
+                hidden = F.gelu(hidden, approximate="none" if m.get("exact_gelu") else "tanh")
+            x = x + block["mlp_proj"](hidden)
         if m.get("detached"):
             x = x.detach()
         out = x if m.get("no_ln_f") else self.norm(x, self.ln_f)
         return out @ self.wte.weight.T
+
+
+class FunctionalGPT(HandGPT):  # correct too: F.linear, chunk, permute, an additive -1e10 mask, GELU by formula
+    def forward(self, idx):
+        (B, L), d, h = idx.shape, self.wte.embedding_dim, self.n_head
+        x = F.embedding(idx, self.wte.weight) + self.wpe.weight[:L]
+        keep = torch.tril(torch.ones(L, L, device=idx.device))
+        for block in self.h:
+            q, k, v = F.linear(self.norm(x, block["ln_1"]), block["c_attn"].weight, block["c_attn"].bias).chunk(3, -1)
+            q, v = (t.reshape(B, L, h, -1).permute(0, 2, 1, 3) for t in (q, v))
+            k = k.reshape(B, L, h, -1).permute(0, 2, 3, 1)  # (B, h, d_head, L)
+            weights = torch.softmax((q @ k) / (d // h) ** 0.5 + (keep - 1) * 1e10, dim=-1)
+            x = x + block["attn_proj"]((weights @ v).permute(0, 2, 1, 3).reshape(B, L, d))
+            u = block["c_fc"](self.norm(x, block["ln_2"]))
+            x = x + block["mlp_proj"](0.5 * u * (1 + torch.tanh((2 / torch.pi) ** 0.5 * (u + 0.044715 * u**3))))
+        return F.linear(self.norm(x, self.ln_f), self.wte.weight)
+
+
+class GroupNormGPT(HandGPT):  # group norm with one group: the library's layer norm by another name
+    def norm(self, u, ln):
+        return F.group_norm(u.reshape(-1, u.shape[-1]), 1, ln.weight, ln.bias, ln.eps).reshape(u.shape)
 
 
 class LibraryNormGPT(HandGPT):  # nn.LayerNorm's own forward, called through the module
@@ -646,6 +674,14 @@ GPT_FORWARD_WRONG = {
     "unbiased": (_gpt_with(unbiased=True), "unbiased variance"),
     "no_ln_f": (_gpt_with(no_ln_f=True), "ln_f"),
     "no_positions": (_gpt_with(no_positions=True), "position embeddings"),
+    "softmax_queries": (_gpt_with(softmax_queries=True), "softmax runs over the queries"),
+    "diagonal_masked": (_gpt_with(diagonal_masked=True), "diagonal"),
+    "no_attn_residual": (_gpt_with(no_attn_residual=True), "residual around the attention is missing"),
+    "ln_1_for_mlp": (_gpt_with(ln_1_for_mlp=True), "ln_1 is used before the MLP too"),
+    "relu": (_gpt_with(relu=True), "ReLU"),
+    "no_eps": (_gpt_with(no_eps=True), "no eps"),
+    "cpu_mask": (_gpt_with(cpu_mask=True), "fails on a GPU"),
+    "group_norm": (GroupNormGPT, "rules out the library's LayerNorm"),
     "library_layer_norm": (LibraryNormGPT, "rules out the library's LayerNorm"),
     "sdpa_at_run_time": (FusedAttentionGPT, "rules out the library's LayerNorm and attention"),
     "sdpa_in_the_code": (SdpaInForwardGPT, "forward calls `F.scaled_dot_product_attention`"),
@@ -664,9 +700,10 @@ def test_gpt_forward_checker_names_each_mistake(mistake):
             check_gpt_forward(wrong, seed=seed)
 
 
-def test_gpt_forward_checker_passes_the_right_class(capsys):
+@pytest.mark.parametrize("right", [HandGPT, FunctionalGPT])
+def test_gpt_forward_checker_passes_the_right_class(right, capsys):
     for seed in SEEDS:
-        check_gpt_forward(HandGPT, seed=seed)
+        check_gpt_forward(right, seed=seed)
     assert capsys.readouterr().out.splitlines() == [
         "PASS gpt_forward: logits equal bigtut.gpt.GPT on 5 inputs of 3 random GPTs; gradients reach every weight"] * 3
 
@@ -711,6 +748,31 @@ def transposed_loader(mine, theirs):  # the Conv1D habit: each weight transposed
     return mine
 
 
+def frozen_loader(mine, theirs):  # requires_grad switched off to let copy_ write, and never back on
+    mine.requires_grad_(False)
+    load_from_bigtut(mine, theirs)
+    return mine
+
+
+def theirs_frozen_loader(mine, theirs):
+    load_from_bigtut(mine, theirs)
+    theirs.requires_grad_(False)  # "only reading it": bigtut's model can no longer be trained
+
+
+def state_dict_loader(mine, theirs):  # correct too: one renamed state dict, load_state_dict
+    sd = theirs.state_dict()
+    state = {"wte.weight": sd["tok_emb.weight"], "wpe.weight": sd["pos_emb.weight"], "ln_f.weight": sd["ln_f.weight"],
+             "ln_f.bias": sd["ln_f.bias"]}
+    for i in range(len(theirs.blocks)):
+        block = f"blocks.{i}."
+        for kind in ("weight", "bias"):
+            state[f"h.{i}.c_attn.{kind}"] = torch.cat([sd[f"{block}attn.attn.{c}_proj.{kind}"] for c in "qkv"])
+            for ours, bigtut in (("ln_1", "ln_1"), ("attn_proj", "attn.attn.out_proj"), ("ln_2", "ln_2"),
+                                 ("c_fc", "mlp.fc"), ("mlp_proj", "mlp.proj")):
+                state[f"h.{i}.{ours}.{kind}"] = sd[f"{block}{bigtut}.{kind}"]
+    mine.load_state_dict(state)
+
+
 LOAD_WRONG = {
     "kqv": (_loader_with(order="kqv"), "k \\| q \\| v"),
     "vkq": (_loader_with(order="vkq"), "v \\| k \\| q"),
@@ -721,6 +783,8 @@ LOAD_WRONG = {
     "no_ln_f": (_loader_with(ln_f=False), "ln_f.weight was not loaded"),
     "changes_theirs": (_loader_with(touch=True), "changed bigtut's model"),
     "new_module": (lambda mine, theirs: copy.deepcopy(load_from_bigtut(mine, theirs)), "returned a different module"),
+    "frozen": (frozen_loader, "no longer requires grad"),
+    "theirs_frozen": (theirs_frozen_loader, "changed bigtut's model"),
     "stub": (stub, "not implemented"),
 }
 
@@ -733,9 +797,10 @@ def test_load_gpt_weights_checker_names_each_mistake(mistake):
             check_load_gpt_weights(wrong, seed=seed)
 
 
-def test_load_gpt_weights_checker_passes_the_right_loader(capsys):
+@pytest.mark.parametrize("right", [load_from_bigtut, state_dict_loader])
+def test_load_gpt_weights_checker_passes_the_right_loader(right, capsys):
     for seed in SEEDS:
-        check_load_gpt_weights(load_from_bigtut, seed=seed)
+        check_load_gpt_weights(right, seed=seed)
     assert capsys.readouterr().out.splitlines() == [
         "PASS load_gpt_weights: every weight of 3 random GPTs copied into the fused layout; bigtut's model "
         "untouched, no shared tensors"] * 3

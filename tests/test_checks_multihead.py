@@ -190,7 +190,7 @@ class NanoCausal(nn.Module):
     order = "qkv"
     per_head_split = scale_by_d_model = no_c_proj = merge_without_transpose = no_mask = transposed_mask = False
     mask_on_cpu = dropout_on_scores = only_attn_dropout = only_resid_dropout = functional_dropout_always = False
-    dropout_unscaled = float32_output = dropout_before_mask = False
+    dropout_unscaled = float32_output = dropout_before_mask = dropout_on_values = dropout_before_c_proj = False
 
     def __init__(self, d_model, n_head, dropout=0.0):
         super().__init__()
@@ -223,12 +223,15 @@ class NanoCausal(nn.Module):
             weights = F.dropout(weights, self.p)
         elif self.dropout_unscaled:
             weights = weights * (torch.rand_like(weights) >= self.p) if self.training else weights
-        elif not (self.dropout_on_scores or self.dropout_before_mask or self.only_resid_dropout):
+        elif not (self.dropout_on_scores or self.dropout_before_mask or self.only_resid_dropout
+                  or self.dropout_on_values):
             weights = self.attn_dropout(weights)
-        heads = weights @ v  # (B, h, L, d_head)
+        heads = weights @ (self.attn_dropout(v) if self.dropout_on_values else v)  # (B, h, L, d_head)
         merged = heads.reshape(B, L, d) if self.merge_without_transpose else heads.transpose(1, 2).reshape(B, L, d)
+        if self.dropout_before_c_proj:
+            merged = self.resid_dropout(merged)
         out = merged if self.no_c_proj else self.c_proj(merged)
-        if not self.only_attn_dropout:
+        if not (self.only_attn_dropout or self.dropout_before_c_proj):
             out = self.resid_dropout(out)
         return out.float() if self.float32_output else out
 
@@ -249,9 +252,36 @@ class SdpaCausal(nn.Module):
         return self.resid_dropout(self.c_proj(heads.transpose(1, 2).reshape(B, L, d)))
 
 
-class NoDropoutCausal(NanoCausal):
+class NoDropoutCausal(NanoCausal):  # wrong: the exercise's signature has dropout=0.0
     def __init__(self, d_model, n_head):
         super().__init__(d_model, n_head, 0.0)
+
+
+class DropoutByDefault(NanoCausal):  # wrong: CausalSelfAttention(d, h) drops in training
+    def __init__(self, d_model, n_head, dropout=0.1):
+        super().__init__(d_model, n_head, dropout)
+
+
+class FixedRate(NanoCausal):  # wrong: the argument is ignored
+    def __init__(self, d_model, n_head, dropout=0.0):
+        super().__init__(d_model, n_head, 0.1)
+
+
+class NoBias(NanoCausal):  # wrong: GPT-2's projections have biases
+    def __init__(self, d_model, n_head, dropout=0.0):
+        super().__init__(d_model, n_head, dropout)
+        self.c_attn = nn.Linear(d_model, 3 * d_model, bias=False)
+        self.c_proj = nn.Linear(d_model, d_model, bias=False)
+
+
+class AdditiveMaskCausal(NanoCausal):  # correct too: an additive -1e9 mask, F.dropout with self.training
+    def forward(self, x):
+        B, L, d = x.shape
+        q, k, v = (t.view(B, L, self.h, d // self.h).transpose(1, 2) for t in self.c_attn(x).split(d, dim=2))
+        future = torch.full((L, L), -1e9, dtype=x.dtype, device=x.device).triu(1)
+        weights = F.dropout((q @ k.transpose(-2, -1) * (d // self.h) ** -0.5 + future).softmax(-1), self.p,
+                            training=self.training)
+        return F.dropout(self.c_proj((weights @ v).transpose(1, 2).reshape(B, L, d)), self.p, self.training)
 
 
 def causal_mistake(**switches):
@@ -266,11 +296,11 @@ def bigtut_causal():
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_causal_self_attention_module_passes_correct_classes(seed, capsys):
-    for cls in (NanoCausal, SdpaCausal, NoDropoutCausal, bigtut_causal()):
+    for cls in (NanoCausal, SdpaCausal, AdditiveMaskCausal, bigtut_causal()):
         check_causal_self_attention_module(cls, seed=seed, hf=False)
     out = capsys.readouterr().out
     assert out.count("PASS causal_self_attention_module") == 4
-    assert out.count("dropout on the attention weights and on the output") == 3  # NoDropoutCausal takes none
+    assert out.count("dropout on the attention weights and on the output") == 4
 
 
 def test_causal_self_attention_module_equals_hugging_face_gpt2_attention(capsys):
@@ -314,6 +344,8 @@ CAUSAL_MISTAKES = [
     (dict(functional_dropout_always=True), "dropout is still active"),
     (dict(dropout_unscaled=True), "does not rescale what it keeps"),
     (dict(float32_output=True), "is torch.float32 for torch.float64 inputs"),
+    (dict(dropout_on_values=True), "dropout zeroes single features"),
+    (dict(dropout_before_c_proj=True), "Dropout before c_proj"),
 ]
 
 
@@ -322,6 +354,16 @@ CAUSAL_MISTAKES = [
 def test_causal_self_attention_module_names_each_mistake(switches, message, seed):
     with pytest.raises(CheckFailure, match=message):
         check_causal_self_attention_module(causal_mistake(**switches), seed=seed, hf=False)
+
+
+@pytest.mark.parametrize("cls, message", [
+    (NoDropoutCausal, "takes no `dropout` argument"), (DropoutByDefault, "default must be dropout=0.0"),
+    (FixedRate, "rate is fixed"), (NoBias, "c_attn has no bias"),
+], ids=["no dropout argument", "dropout by default", "fixed rate", "no bias"])
+@pytest.mark.parametrize("seed", SEEDS)
+def test_causal_self_attention_module_names_constructor_mistakes(cls, message, seed):
+    with pytest.raises(CheckFailure, match=message):
+        check_causal_self_attention_module(cls, seed=seed, hf=False)
 
 
 def test_causal_self_attention_module_rejects_unmappable_classes():

@@ -107,15 +107,47 @@ def wrong_new_id(words, new_id):
     return best, [(merge_left_to_right(s, best, new_id + 1), n) for s, n in words]
 
 
+def counts_without_overlap(words, new_id):  # 'aaa' counted as one (a, a), as str.count would
+    counts = Counter()
+    for symbols, n in words:
+        i = 0
+        while i + 1 < len(symbols):
+            counts[(symbols[i], symbols[i + 1])] += n
+            i += 2 if symbols[i] == symbols[i + 1] else 1
+    best = min(counts, key=lambda pair: (-counts[pair], pair))
+    return best, [(merge_left_to_right(s, best, new_id), n) for s, n in words]
+
+
+def unordered_merge(words, new_id):  # also merges the reversed pair
+    best, _ = solution(words, new_id)
+    return best, [(merge_left_to_right(merge_left_to_right(s, best, new_id), best[::-1], new_id), n)
+                  for s, n in words]
+
+
+def tie_on_second_id_first(words, new_id):  # ties broken on b, then a
+    counts = Counter()
+    for symbols, n in words:
+        for pair in zip(symbols, symbols[1:]):
+            counts[pair] += n
+    best = min(counts, key=lambda pair: (-counts[pair], pair[1], pair[0]))
+    return best, [(merge_left_to_right(s, best, new_id), n) for s, n in words]
+
+
+def as_lists(words, new_id):  # correct too: a list [pair, merged] of lists, pieces as tuples
+    best, merged = solution(words, new_id)
+    return [list(best), [[tuple(s), n] for s, n in merged]]
+
+
 def stub(words, new_id):
     raise NotImplementedError
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("seed", [0, 1, 2, None])
 def test_the_solution_and_the_reference_pass(seed, capsys):
     check_bpe_merge_step(solution, seed=seed)
     check_bpe_merge_step(bpe_merge_step_reference, seed=seed)
-    assert capsys.readouterr().out.count("PASS bpe_merge_step") == 2
+    check_bpe_merge_step(as_lists, seed=seed)
+    assert capsys.readouterr().out.count("PASS bpe_merge_step") == 3
 
 
 @pytest.mark.parametrize("wrong, says", [
@@ -123,6 +155,8 @@ def test_the_solution_and_the_reference_pass(seed, capsys):
     (first_seen_on_tie, "smallest pair"), (across_pieces, "inside each piece"),
     (overlapping, "without overlap"), (right_to_left, "left to right"), (in_place, "changed in place"),
     (drops_counts, "count"), (first_piece_only, "every piece"), (wrong_new_id, "into"),
+    (counts_without_overlap, "count overlapping pairs"), (unordered_merge, "another pair"),
+    (tie_on_second_id_first, "smallest pair"),
     (stub, "not implemented"),
 ])
 @pytest.mark.parametrize("seed", [0, 1, 2])

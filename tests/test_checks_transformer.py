@@ -51,6 +51,24 @@ def label_smoothing_soft_targets(logits, targets, epsilon, ignore_index):  # bui
     return F.cross_entropy(logits, soft)  # soft targets: allowed, the smoothing is written out
 
 
+def label_smoothing_nll_loss(logits, targets, epsilon, ignore_index):  # F.nll_loss for the target term
+    logp = F.log_softmax(logits, dim=-1)
+    keep = targets != ignore_index
+    target_term = F.nll_loss(logp, targets, ignore_index=ignore_index)
+    return (1 - epsilon) * target_term + epsilon * (-logp.mean(-1))[keep].mean()
+
+
+def label_smoothing_loop(logits, targets, epsilon, ignore_index):  # one row at a time, log-sum-exp by hand
+    total, count, V = logits.new_zeros(()), 0, logits.shape[-1]
+    for row, y in zip(logits, targets.tolist()):
+        if y == ignore_index:
+            continue
+        top = row.max()
+        logp = row - top - torch.log(torch.exp(row - top).sum())
+        total, count = total + (1 - epsilon) * -logp[y] - epsilon / V * logp.sum(), count + 1
+    return total / count
+
+
 def encoder_layer(layer, x, mask=None):  # with the optional dropout after the activation, as bigtut's layer
     def ffn(h):
         return layer.dropout2(layer.linear2(layer.dropout(layer.activation(layer.linear1(h)))))
@@ -281,6 +299,33 @@ def smoothing_gathers_ignore_index(logits, targets, epsilon, ignore_index):  # c
     keep = targets != ignore_index
     nll = -logp.gather(1, targets[:, None])[:, 0]
     return ((1 - epsilon) * nll + epsilon * -logp.mean(-1))[keep].mean()
+
+
+def _soft_targets(logits, targets, epsilon, target_share=True):
+    V = logits.shape[-1]
+    on_target = 1 - epsilon + (epsilon / V if target_share else 0.0)
+    return torch.full_like(logits, epsilon / V).scatter(1, targets.clamp(min=0)[:, None], on_target)
+
+
+def smoothing_kl_divergence(logits, targets, epsilon, ignore_index):  # the Annotated Transformer's KLDivLoss
+    keep = targets != ignore_index
+    q = _soft_targets(logits, targets, epsilon)
+    return F.kl_div(logits.log_softmax(-1)[keep], q[keep], reduction="batchmean")
+
+
+def smoothing_target_without_share(logits, targets, epsilon, ignore_index):  # q_target = 1-ε: q sums to 1-ε/V
+    keep = targets != ignore_index
+    q = _soft_targets(logits, targets, epsilon, target_share=False)
+    return -(q * logits.log_softmax(-1)).sum(-1)[keep].mean()
+
+
+def smoothing_mean_over_classes(logits, targets, epsilon, ignore_index):  # .mean() over (N, V), not per row
+    keep = targets != ignore_index
+    return -(_soft_targets(logits, targets, epsilon) * logits.log_softmax(-1))[keep].mean()
+
+
+def smoothing_aten_kernel(logits, targets, epsilon, ignore_index):  # PyTorch's kernel under another name
+    return torch.ops.aten.cross_entropy_loss(logits, targets, None, 1, ignore_index, epsilon)
 
 
 # ---------------------------------------------------------------- plausible mistakes: encoder layer
@@ -645,6 +690,7 @@ def stub(*args, **kwargs):
 CORRECT = [(check_beam_step, beam_step), (check_beam_step, beam_step_notebook),
            (check_label_smoothing_loss, label_smoothing_loss),
            (check_label_smoothing_loss, label_smoothing_soft_targets),
+           (check_label_smoothing_loss, label_smoothing_nll_loss), (check_label_smoothing_loss, label_smoothing_loop),
            (check_encoder_layer, encoder_layer), (check_encoder_layer, encoder_layer_forward),
            (check_encoder_layer, encoder_functional_dropout),
            (check_decoder_layer, decoder_layer), (check_decoder_layer, decoder_layer_forward)]
@@ -732,6 +778,10 @@ WRONG = [  # (checker, mistake, what the failure must say)
     (check_label_smoothing_loss, smoothing_shifts_in_place, "changed its input `logits` in place"),
     (check_label_smoothing_loss, smoothing_float32, "dtype"),
     (check_label_smoothing_loss, smoothing_gathers_ignore_index, "ignore_index=-100"),
+    (check_label_smoothing_loss, smoothing_kl_divergence, "KL"),
+    (check_label_smoothing_loss, smoothing_target_without_share, "target given 1-ε instead of 1-ε\\+ε/V"),
+    (check_label_smoothing_loss, smoothing_mean_over_classes, "mean taken over the classes"),
+    (check_label_smoothing_loss, smoothing_aten_kernel, "write the smoothing yourself"),
 ]
 
 

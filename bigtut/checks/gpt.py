@@ -39,6 +39,7 @@ The known mistake a wrong answer equals is named by :func:`bigtut.checks.core.ma
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable
 
@@ -55,6 +56,7 @@ from bigtut.checks.core import (
     passed,
 )
 from bigtut.checks.forbidden import Forbidden, record_forbidden_calls, scan_for_forbidden_names
+from bigtut.checks.multihead import _device_problem
 from bigtut.gpt import GPT, GPTConfig
 from bigtut.gpt import generate as _generate_reference
 from bigtut.gpt import top_p_filter as _top_p_reference
@@ -689,7 +691,8 @@ def _layout_state(gpt: GPT, *, qkv: str = "qkv") -> dict[str, torch.Tensor]:
 def _layout_forward(state: dict, idx: torch.Tensor, n_layer: int, n_head: int, *, qkv: str = "qkv",
                     mask: str = "causal", scale: str = "d_head", split: str = "transpose", gelu: str = "tanh",
                     variance: str = "biased", post_ln: bool = False, final_ln: bool = True,
-                    positions: bool = True) -> torch.Tensor:
+                    positions: bool = True, softmax_dim: int = -1, residual: bool = True,
+                    second_ln: str = "ln_2", eps: float = 1e-5) -> torch.Tensor:
     """The GPT forward written out over a :class:`GPTLayout` state, with one usual mistake switched on."""
     B, L = idx.shape
     x = state["wte.weight"][idx] + (state["wpe.weight"][:L] if positions else 0)  # (B, L, d)
@@ -698,7 +701,7 @@ def _layout_forward(state: dict, idx: torch.Tensor, n_layer: int, n_head: int, *
 
     def norm(u, prefix):  # LayerNorm over the last axis
         var = u.var(-1, unbiased=variance == "unbiased", keepdim=True)
-        normalised = (u - u.mean(-1, keepdim=True)) / torch.sqrt(var + 1e-5)
+        normalised = (u - u.mean(-1, keepdim=True)) / torch.sqrt(var + eps)
         return normalised * state[prefix + ".weight"] + state[prefix + ".bias"]
 
     def linear(u, prefix):
@@ -707,18 +710,22 @@ def _layout_forward(state: dict, idx: torch.Tensor, n_layer: int, n_head: int, *
     def heads(t):  # (B, L, d) -> (B, h, L, d_head)
         return t.view(B, L, n_head, d_head).transpose(1, 2) if split == "transpose" else t.reshape(B, n_head, L, d_head)
 
-    allowed = {"causal": torch.ones(L, L, dtype=torch.bool).tril(), "none": torch.ones(L, L, dtype=torch.bool)}[mask]
+    allowed = {"causal": torch.ones(L, L, dtype=torch.bool).tril(), "none": torch.ones(L, L, dtype=torch.bool),
+               "strict": torch.ones(L, L, dtype=torch.bool).tril(-1)}[mask]
     for i in range(n_layer):
         p = f"h.{i}."
         u = x if post_ln else norm(x, p + "ln_1")
         parts = dict(zip(qkv, linear(u, p + "c_attn").split(d, dim=-1)))
         q, k, v = (heads(parts[c]) for c in "qkv")
         scores = q @ k.transpose(-2, -1) / {"d_head": math.sqrt(d_head), "d_model": math.sqrt(d), "none": 1.0}[scale]
-        o = (scores.masked_fill(~allowed, float("-inf")).softmax(-1) @ v).transpose(1, 2).reshape(B, L, d)
-        x = x + linear(o, p + "attn_proj")
+        weights = scores.masked_fill(~allowed, float("-inf")).softmax(softmax_dim).nan_to_num(0.0)
+        o = (weights @ v).transpose(1, 2).reshape(B, L, d)
+        x = x + linear(o, p + "attn_proj") if residual else linear(o, p + "attn_proj")
         x = norm(x, p + "ln_1") if post_ln else x
-        u = x if post_ln else norm(x, p + "ln_2")
-        x = x + linear(torch.nn.functional.gelu(linear(u, p + "c_fc"), approximate=gelu), p + "mlp_proj")
+        u = x if post_ln else norm(x, p + second_ln)
+        hidden = linear(u, p + "c_fc")
+        hidden = torch.relu(hidden) if gelu == "relu" else torch.nn.functional.gelu(hidden, approximate=gelu)
+        x = x + linear(hidden, p + "mlp_proj")
         x = norm(x, p + "ln_2") if post_ln else x
     return (norm(x, "ln_f") if final_ln else x) @ state["wte.weight"].T  # (B, L, V): the tied head
 
@@ -737,17 +744,26 @@ def _forward_mistakes(state: dict, idx: torch.Tensor, n_layer: int, n_head: int)
         "the heads are split with view(B, n_head, L, d_head); view (B, L, n_head, d_head), then transpose(1, 2)":
             variant(split="view"),
         "the MLP uses the exact GELU; GPT-2 uses the tanh approximation (approximate='tanh')": variant(gelu="none"),
+        "the MLP uses ReLU; GPT-2 uses GELU (the tanh approximation)": variant(gelu="relu"),
+        "the LayerNorm has no eps: divide by sqrt(var + eps), eps = ln.eps = 1e-5": variant(eps=0.0),
         "the LayerNorm uses the unbiased variance (divides by d - 1); LayerNorm divides by d (unbiased=False)":
             variant(variance="unbiased"),
         "the blocks are post-LN (LayerNorm after each residual sum); GPT-2 is pre-LN: x + attn(ln_1(x))":
             variant(post_ln=True),
         "the final LayerNorm ln_f before the head is missing": variant(final_ln=False),
         "the position embeddings wpe are missing": variant(positions=False),
+        "the softmax runs over the queries (dim=-2); each query's weights over the keys sum to 1 (dim=-1)":
+            variant(softmax_dim=-2),
+        "the diagonal is masked too: position i may attend to itself (mask above the diagonal only, triu(1))":
+            variant(mask="strict"),
+        "the residual around the attention is missing: x = x + attn_proj(...)": variant(residual=False),
+        "ln_1 is used before the MLP too; the MLP reads ln_2(x)": variant(second_ln="ln_1"),
     }
 
 
 _GPT_FORBIDDEN = Forbidden(
-    names=frozenset({"layer_norm", "LayerNorm", "native_layer_norm", "scaled_dot_product_attention",
+    names=frozenset({"layer_norm", "LayerNorm", "native_layer_norm", "group_norm", "native_group_norm",
+                     "instance_norm", "batch_norm", "native_batch_norm", "scaled_dot_product_attention",
                      "scaled_dot_product_flash_attention_for_cpu", "scaled_dot_product_attention_math",
                      "scaled_dot_product_efficient_attention", "multi_head_attention_forward", "MultiheadAttention"}),
     what="the library's LayerNorm and attention (nn.LayerNorm's forward, F.layer_norm, "
@@ -784,8 +800,9 @@ def check_gpt_forward(cls: Callable, seed: int | None = None) -> None:
 
     Checked in float64 on random GPTs whose weights are copied in from a :class:`bigtut.gpt.GPT` (LayerNorms far
     from the identity): the logits equal ``GPT(idx).logits`` for ``L = 1`` up to ``block_size``; gradients reach the
-    weights; ``idx`` is untouched; no library LayerNorm or attention is called. A failure names the mistake when the
-    logits equal a known wrong forward (mask, q/k/v order, scale, head split, GELU, variance, post-LN, ln_f,
+    weights; ``idx`` is untouched; no library LayerNorm (or group norm) or attention is called; no tensor is created
+    on the CPU whatever the device of ``idx``. A failure names the mistake when the logits equal a known wrong
+    forward (mask, q/k/v order, scale, head split, softmax axis, GELU, variance, residual, post-LN, ln_2, ln_f,
     positions)."""
     name = "gpt_forward"
     if not isinstance(cls, type):
@@ -826,6 +843,10 @@ def check_gpt_forward(cls: Callable, seed: int | None = None) -> None:
                                                rtol=1e-7)
                 if mistake is not None:
                     raise CheckFailure(f"{name}: {mistake}, for {what}")
+                if isinstance(got, torch.Tensor) and got.is_floating_point() and torch.isnan(got).any():
+                    raise CheckFailure(f"{name}: the logits hold nan for {what}: a row of scores that is all -inf "
+                                       f"(the diagonal masked too?) gives 0/0 in the softmax; mask above the "
+                                       f"diagonal only")
                 assert_close(got, expected, what=f"{name} (logits vs bigtut.gpt.GPT)", inputs=what, atol=1e-9,
                              rtol=1e-7)
             count += 1
@@ -839,6 +860,15 @@ def check_gpt_forward(cls: Callable, seed: int | None = None) -> None:
         if unused:
             raise CheckFailure(f"{name}: no gradient reaches {unused[:3]} for {what}: a parameter is not used, or "
                                f"used outside autograd")
+    try:
+        probe = copy.deepcopy(model).to("meta")  # shapes, no data: a CPU tensor made inside forward collides with it
+    except Exception:  # something in the model cannot be copied: the device check is skipped
+        probe = None
+    problem = probe is not None and _device_problem(probe, torch.zeros(2, 5, dtype=torch.long, device="meta"))
+    if problem:
+        raise CheckFailure(f"{name}: forward creates a tensor on the CPU whatever the device of idx, so it fails on a "
+                           f"GPU (found by running it on 'meta' tensors: {problem}). Create positions and masks with "
+                           f"device=idx.device (torch.arange(L, device=idx.device)).")
     passed(name, f"logits equal bigtut.gpt.GPT on {count} inputs of 3 random GPTs; gradients reach every weight")
 
 
@@ -865,8 +895,9 @@ def check_load_gpt_weights(candidate: Callable, seed: int | None = None) -> None
     module (``mine``, in place; it may return it): embeddings, every LayerNorm and Linear, and the three
     ``q_proj``/``k_proj``/``v_proj`` stacked into one ``c_attn`` (rows q | k | v, weights and biases).
 
-    Checked on random GPTs: every parameter of ``mine`` equals the reference copy; ``theirs`` is unchanged and
-    shares no storage with ``mine`` (copy the values; a shared tensor would train both models at once)."""
+    Checked on random GPTs: every parameter of ``mine`` equals the reference copy and still requires grad;
+    ``theirs`` is unchanged (values and ``requires_grad``) and shares no storage with ``mine`` (copy the values; a
+    shared tensor would train both models at once)."""
     name = "load_gpt_weights"
     _callable(candidate, name)
     gen, seed = checker_generator(seed)
@@ -883,8 +914,14 @@ def check_load_gpt_weights(candidate: Callable, seed: int | None = None) -> None
             raise CheckFailure(f"{name}: returned a different module for {what}; fill `mine` in place (copy_ under "
                                f"torch.no_grad()) and return it, or return nothing")
         changed = [k for k, v in theirs.state_dict().items() if not torch.equal(v, before[k])]
+        changed += [f"{k}.requires_grad" for k, p in theirs.named_parameters() if not p.requires_grad]
         if changed:
             raise CheckFailure(f"{name}: changed bigtut's model ({changed[0]}) for {what}; only copy from it")
+        frozen = [k for k, p in mine.named_parameters() if not p.requires_grad]
+        if frozen:
+            raise CheckFailure(f"{name}: {frozen[0]} no longer requires grad after loading, for {what}: the model "
+                               f"could not be trained or fine-tuned. Copy under torch.no_grad() (which lets copy_ "
+                               f"write into a parameter) instead of switching requires_grad off")
         storage = {p.untyped_storage().data_ptr() for p in theirs.parameters()}
         shared = [k for k, p in mine.named_parameters() if p.untyped_storage().data_ptr() in storage]
         if shared:

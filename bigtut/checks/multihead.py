@@ -601,6 +601,17 @@ def _load_causal_weights(module: nn.Module, name: str, weights: dict[str, torch.
         weights["bo"].zero_() if b is None else b.copy_(weights["bo"])
 
 
+def _require_biases(module: nn.Module, name: str) -> None:
+    """GPT-2's q/k/v and output projections carry biases (and its checkpoints hold them): a candidate's must too."""
+    params = dict(module.named_parameters())
+    fused = _find(params, "c_attn.weight")
+    weights = [fused] if fused is not None else [_find(params, f"{p}_proj.weight") for p in "qkv"]
+    for weight in [*weights, _find(params, "c_proj.weight", "out_proj.weight")]:
+        if weight is not None and weight[: -len("weight")] + "bias" not in params:
+            raise CheckFailure(f"{name}: {weight.rsplit('.', 1)[0]} has no bias; GPT-2's projections have biases "
+                               "(nn.Linear's default bias=True), and a GPT-2 checkpoint brings them")
+
+
 def _causal_reference(weights: dict[str, torch.Tensor], d: int, h: int, dropout: float = 0.0) -> nn.Module:
     """bigtut's :class:`~bigtut.gpt.CausalSelfAttention` holding ``weights`` (float64)."""
     from bigtut.gpt import CausalSelfAttention, GPTConfig
@@ -783,6 +794,9 @@ def _causal_dropout(cls: Any, name: str, seed: int, gen: torch.Generator) -> str
         story = "the kept terms were not rescaled: inverted dropout divides them by 1-p"
     elif follows(1 / p**2) or follows(1 / p):
         story = f"the kept terms were divided by p = {p:g}; inverted dropout divides by 1-p = {1 - p:g}"
+    elif fixed := next((q for q in (0.1, 0.2, 0.5) if follows(1 / (1 - q) ** 2) or follows(1 / (1 - q))), None):
+        story = (f"the kept terms were scaled as for dropout={fixed:g}: the rate is fixed instead of taken from the "
+                 "`dropout` argument")
     else:
         story = ("the kept attention weights no longer equal the dropout-free ones times 1/(1-p): dropout on the "
                  "scores before the softmax (a dropped score becomes 0, not -inf, and the softmax renormalises) or "
@@ -794,6 +808,60 @@ def _causal_dropout(cls: Any, name: str, seed: int, gen: torch.Generator) -> str
         f"  in training     {[round(v, 4) for v in got[i[:3]].tolist()]}")
 
 
+def _causal_dropout_placement(cls: Any, name: str, seed: int, gen: torch.Generator) -> None:
+    """Where the two dropouts sit, seen with one position and dense weights. With L = 1 each head's only attention
+    weight is 1, so dropout on the weights keeps or silences a whole head; the output is then
+    ``dropout(c_proj(heads))``: each row equals ``c_proj`` of its heads, each kept (scaled by 1/(1-p)) or dropped
+    whole, then scaled by 1/(1-p), with about a fraction p of its entries exactly 0. Dropout on the values, on the
+    merged heads or on c_proj's input drops single features instead, and leaves no exact zero after c_proj."""
+    p, d, h, B = 0.3, 32, 4, 64
+    weights = _random_causal_weights(gen, d)
+    module = _build_causal(cls, name, d, h, dropout=p).double().train()
+    _load_causal_weights(module, name, weights, d)
+    x = random_float64(gen, B, 1, d)
+    label = f"training mode, dropout={p}, x of shape {(B, 1, d)}, seed={seed}"
+    with torch.no_grad(), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed + 1)
+        out = _causal_forward(module, name, x, label)[:, 0]  # (B, d)
+    zero = out.abs() < 1e-12
+    rate = zero.double().mean().item()
+    if abs(rate - p) > 0.1:
+        raise CheckFailure(
+            f"{name}: in training mode with dropout={p} and one position ({label}), {rate:.0%} of the outputs are "
+            f"exactly 0; the dropout after c_proj (GPT-2's resid_dropout) zeroes about {p:.0%} of them. Dropout "
+            "before c_proj (on the merged heads) or on the values is not the same: c_proj mixes the features, so "
+            "nothing it outputs is 0. Apply nn.Dropout to c_proj's output.")
+    v = x[:, 0] @ weights["Wv"].T + weights["bv"]  # (B, d): with one position, each head outputs its value
+    patterns = torch.cartesian_prod(*[torch.tensor([0.0, 1.0], dtype=torch.float64)] * h).view(-1, h)  # (2^h, h)
+    kept_heads = patterns.repeat_interleave(d // h, dim=1)  # (2^h, d)
+    possible = ((v * kept_heads[:, None] / (1 - p)) @ weights["Wo"].T + weights["bo"]) / (1 - p)  # (2^h, B, d)
+    explained = (((out - possible).abs() < 1e-8) | zero).all(-1).any(0)  # (B,)
+    if not explained.all():
+        raise CheckFailure(
+            f"{name}: in training mode with dropout={p} and one position ({label}), where each head's single "
+            "attention weight is 1 and dropping it silences the whole head, the output is not c_proj of the heads "
+            "(each kept or dropped whole) followed by dropout: dropout zeroes single features — on the values, on "
+            "the merged heads or on c_proj's input. GPT-2 drops the attention weights after the softmax "
+            "(attn_dropout) and c_proj's output (resid_dropout), and nothing else.")
+
+
+def _dropout_off_by_default(cls: Any, name: str, d: int, h: int) -> None:
+    """``cls(d_model, n_head)`` without ``dropout=`` must not drop: the default is ``dropout=0.0``."""
+    if not _takes_dropout(cls) or inspect.signature(cls).parameters["dropout"].default is inspect.Parameter.empty:
+        return  # built from a config (whose dropout is 0.0 unless set), or dropout= is always given
+    module = guarded(name, f"{cls.__name__}({d}, {h})", cls, d, h)
+    if not isinstance(module, nn.Module):
+        raise CheckFailure(f"{name}: {cls.__name__}({d}, {h}) is not an nn.Module")
+    module = module.double().train()
+    x = random_float64(torch.Generator().manual_seed(0), 2, 4, d)
+    with torch.no_grad():
+        first, second = (_causal_forward(module, name, x, f"{cls.__name__}({d}, {h}), training mode")
+                         for _ in range(2))
+    if not torch.equal(first, second):
+        raise CheckFailure(f"{name}: {cls.__name__}({d}, {h}), built without dropout=, drops in training mode: "
+                           "the default must be dropout=0.0, as in the exercise's signature")
+
+
 def check_causal_self_attention_module(cls: Any, seed: int | None = None, hf: bool | None = None) -> None:
     """``cls(d_model, n_head)`` (``dropout=`` too, if it takes one; or ``cls(config)`` with a
     :class:`bigtut.gpt.GPTConfig`) must be GPT-2's causal self-attention: ``module(x)`` with ``x (B, L, d_model)``
@@ -803,10 +871,12 @@ def check_causal_self_attention_module(cls: Any, seed: int | None = None, hf: bo
     Checked, in float64 with random weights copied in: shapes (L = 1 included); no position sees a later one;
     the numbers of :class:`bigtut.gpt.CausalSelfAttention` and, when ``hf`` is True (default: whenever
     ``transformers`` is already imported), of Hugging Face's ``GPT2Attention`` on the same weights; ``x``
-    unchanged, the dtype kept, no tensor created off the input's device; and, if the class takes a dropout,
-    none in eval mode and GPT-2's two inverted dropouts (weights, output) in training mode. A failure names the
-    mistake when the output is a known wrong variant (q/k/v order, per-head split of c_attn, scale, merge or
-    split without transpose, no c_proj, softmax axis).
+    unchanged, the dtype kept, no tensor created off the input's device; biases in the projections; a ``dropout``
+    argument (0.0 by default): no dropout in eval mode and GPT-2's two inverted dropouts in training mode, on the
+    attention weights after the softmax and on c_proj's output (and nowhere else: with one position and dense
+    weights, a dropped attention weight silences a whole head). A failure names the mistake when the output is a
+    known wrong variant (q/k/v order, per-head split of c_attn, scale, merge or split without transpose, no
+    c_proj, softmax axis).
     """
     name = "causal_self_attention_module"
     gen, seed = checker_generator(seed)
@@ -816,6 +886,7 @@ def check_causal_self_attention_module(cls: Any, seed: int | None = None, hf: bo
     for d, h, B, L in ((16, 4, 2, 6), (12, 3, 3, 7), (8, 1, 2, 1), (24, 6, 1, 9)):
         label = f"d_model={d}, n_head={h}, x of shape {(B, L, d)} (seed={seed})"
         module = _build_causal(cls, name, d, h).double().eval()
+        _require_biases(module, name)
         weights = _random_causal_weights(gen, d)
         _load_causal_weights(module, name, weights, d)
         x = random_float64(gen, B, L, d)
@@ -845,8 +916,14 @@ def check_causal_self_attention_module(cls: Any, seed: int | None = None, hf: bo
                            "new tensors with device=x.device, or register them as buffers (self.register_buffer), "
                            "which move with the module.")
     what = f"equal to bigtut's CausalSelfAttention{' and Hugging Face GPT2Attention' if hf else ''} in {count} cases"
-    if _takes_dropout(cls) or _first_parameter(cls) == "config":
-        what += ", " + _causal_dropout(cls, name, seed, gen)
+    if not (_takes_dropout(cls) or _first_parameter(cls) == "config"):
+        raise CheckFailure(f"{name}: {cls.__name__} takes no `dropout` argument; GPT-2's attention is "
+                           f"{cls.__name__}(d_model, n_head, dropout=0.0), with dropout on the attention weights and "
+                           "on the output")
+    what += ", " + _causal_dropout(cls, name, seed, gen)
+    with torch.random.fork_rng(devices=[]):  # building modules draws from torch's generator: leave it as it was
+        _causal_dropout_placement(cls, name, seed, gen)
+        _dropout_off_by_default(cls, name, d, h)
     passed(name, what)
 
 

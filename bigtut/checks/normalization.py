@@ -3,19 +3,31 @@
 ``LayerNorm(normalized_shape, eps=1e-5)`` normalises the last dimension of ``x (..., D)`` to mean 0 and
 (population) variance 1, then scales by ``weight`` (ones at first) and shifts by ``bias`` (zeros), both
 ``nn.Parameter`` of shape ``(D,)``. The checker compares values and gradients (input, weight, bias) with
-``nn.LayerNorm`` and refuses a module that calls the library's layer norm inside.
+``nn.LayerNorm`` and refuses a module that calls the library's layer norm inside, however it is spelled
+(``F.layer_norm``, ``from torch import layer_norm``, ``torch.native_layer_norm``, ``torch.ops.aten``…), or another
+normalisation of the library that computes the same (``F.group_norm`` with one group, batch or instance norm).
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
+from functools import partial
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bigtut.checks.core import CheckFailure, _describe, assert_close, checker_generator, guarded, passed
+from bigtut.checks.core import (
+    CheckFailure,
+    _describe,
+    assert_close,
+    assert_close_or_hint,
+    checker_generator,
+    guarded,
+    passed,
+)
+from bigtut.checks.forbidden import Forbidden, record_forbidden_calls
 
 NAME = "LayerNorm"
 
@@ -38,15 +50,27 @@ def _library_layer_norm_forbidden() -> Iterator[None]:
         F.layer_norm, torch.layer_norm, nn.LayerNorm.forward = saved
 
 
+#: the library's normalisations, seen under any alias while the forward runs (an alias bound before the checker
+#: patched anything, ``torch.native_layer_norm``, ``torch.ops.aten.…``, or group norm with one group, which on a
+#: (N, D) input is layer norm)
+_LIBRARY_NORMS = Forbidden(names=frozenset({"layer_norm", "native_layer_norm", "LayerNorm", "group_norm",
+                                            "native_group_norm", "GroupNorm", "instance_norm", "batch_norm",
+                                            "native_batch_norm"}), what="", hint="")
+_REFUSED = ("forward calls the library's layer norm (nn.LayerNorm, F.layer_norm or torch.layer_norm){}; write it "
+            "from means and variances")
+
+
 def _run(module: nn.Module, x: torch.Tensor, what: str) -> torch.Tensor:
     try:
-        with _library_layer_norm_forbidden():
-            return guarded(NAME, what, module, x)
+        with _library_layer_norm_forbidden(), record_forbidden_calls(_LIBRARY_NORMS) as seen:
+            out = guarded(NAME, what, module, x)
     except CheckFailure as failure:
         if isinstance(failure.__cause__, _LibraryCall):
-            raise CheckFailure(f"{NAME}: forward calls the library's layer norm (nn.LayerNorm, F.layer_norm or "
-                               f"torch.layer_norm); write it from means and variances") from None
+            raise CheckFailure(f"{NAME}: {_REFUSED.format('')}") from None
         raise
+    if seen:
+        raise CheckFailure(f"{NAME}: {_REFUSED.format(f' — here {seen[0]}')}")
+    return out
 
 
 def _build(cls: Callable[..., nn.Module], d: int, eps: float | None) -> nn.Module:
@@ -89,6 +113,32 @@ def _cases(gen: torch.Generator, d: int) -> list[tuple[str, torch.Tensor]]:
     return cases
 
 
+def _mistakes(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float) -> dict:
+    """What the usual wrong layer norms return on ``x`` (computed only when an answer is wrong)."""
+    def norm(centred, var, eps_outside=False, used_eps=eps):
+        scale = var.sqrt() + used_eps if eps_outside else torch.sqrt(var + used_eps)
+        return centred / scale
+
+    centred = x - x.mean(-1, keepdim=True)
+    population = x.var(-1, keepdim=True, correction=0)
+    right = norm(centred, population)
+    return {
+        "the variance is the unbiased one (divides by D-1); LayerNorm uses the population variance (divide by D: "
+        "correction=0 or unbiased=False)": lambda: norm(centred, x.var(-1, keepdim=True)) * weight + bias,
+        "eps is added outside the square root: divide by sqrt(var + eps)":
+            lambda: norm(centred, population, eps_outside=True) * weight + bias,
+        "eps is fixed at 1e-5 instead of the eps the module was built with (self.eps)":
+            lambda: norm(centred, population, used_eps=1e-5) * weight + bias,
+        "the mean is not subtracted: normalise x - mean": lambda: norm(x, population) * weight + bias,
+        "the statistics are taken over the first dimension; LayerNorm normalises each vector over its last "
+        "dimension (dim=-1)": lambda: norm(x - x.mean(0, keepdim=True), x.var(0, keepdim=True, correction=0))
+            * weight + bias,
+        "the bias is added before scaling: weight * normalised + bias": lambda: (right + bias) * weight,
+        "weight and bias are swapped": lambda: right * bias + weight,
+        "weight and bias are left out": lambda: right,
+    }
+
+
 def check_layer_norm(cls: Callable[..., nn.Module], seed: int | None = None) -> None:
     """``cls(D, eps=...)`` equals ``nn.LayerNorm(D, eps=...)``: parameters, values and gradients."""
     if not callable(cls):
@@ -115,7 +165,9 @@ def check_layer_norm(cls: Callable[..., nn.Module], seed: int | None = None) -> 
             if not torch.equal(x_student.detach(), before):
                 raise CheckFailure(f"{NAME}: forward changed its input in place for {inputs}")
             expected = reference(x_reference)
-            assert_close(got, expected, what=f"{NAME} output", inputs=inputs, atol=1e-9, rtol=1e-7)
+            with torch.no_grad():
+                assert_close_or_hint(got, expected, what=f"{NAME} output", inputs=inputs, atol=1e-9, rtol=1e-7,
+                                     variants=partial(_mistakes, x, weight, bias, 1e-5 if eps is None else eps))
             upstream = torch.randn(expected.shape, generator=gen, dtype=torch.float64)
             module.zero_grad()
             reference.zero_grad()

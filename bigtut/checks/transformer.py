@@ -39,6 +39,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
 
 from bigtut.attention import causal_mask, padding_mask
 from bigtut.checks.core import CheckFailure, _describe, assert_close, assert_unchanged, checker_generator, passed
@@ -160,34 +161,55 @@ def check_beam_step(candidate: Callable[..., Any], seed: int | None = None) -> N
 
 
 # ------------------------------------------------------------------------------------------ label smoothing
+class _KernelWatch(TorchFunctionMode):
+    """Sees a direct call of the cross-entropy kernel that bypasses ``torch._C._nn`` (``torch.ops.aten.
+    cross_entropy_loss``, or the kernel bound to a name before the checker ran)."""
+
+    def __init__(self, refuse: Callable[..., None]):
+        super().__init__()
+        self.refuse = refuse
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001 (PyTorch's protocol)
+        kwargs = kwargs or {}
+        if str(getattr(func, "__name__", "")).split(".")[0] == "cross_entropy_loss":
+            self.refuse(*args, **kwargs)
+        return func(*args, **kwargs)
+
+
 @contextmanager
 def _no_builtin_label_smoothing(name: str) -> Iterator[None]:
     """Make PyTorch's cross-entropy kernel refuse ``label_smoothing > 0`` while the candidate runs.
 
     The kernel behind ``F.cross_entropy`` and ``nn.CrossEntropyLoss`` is looked up on ``torch._C._nn`` at every
-    call, so the refusal holds however the candidate imported the loss. Plain cross-entropy (``label_smoothing=0``,
+    call, so the refusal holds however the candidate imported the loss; a torch-function mode sees the kernel
+    called by another name (``torch.ops.aten.cross_entropy_loss``). Plain cross-entropy (``label_smoothing=0``,
     or soft targets the candidate built itself) still works.
     """
     kernel = torch._C._nn.cross_entropy_loss
 
-    def guarded_kernel(*args: Any, **kwargs: Any) -> Any:
+    def refuse(*args: Any, **kwargs: Any) -> None:
         smoothing = kwargs.get("label_smoothing", args[5] if len(args) > 5 else 0.0)
         if smoothing:
             raise _UsedLibrary(f"{name}: write the smoothing yourself: cross_entropy(..., label_smoothing="
                                f"{smoothing}) / nn.CrossEntropyLoss(label_smoothing=…) hands the exercise back "
                                "to PyTorch")
+
+    def guarded_kernel(*args: Any, **kwargs: Any) -> Any:
+        refuse(*args, **kwargs)
         return kernel(*args, **kwargs)
 
     torch._C._nn.cross_entropy_loss = guarded_kernel
     try:
-        yield
+        with _KernelWatch(refuse):
+            yield
     finally:
         torch._C._nn.cross_entropy_loss = kernel
 
 
 def _smoothing_variant(logits: torch.Tensor, targets: torch.Tensor, epsilon: float, ignore_index: int, *,
                        spread: str = "all", divide: str = "kept", keep_pad: bool = False,
-                       one_minus: bool = True, smooth_sum: bool = False, sign: float = 1.0) -> torch.Tensor:
+                       one_minus: bool = True, smooth_sum: bool = False, sign: float = 1.0,
+                       target_share: bool = True, kl: bool = False, class_mean: bool = False) -> torch.Tensor:
     """Label-smoothed cross-entropy with switches that reproduce the usual mistakes (defaults: right)."""
     logp = logits.log_softmax(-1)  # (N, V)
     V = logits.shape[-1]
@@ -198,6 +220,13 @@ def _smoothing_variant(logits: torch.Tensor, targets: torch.Tensor, epsilon: flo
     else:
         smooth = (-logp.sum(-1) - nll) / (V - 1)  # ε/(V-1) on the wrong classes only
     per_row = ((1 - epsilon) if one_minus else 1.0) * nll + epsilon * smooth  # (N,)
+    if not target_share:  # q_target = 1-ε, not 1-ε+ε/V
+        per_row = per_row - epsilon / V * nll
+    if kl:  # KL(q || p) = cross-entropy - entropy of q
+        q = torch.full_like(logp, epsilon / V).scatter(1, targets.clamp(min=0)[:, None], 1 - epsilon + epsilon / V)
+        per_row = per_row + torch.special.xlogy(q, q).sum(-1)
+    if class_mean:
+        per_row = per_row / V
     total = (per_row * keep).sum()
     count = {"kept": keep.sum(), "all": torch.tensor(float(len(targets))), "sum": torch.tensor(1.0)}[divide]
     return sign * total / count
@@ -214,6 +243,12 @@ _SMOOTHING_MISTAKES = [
     ("no (1-ε) on the target term", {"one_minus": False}),
     ("ε times the sum of -log p over the classes; it is ε times their mean (ε/V each)", {"smooth_sum": True}),
     ("the sign flipped: a loss is -log p, and it is positive", {"sign": -1.0}),
+    ("the target given 1-ε instead of 1-ε+ε/V: ε/V goes to every class, the target included, so that q sums to "
+     "1", {"target_share": False}),
+    ("KL(q ‖ p) instead of the cross-entropy: the two differ by the entropy of q, a constant that moves the "
+     "loss but not its gradient; the exercise asks for -Σ_v q_v log p_v", {"kl": True}),
+    ("the mean taken over the classes too: sum -q_v log p_v over v, then average over the rows",
+     {"class_mean": True}),
 ]
 
 
