@@ -3,6 +3,7 @@ naming the mistake."""
 
 import contextlib
 import copy
+import math
 import warnings
 
 import pytest
@@ -85,6 +86,7 @@ def prune_global_bool_masks(model, sparsity):  # bool masks, layers found throug
 def distillation_step_in_inference_mode(student, teacher, optimizer, x, labels, temperature, alpha):
     optimizer.zero_grad(set_to_none=False)
     teacher.eval()
+    student.train(True)
     student_logits = student(x)  # the student first: the teacher in eval mode draws no dropout
     with torch.inference_mode():
         teacher_logits = teacher(x)
@@ -702,3 +704,89 @@ def test_distillation_step_checker_leaves_the_global_random_state_alone():
     check_distillation_step(distillation_step, seed=0)
     check_global_pruning(prune_global, seed=0)
     assert torch.equal(torch.get_rng_state(), state)
+
+
+# ===================================================================== review: more right and wrong answers (2 and 4)
+def prune_by_squares_with_int_masks(model, sparsity):  # w² ranks as |w| does; 0/1 masks of dtype long
+    pruned, masks = prune_with(model, sparsity, lambda layers, s: ranked(layers, s, score=lambda w: w * w))
+    return pruned, {name: mask.long() for name, mask in masks.items()}
+
+
+def prune_replacing_the_parameters(model, sparsity):  # new Parameters on a deep copy: the caller's stay
+    _, masks = prune_global(model, sparsity)
+    pruned = copy.deepcopy(model)
+    for name, mask in masks.items():
+        layer = pruned.get_submodule(name)
+        layer.weight = torch.nn.Parameter(layer.weight.detach() * mask)
+    return [pruned, masks]
+
+
+def distillation_step_with_a_float32_loss(*args):  # the loss reported in float32: harmless
+    return torch.tensor(distillation_step(*args))
+
+
+def distillation_step_with_a_frozen_teacher(student, teacher, optimizer, x, labels, temperature, alpha):
+    teacher.eval().requires_grad_(False)  # no parameter of the teacher asks for a gradient: no graph either
+    student.train()
+    optimizer.zero_grad()
+    loss = distillation_loss(student(x), teacher(x), labels, temperature=temperature, alpha=alpha)
+    loss.backward()
+    optimizer.step()
+    optimizer.zero_grad()  # cleared after the step too: harmless
+    return loss.item()
+
+
+MORE_RIGHT = [(check_global_pruning, prune_by_squares_with_int_masks),
+              (check_global_pruning, prune_replacing_the_parameters),
+              (check_distillation_step, distillation_step_with_a_float32_loss),
+              (check_distillation_step, distillation_step_with_a_frozen_teacher)]
+
+
+@pytest.mark.parametrize("checker, solution", MORE_RIGHT, ids=[f"{c.__name__}-{s.__name__}" for c, s in MORE_RIGHT])
+def test_more_right_answers_pass(checker, solution, capsys):
+    assert_passes_on_seeds(checker, solution, capsys)
+
+
+def count_rounded_half_up(model, sparsity):  # int(x + 0.5): 62.5 -> 63, where round() gives the even 62
+    return prune_with(model, sparsity, lambda layers, s: ranked(layers, s, count=lambda x: int(x + 0.5)))
+
+
+def count_rounded_up(model, sparsity):  # ERASER's ceil, not torch.nn.utils.prune's round
+    return prune_with(model, sparsity, lambda layers, s: ranked(layers, s, count=math.ceil))
+
+
+def layers_in_alphabetical_order(model, sparsity):  # ties go by position in sorted(names), not in model order
+    layers = prunable(model)
+    return prune_with(model, sparsity, ranked, layers={name: layers[name] for name in sorted(layers)})
+
+
+def student_mode_left_as_it_came(student, teacher, optimizer, x, labels, temperature, alpha):  # no student.train()
+    teacher.eval()
+    optimizer.zero_grad()
+    with torch.no_grad():
+        teacher_logits = teacher(x)
+    loss = distillation_loss(student(x), teacher_logits, labels, temperature=temperature, alpha=alpha)
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+def temperature_and_alpha_swapped(*args):
+    T, alpha = args[5:]
+    return step_with(*args, arguments={"temperature": alpha, "alpha": T})
+
+
+MORE_WRONG = [
+    (check_global_pruning, count_rounded_half_up, r"62\.5 weights rounded up .*round\(62\.5\) = 62"),
+    (check_global_pruning, count_rounded_up, r"62\.5 weights rounded up \(math\.ceil"),
+    (check_global_pruning, layers_in_alphabetical_order, "ties at the threshold were broken in another order"),
+    (check_distillation_step, student_mode_left_as_it_came, r"the student ran in eval mode.*call student\.train\(\)"),
+    (check_distillation_step, temperature_and_alpha_swapped,
+     r"alpha \(the weight of the soft targets\) must be .* got 4\.0"),
+]
+
+
+@pytest.mark.parametrize("checker, wrong, message", MORE_WRONG,
+                         ids=[f"{c.__name__}-{w.__name__}" for c, w, _ in MORE_WRONG])
+def test_more_wrong_answers_fail_naming_the_mistake(checker, wrong, message):
+    assert_fails_naming(checker, wrong, message)

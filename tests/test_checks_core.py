@@ -89,3 +89,12 @@ def test_assert_unchanged_compares_shape_dtype_and_values():
         assert_unchanged("f", "an input", {"xs": ([kept, kept], [kept])})
     with pytest.raises(CheckFailure, match=r"`out_proj.bias` in place .* leave out_proj's parameters as they are"):
         assert_unchanged("f", "an input", {"out_proj.bias": (kept, torch.zeros(3))})
+
+
+def test_assert_close_reads_python_floats_as_float64():
+    """A list of Python floats is compared at float64 precision (torch.as_tensor alone would make it float32)."""
+    exact = torch.tensor([[0.1], [0.2]], dtype=torch.float64)
+    assert_close([[0.1], [0.2]], exact, what="x", inputs="lists", atol=1e-15, rtol=0)
+    assert_close(0.1, exact[0, 0], what="x", inputs="a float", atol=1e-15, rtol=0)
+    with pytest.raises(CheckFailure):
+        assert_close(torch.tensor([[0.1], [0.2]]), exact, what="x", inputs="float32", atol=1e-15, rtol=0)

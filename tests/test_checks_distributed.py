@@ -602,3 +602,133 @@ def test_ddp_checker_leaves_no_process_group_behind_and_keeps_one_it_found():
         assert dist.is_initialized()
     finally:
         dist.destroy_process_group()
+
+
+# ===================================================================== review: more right and wrong answers (3 and 4)
+def ring_rank_by_rank_backwards(tensors, send):  # each step's sends from the last rank down, added at once; a tuple
+    W = len(tensors)
+    chunks = [list(t.tensor_split(W)) for t in tensors]  # views, never written into: the updates are out of place
+    for step in range(2 * (W - 1)):
+        for r in reversed(range(W)):
+            c = (r - step) % W if step < W - 1 else (r + 1 - (step - W + 1)) % W
+            values = send(r, c, chunks[r][c])
+            chunks[(r + 1) % W][c] = chunks[(r + 1) % W][c] + values if step < W - 1 else values
+    return tuple(torch.cat(c) / W for c in chunks)
+
+
+def ring_dividing_the_finished_chunk(tensors, send):  # each rank divides its finished chunk before the all-gather
+    W = len(tensors)
+    chunks = [list(t.clone().tensor_split(W)) for t in tensors]
+    for step in range(W - 1):
+        sent = [(r, (r - step) % W) for r in range(W)]
+        for (r, c), values in zip(sent, [send(r, c, chunks[r][c]) for r, c in sent]):
+            chunks[(r + 1) % W][c] = chunks[(r + 1) % W][c] + values
+    for r in range(W):
+        chunks[r][(r + 1) % W] = chunks[r][(r + 1) % W] / W
+    for step in range(W - 1):
+        sent = [(r, (r + 1 - step) % W) for r in range(W)]
+        for (r, c), values in zip(sent, [send(r, c, chunks[r][c]) for r, c in sent]):
+            chunks[(r + 1) % W][c] = values
+    return [torch.cat(c) for c in chunks]
+
+
+def ddp_step_first_and_last(model, optimizer, micro_batches):  # one no_sync() block around all but the last
+    *first, last = micro_batches
+    optimizer.zero_grad()
+    total = 0.0
+    with model.no_sync():
+        for x, y in first:
+            loss = model(x, y).loss / len(micro_batches)
+            loss.backward()
+            total += loss.item()
+    loss = model(*last).loss / len(micro_batches)
+    loss.backward()
+    optimizer.step()
+    return total + loss.item()
+
+
+def ddp_step_dividing_the_gradients(model, optimizer, micro_batches):  # forward under no_sync, backward after it
+    optimizer.zero_grad()
+    losses = []
+    for k, (x, y) in enumerate(micro_batches):
+        with contextlib.nullcontext() if k == len(micro_batches) - 1 else model.no_sync():
+            loss = model(x, y).loss  # the forward decides: no all-reduce prepared under no_sync()
+        loss.backward()
+        losses.append(loss.item())
+    for p in model.parameters():
+        p.grad /= len(micro_batches)  # the mean of the gradients rather than of the losses
+    optimizer.step()
+    return sum(losses) / len(losses)
+
+
+def ddp_step_with_a_float32_loss(*args):  # the loss reported in float32: harmless
+    return torch.tensor(ddp_accumulation_step(*args))
+
+
+MORE_RIGHT = [(check_ring_all_reduce, ring_rank_by_rank_backwards),
+              (check_ring_all_reduce, ring_dividing_the_finished_chunk),
+              (check_ddp_accumulation, ddp_step_first_and_last),
+              (check_ddp_accumulation, ddp_step_dividing_the_gradients),
+              (check_ddp_accumulation, ddp_step_with_a_float32_loss)]
+
+
+@pytest.mark.parametrize("checker, solution", MORE_RIGHT, ids=[f"{c.__name__}-{s.__name__}" for c, s in MORE_RIGHT])
+def test_more_right_answers_pass(checker, solution, capsys):
+    assert_passes_on_seeds(checker, solution, capsys)
+
+
+def all_gather_runs_ahead(tensors, send):  # the reduce-scatter step by step, the all-gather rank by rank
+    W = len(tensors)
+    chunks = [list(t.clone().tensor_split(W)) for t in tensors]
+    for step in range(W - 1):
+        sent = [(r, (r - step) % W) for r in range(W)]
+        for (r, c), values in zip(sent, [send(r, c, chunks[r][c]) for r, c in sent]):
+            chunks[(r + 1) % W][c] = chunks[(r + 1) % W][c] + values
+    for r in range(W):
+        for step in range(W - 1):
+            c = (r + 1 - step) % W
+            chunks[(r + 1) % W][c] = send(r, c, chunks[r][c])
+    return [torch.cat(c) / W for c in chunks]
+
+
+def pops_the_last_micro_batch(model, optimizer, micro_batches):  # right step, but the caller's list loses an item
+    last = micro_batches.pop()
+    M = len(micro_batches) + 1
+    optimizer.zero_grad()
+    with model.no_sync():
+        for x, y in micro_batches:
+            (model(x, y).loss / M).backward()
+    loss = model(*last).loss / M
+    loss.backward()
+    optimizer.step()
+    return loss.item() * M
+
+
+def backward_alone_under_no_sync(model, optimizer, micro_batches):  # the forward outside: DDP has prepared its hooks
+    optimizer.zero_grad()
+    total = 0.0
+    for k, (x, y) in enumerate(micro_batches):
+        loss = model(x, y).loss / len(micro_batches)
+        with contextlib.nullcontext() if k == len(micro_batches) - 1 else model.no_sync():
+            loss.backward()
+        total += loss.item()
+    optimizer.step()
+    return total
+
+
+def returns_the_loss_divided_twice(*args):
+    return ddp_accumulation_step(*args) / len(args[2])
+
+
+MORE_WRONG = [
+    (check_ring_all_reduce, all_gather_runs_ahead, r"sent at step \d before rank \d's step-\d chunk had arrived"),
+    (check_ddp_accumulation, pops_the_last_micro_batch, r"micro-batches now holds 2 of the 3.*micro_batches\.pop"),
+    (check_ddp_accumulation, backward_alone_under_no_sync, "the forward goes inside no_sync"),
+    (check_ddp_accumulation, returns_the_loss_divided_twice, "divided by the number of micro-batches twice"),
+]
+
+
+@pytest.mark.parametrize("checker, wrong, message", MORE_WRONG,
+                         ids=[f"{c.__name__}-{w.__name__}" for c, w, _ in MORE_WRONG])
+def test_more_wrong_answers_fail_naming_the_mistake(checker, wrong, message):
+    assert_fails_naming(checker, wrong, message)

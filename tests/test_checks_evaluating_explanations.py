@@ -649,3 +649,130 @@ def test_the_checkers_leave_torch_s_global_random_state_alone():
     check_comprehensiveness(eraser_comprehensiveness, seed=0)
     check_cascading_randomisation(cascading_randomisation, seed=0)
     assert torch.equal(torch.random.get_rng_state(), state)
+
+
+# ================================================================ review: more right and wrong answers (exercises 3-5)
+def precision_as_a_list(scores, evidence, k):  # a list of Python floats: read in float64, not float32
+    top = scores.argsort(dim=1, descending=True)[:, :k]
+    return [float(e) for e in evidence.gather(1, top).double().mean(1)]
+
+
+def comprehensiveness_as_a_list(*args):  # one .item() per row: a list of Python floats
+    return [p.item() for p in eraser_comprehensiveness(*args)]
+
+
+def comprehensiveness_in_float32(*args):  # float32 is harmless here: every usual mistake is ≥ 1e-4 away
+    return eraser_comprehensiveness(*args).float()
+
+
+def sufficiency_deleting_the_rest(model, input_ids, attention_mask, scores, target, fraction, keep_ids):
+    # NumPy ranking per row (lexsort, ties to the earlier position); every removable token below the top k deleted
+    removable = _removable(input_ids, attention_mask, keep_ids).numpy()
+    out = []
+    for b in range(len(input_ids)):
+        where = np.flatnonzero(removable[b])
+        order = where[np.lexsort((where, -scores[b, where].numpy()))]
+        k = math.ceil(fraction * len(where) - 1e-9)
+        mask = attention_mask[b].clone()
+        mask[torch.as_tensor(order[k:], dtype=torch.long)] = 0
+        p = _target_probability(model, input_ids[b:b + 1], attention_mask[b:b + 1], target[b:b + 1])
+        q = _target_probability(model, input_ids[b:b + 1], mask[None], target[b:b + 1])
+        out.append(float(p - q))
+    return out
+
+
+def cascade_as_python_floats(*args):  # a list of lists of Python floats
+    return [[float(r) for r in row] for row in cascading_randomisation(*args)]
+
+
+def cascade_in_float32(*args):
+    return cascading_randomisation(*args).float()
+
+
+def cascade_by_parameter_names(model, input_ids, attention_mask, explain_fn, target, seed, std):
+    # named_parameters() of each step (the same order as modules() + recurse=False), 1-D non-biases = LayerNorm
+    original = torch.as_tensor(explain_fn(model, input_ids, attention_mask, target=target)).abs()
+    randomised, generator, rhos = copy.deepcopy(model), torch.Generator().manual_seed(seed), []
+    steps = ["classifier", "bert.pooler", *[f"bert.layers.{i}" for i in reversed(range(len(model.bert.layers)))],
+             "bert.embeddings"]
+    for step in steps:
+        with torch.no_grad():
+            for name, p in randomised.get_submodule(step).named_parameters():
+                if name.endswith("bias"):
+                    p.zero_()
+                elif p.dim() == 1:
+                    p.fill_(1.0)
+                else:
+                    p.copy_(std * torch.randn(p.shape, generator=generator, dtype=torch.float64))
+        scores = torch.as_tensor(explain_fn(randomised, input_ids, attention_mask, target=target)).abs()
+        rhos.append([stats.spearmanr(original[b][m], scores[b][m]).statistic
+                     for b, m in enumerate(attention_mask.bool())])
+    return np.array(rhos)
+
+
+MORE_RIGHT = [(check_precision_at_k, precision_as_a_list),
+              (check_comprehensiveness, comprehensiveness_as_a_list),
+              (check_comprehensiveness, comprehensiveness_in_float32),
+              (check_sufficiency, sufficiency_deleting_the_rest),
+              (check_cascading_randomisation, cascade_as_python_floats),
+              (check_cascading_randomisation, cascade_in_float32),
+              (check_cascading_randomisation, cascade_by_parameter_names)]
+
+
+@pytest.mark.parametrize("checker, solution", MORE_RIGHT, ids=[f"{c.__name__}-{s.__name__}" for c, s in MORE_RIGHT])
+def test_more_right_answers_pass(checker, solution, capsys):
+    assert_passes_on_seeds(checker, solution, capsys)
+
+
+def sufficiency_keeping_kept_ids_anywhere(model, input_ids, attention_mask, scores, target, fraction, keep_ids):
+    # keep_ids tokens kept wherever they are: [CLS] under the padding becomes visible
+    removable = _removable(input_ids, attention_mask, keep_ids)
+    order = torch.where(removable, scores, -torch.inf).argsort(dim=1, descending=True, stable=True)
+    only_top = torch.isin(input_ids, torch.tensor(keep_ids))  # not & attention_mask
+    for b in range(len(input_ids)):
+        only_top[b, order[b, :math.ceil(fraction * int(removable[b].sum()) - 1e-9)]] = True
+    return (_target_probability(model, input_ids, attention_mask, target)
+            - _target_probability(model, input_ids, only_top.long(), target))
+
+
+def comprehensiveness_n_over_the_batch(model, input_ids, attention_mask, scores, target, fraction, keep_ids):
+    removable = _removable(input_ids, attention_mask, keep_ids)
+    order = torch.where(removable, scores, -torch.inf).argsort(dim=1, descending=True, stable=True)
+    erased = attention_mask.clone()
+    for b in range(len(input_ids)):
+        erased[b, order[b, :math.ceil(fraction * int(removable.sum()))]] = 0  # removable.sum(): the whole batch
+    erased &= attention_mask
+    return (_target_probability(model, input_ids, attention_mask, target)
+            - _target_probability(model, input_ids, erased, target))
+
+
+def normalised_comprehensiveness(*args):  # (p(x) − p(x′)) / p(x)
+    model, input_ids, attention_mask, _, target = args[:5]
+    return eraser_comprehensiveness(*args) / _target_probability(model, input_ids, attention_mask, target)
+
+
+def normalised_sufficiency(*args):
+    model, input_ids, attention_mask, _, target = args[:5]
+    return eraser_sufficiency(*args) / _target_probability(model, input_ids, attention_mask, target)
+
+
+def cascade_with_the_trained_model_as_a_row(*args):  # ρ = 1 for the unrandomised model prepended
+    rhos = cascading_randomisation(*args)
+    return torch.cat([torch.ones(1, rhos.shape[1], dtype=rhos.dtype), rhos])
+
+
+MORE_WRONG = [
+    (check_sufficiency, sufficiency_keeping_kept_ids_anywhere, "keep_ids tokens under the padding were made visible"),
+    (check_comprehensiveness, comprehensiveness_n_over_the_batch, "n was counted over the whole batch"),
+    (check_comprehensiveness, normalised_comprehensiveness, r"the drop was divided by p\(x\)"),
+    (check_sufficiency, normalised_sufficiency, r"the drop was divided by p\(x\)"),
+    (check_cascading_randomisation, cascade_with_the_trained_model_as_a_row,
+     "the trained model itself is not a step"),
+    (check_comprehensiveness, comprehensiveness_by_topk, "among equal scores the earlier position ranks first"),
+]
+
+
+@pytest.mark.parametrize("checker, wrong, message", MORE_WRONG,
+                         ids=[f"{c.__name__}-{w.__name__}" for c, w, _ in MORE_WRONG])
+def test_more_wrong_answers_fail_naming_the_mistake(checker, wrong, message):
+    assert_fails_naming(checker, wrong, message)

@@ -70,13 +70,23 @@ def _as_float64(value: Any) -> torch.Tensor | None:
         return None
 
 
+def _python_number_dtype(value: Any) -> torch.dtype | None:
+    """float64 for Python floats and (nested) lists or tuples holding one (``torch.as_tensor`` alone would read them
+    as float32, whose rounding fails a float64 comparison); None (keep the value's own dtype) otherwise."""
+    if isinstance(value, float):
+        return torch.float64
+    if isinstance(value, (list, tuple)) and value:
+        return _python_number_dtype(value[0]) or next((torch.float64 for v in value if isinstance(v, float)), None)
+    return None
+
+
 def assert_close(got: Any, expected: Any, *, what: str, inputs: str, atol: float = 1e-6, rtol: float = 1e-5) -> None:
     """Compare two tensors (or numbers); raise :class:`CheckFailure` with a helpful message if they differ."""
     if not isinstance(expected, torch.Tensor):
-        expected = torch.as_tensor(expected)
+        expected = torch.as_tensor(expected, dtype=_python_number_dtype(expected))
     if not isinstance(got, torch.Tensor):
         try:
-            got = torch.as_tensor(got)
+            got = torch.as_tensor(got, dtype=_python_number_dtype(got))
         except (TypeError, ValueError, RuntimeError):
             raise CheckFailure(
                 f"{what}: expected a tensor like {_describe(expected)}, got {_describe(got)} for {inputs}"

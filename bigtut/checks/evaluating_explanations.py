@@ -21,14 +21,17 @@ checker                            what it holds the candidate to (and the usual
                                    earlier position), padding and keep_ids never ranked, k over the removable
                                    tokens and rounded up, the target's softmax probability (not logits, log-probs,
                                    a sigmoid, a softmax over the batch, the argmax class), the sign p(x) − p(x′)
+                                   (not divided by p(x)); a list of floats or float32 is read as such
 ``check_sufficiency``              p(x) − p(only the top ⌈f·n⌉ removable tokens and the keep_ids ones): the same
-                                   mistakes, plus the keep_ids tokens deleted too or comprehensiveness computed
+                                   mistakes, plus the keep_ids tokens deleted too, or kept under the padding,
+                                   or comprehensiveness computed
 ``check_cascading_randomisation``  Adebayo et al.'s cascade as ``randomisation_check``: a deep copy (the caller's
                                    model untouched), randomised cumulatively from the top down, biases 0,
                                    LayerNorm scales 1, weights N(0, std²) in float64 from one seeded generator;
                                    Spearman of |scores| with the trained model's over each row's real tokens (not
                                    independent steps, not bottom-up, not Pearson/Kendall, not signed, not with
-                                   padding, not against the previous step, not re-seeded, not a global seed)
+                                   padding, not against the previous step, not re-seeded, not a global seed, not
+                                   the trained model as a row)
 =================================  ==========================================================================
 
 All hand the candidate copies of their tensors and fail it if it changed them in place, and fail an answer that
@@ -106,7 +109,7 @@ def check_precision_at_k(candidate: Callable, seed: int | None = None) -> None:
         expected = torch.as_tensor(precision_at_k(scores.numpy(), evidence.numpy(), k=k))  # (B,)
         inputs = f"B={B} rows of L={L} random scores, k={k}, random evidence (seed={seed})"
         given = scores.clone(), evidence.clone()
-        got = guarded(name, f"precision_at_k(scores, evidence, {k}) for {inputs}", candidate, *given, k)
+        got = _as_numbers(guarded(name, f"precision_at_k(scores, evidence, {k}) for {inputs}", candidate, *given, k))
         assert_unchanged(name, inputs, {"scores": (scores, given[0]), "evidence": (evidence, given[1])})
         if isinstance(got, torch.Tensor) and got.dim() == 0:
             raise CheckFailure(f"{name}: got one number ({got.item():.4g}) for {inputs}, expected one precision per "
@@ -123,6 +126,23 @@ def _precision_of(got: object) -> float:
     own rounding (a share is a multiple of 1/k, so any wrong share is still far off)."""
     dtype = got.dtype if isinstance(got, torch.Tensor) else torch.float64
     return {torch.float32: 1e-6, torch.float16: 1e-3, torch.bfloat16: 1e-2}.get(dtype, 1e-12)
+
+
+def _as_numbers(got: Any) -> Any:
+    """A list or tuple the candidate returned (of Python floats, say ``[p - q for …]`` after ``.item()``) as a
+    float64 tensor — ``torch.as_tensor`` would read Python floats in float32 and fail a right answer; anything else
+    as it is (a tensor or an array keeps its dtype, and what is not numbers is reported by the comparison)."""
+    if isinstance(got, (list, tuple)):
+        value = _as_float64(got)
+        return got if value is None else value
+    return got
+
+
+def _tolerance_of(got: Any, atol: float) -> float:
+    """``atol`` for a float64 answer; 1e-6 for a float32 one (its own rounding: every usual mistake is further off)."""
+    single = ((isinstance(got, torch.Tensor) and got.dtype == torch.float32)
+              or (isinstance(got, np.ndarray) and got.dtype == np.float32))
+    return 1e-6 if single else atol
 
 
 def _random_attentions(gen: torch.Generator, n_layers: int, h: int, L: int, normalised: bool) -> list[torch.Tensor]:
@@ -253,15 +273,17 @@ def _erasure_cases(gen: torch.Generator) -> list[tuple[str, dict[str, Any]]]:
         ids, mask = _token_batch(gen, lengths, L)
         if not tied and B == 3:  # word ids under the padding: only attention_mask says what is real
             ids = torch.where(mask.bool(), ids, torch.randint(SEP + 1, _VOCAB, (B, L), generator=gen))
+            ids[1:, -1] = CLS  # a keep_ids id under the padding: kept only where it is real
         if tied:
             scores = torch.randint(-1, 2, (B, L), generator=gen).double()  # (B, L): many equal scores
+            scores[0] = 0.0  # row 0: every word ties, so which k of its n words go is decided by the ties alone
         else:
             scores = torch.randn(B, L, generator=gen, dtype=torch.float64)  # (B, L)
         not_words = (mask == 0) | torch.isin(ids, torch.tensor((CLS, SEP)))
         scores = scores + 2.0 * not_words  # (B, L): padding and special tokens would rank high if ranked
         target = torch.randint(0, 3, (B,), generator=gen)  # (B,)
         kind = "integer scores with ties" if tied else "random scores"
-        under = "word ids" if bool((ids[mask == 0] != PAD).any()) else "[PAD]"
+        under = "word ids and [CLS]" if bool((ids[mask == 0] != PAD).any()) else "[PAD]"
         what = (f"B={B} rows of L={L} ids, real lengths {list(lengths)} ({under} under the padding), {kind}, "
                 f"fraction={fraction}, keep_ids={keep_ids} ([CLS]={CLS}, [SEP]={SEP}, [PAD]={PAD})")
         cases.append((what, dict(input_ids=ids, attention_mask=mask, scores=scores, target=target, fraction=fraction,
@@ -274,19 +296,21 @@ def _erased(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: tor
             rank: str = "score", ties: str = "earlier", removable: str = "words", count: str = "removable",
             rounding: str = "ceil", removal: str = "mask", output: str = "probability", sign: float = 1.0,
             drop_kept: bool = False, full_mask: bool = True, predicted: bool = False,
-            padding_seen: bool = False, real_by_id: bool = False) -> torch.Tensor:
+            padding_seen: bool = False, real_by_id: bool = False, kept_anywhere: bool = False) -> torch.Tensor:
     """ERASER's ``p(x) − p(x′)`` ``(B,)`` (``present``: sufficiency) and its usual wrong variants: which positions are
     ranked (``removable``), by what (``rank``), ties, the ``count`` k is a share of and its ``rounding``, how a token
     is removed (``removal``), which ``output`` is compared, the ``sign``; ``drop_kept``: sufficiency without the
     kept tokens; ``full_mask=False``: ``p(x)`` with the padding attended; ``predicted``: the argmax class in place of
     ``target``; ``padding_seen``: ``x′`` with attention_mask 1 on the padding; ``real_by_id``: real tokens taken
-    to be those whose id is not [PAD]."""
+    to be those whose id is not [PAD]; ``kept_anywhere``: sufficiency's keep_ids tokens kept under the padding too;
+    ``count="batch"``: n counted over the whole batch; ``output="normalised"``: ``(p(x) − p(x′)) / p(x)``."""
     B, L = input_ids.shape
     real = input_ids != PAD if real_by_id else attention_mask.bool()  # (B, L)
     kept = torch.isin(input_ids, torch.tensor(keep_ids, dtype=input_ids.dtype))  # (B, L)
     words = real & ~kept  # (B, L): what bigtut may remove
     ranked = {"words": words, "padding too": ~kept, "special too": real}[removable]  # (B, L)
-    n = {"removable": ranked.sum(1), "real": real.sum(1), "length": torch.full((B,), L)}[count]  # (B,)
+    n = {"removable": ranked.sum(1), "real": real.sum(1), "length": torch.full((B,), L),
+         "batch": ranked.sum().expand(B)}[count]  # (B,)
     key = {"score": scores, "magnitude": scores.abs(), "lowest": -scores}[rank]  # (B, L)
     new_mask = torch.zeros(B, L, dtype=torch.bool)  # (B, L)
     for b in range(B):
@@ -299,7 +323,7 @@ def _erased(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: tor
         top = torch.zeros(L, dtype=torch.bool)
         top[positions[:k]] = True
         if present:
-            new_mask[b] = top if drop_kept else top | (real[b] & ~ranked[b])
+            new_mask[b] = top if drop_kept else top | (kept[b] if kept_anywhere else real[b] & ~ranked[b])
         else:
             new_mask[b] = real[b] & ~top
     if padding_seen:
@@ -319,7 +343,10 @@ def _erased(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: tor
     value = {"probability": lambda z: z.softmax(-1)[rows, picked], "logit": lambda z: z[rows, picked],
              "log-probability": lambda z: z.log_softmax(-1)[rows, picked],
              "sigmoid": lambda z: z[rows, picked].sigmoid(),
-             "batch softmax": lambda z: torch.cat([z[:B].softmax(0), z[B:].softmax(0)])[rows, picked]}[output](logits)
+             "batch softmax": lambda z: torch.cat([z[:B].softmax(0), z[B:].softmax(0)])[rows, picked],
+             "normalised": lambda z: z.softmax(-1)[rows, picked]}[output](logits)
+    if output == "normalised":
+        return sign * (value[:B] - value[B:]) / value[:B]  # (B,)
     return sign * (value[:B] - value[B:])  # (B,)
 
 
@@ -335,6 +362,8 @@ _REMOVAL_HINTS = {
         dict(count="real"),
     "k was counted over the padded length L: k = ⌈fraction · n⌉ with n the row's removable tokens":
         dict(count="length"),
+    "n was counted over the whole batch: each row's k = ⌈fraction · n⌉ comes from its own n removable tokens":
+        dict(count="batch"),
     "k = ⌊fraction · n⌋: round up, k = ⌈fraction · n⌉": dict(rounding="floor"),
     "k = round(fraction · n): round up, k = ⌈fraction · n⌉": dict(rounding="round"),
     "fraction used as a number of tokens: it is a share, k = ⌈fraction · n⌉": dict(rounding="count"),
@@ -346,6 +375,7 @@ _REMOVAL_HINTS = {
     "sigmoid of the target logit: the probability is the softmax over the C classes": dict(output="sigmoid"),
     "the softmax ran over the batch (dim 0): take it over the classes (dim −1)": dict(output="batch softmax"),
     "the sign is flipped: the score is p(x) − p(x′), the full input first": dict(sign=-1.0),
+    "the drop was divided by p(x): ERASER's score is the plain difference p(x) − p(x′)": dict(output="normalised"),
     "the tokens were replaced by [PAD] (id 0) and still attended: delete them — attention_mask 0":
         dict(removal="pad"),
     "the remaining tokens were moved left (new positions): bigtut deletes by attention_mask 0 and every token keeps "
@@ -369,6 +399,9 @@ def _erasure_variants(model: torch.nn.Module, case: dict[str, Any], present: boo
                  "ones) and deletes the rest"] = partial(run, present=False)
         variants["keep_ids tokens were deleted too: sufficiency keeps the top k AND the keep_ids tokens"] = partial(
             run, present=True, drop_kept=True)
+        variants["keep_ids tokens under the padding were made visible: keep the keep_ids tokens that are real "
+                 "(attention_mask 1) — the padding stays deleted, whatever id it holds"] = partial(
+            run, present=True, kept_anywhere=True)
     else:
         variants["sufficiency was computed: comprehensiveness deletes the top k and keeps the rest"] = partial(
             run, present=True)
@@ -391,15 +424,15 @@ def _check_erasure(candidate: Callable, seed: int | None, present: bool) -> None
                                              target=case["target"], fraction=case["fraction"],
                                              keep_ids=case["keep_ids"]))  # (B,)
         given = {key: value.clone() if isinstance(value, torch.Tensor) else value for key, value in case.items()}
-        got = guarded(name, f"{name}(model, input_ids, attention_mask, scores, target, fraction, keep_ids) for "
-                            f"{inputs}", candidate, model, *given.values())
+        got = _as_numbers(guarded(name, f"{name}(model, input_ids, attention_mask, scores, target, fraction, "
+                                        f"keep_ids) for {inputs}", candidate, model, *given.values()))
         assert_unchanged(name, inputs, {key: (case[key], given[key])
                                         for key in ("input_ids", "attention_mask", "scores", "target")})
         if isinstance(got, torch.Tensor) and got.dim() == 0:
             raise CheckFailure(f"{name}: got one number ({got.item():.4g}) for {inputs}, expected one score per row, "
                                f"shape ({len(expected)},): do not average over the batch")
         try:
-            assert_close_or_hint(got, expected, what=name, inputs=inputs, atol=1e-9, rtol=0.0,
+            assert_close_or_hint(got, expected, what=name, inputs=inputs, atol=_tolerance_of(got, 1e-9), rtol=0.0,
                                  variants=partial(_erasure_variants, model, case, present))
         except CheckFailure as failure:
             if "Hint:" in str(failure) or "ties" not in what:
@@ -582,8 +615,9 @@ def check_cascading_randomisation(candidate: Callable, seed: int | None = None) 
                   f"(checker seed={seed})")
         before, given = _state(model), (input_ids.clone(), attention_mask.clone(), target.clone())
         global_state = torch.random.get_rng_state()
-        got = guarded(name, f"{name}(model, input_ids, attention_mask, explain_fn, target, {cascade_seed}, {std}) for "
-                            f"{inputs}", candidate, model, given[0], given[1], explain_fn, given[2], cascade_seed, std)
+        got = _as_numbers(guarded(name, f"{name}(model, input_ids, attention_mask, explain_fn, target, {cascade_seed}, "
+                                        f"{std}) for {inputs}", candidate, model, given[0], given[1], explain_fn,
+                                  given[2], cascade_seed, std))
         after = _state(model)
         if before.keys() != after.keys() or any(not torch.equal(before[k], after[k]) for k in before):
             raise CheckFailure(f"{name}: the caller's model was changed for {inputs} — randomise a copy "
@@ -598,10 +632,14 @@ def check_cascading_randomisation(candidate: Callable, seed: int | None = None) 
         if values is not None and tuple(values.shape) == (B, S) and S != B:
             raise CheckFailure(f"{name}: got shape {(B, S)} for {inputs}, expected (S, B) = {(S, B)}: one row per "
                                f"randomisation step, one column per text")
+        if values is not None and tuple(values.shape) == (S + 1, B):
+            raise CheckFailure(f"{name}: got {S + 1} rows for {inputs}, expected S = {S}, one per randomisation step: "
+                               f"the trained model itself is not a step (its ρ with itself is 1), and each of the {S} "
+                               f"steps ({steps}) comes once")
         if values is not None and tuple(values.shape) == (S,):
             raise CheckFailure(f"{name}: got shape ({S},) for {inputs}, expected (S, B) = {(S, B)}: one Spearman ρ "
                                f"per text and step (over that text's real tokens), not one over the whole batch")
-        assert_close_or_hint(got, expected, what=name, inputs=inputs, atol=1e-9, rtol=0.0,
+        assert_close_or_hint(got, expected, what=name, inputs=inputs, atol=_tolerance_of(got, 1e-9), rtol=0.0,
                              variants=partial(_cascade_variants, model, case, cascade_seed))
     banned = ("randomisation_check", "_layer_groups", "_redraw")
     assert_does_not_use(name, candidate, {f: OWN_ANSWER.format(f"bigtut.explain's {f}") for f in banned})
