@@ -10,6 +10,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from checker_cases import assert_fails_naming, assert_passes_on_seeds
 
 from bigtut.checks import CheckFailure
 from bigtut.checks.gpt import (
@@ -495,9 +496,7 @@ RIGHT = [
 
 @pytest.mark.parametrize("checker, solution", RIGHT, ids=[f"{c.__name__}-{s.__name__}" for c, s in RIGHT])
 def test_checkers_pass_the_right_answer(checker, solution, capsys):
-    for seed in SEEDS:
-        checker(solution, seed=seed)
-    assert capsys.readouterr().out.count("PASS") == len(SEEDS)
+    assert_passes_on_seeds(checker, solution, capsys)
 
 
 WRONG = [(check_gpt_block, key, *value) for key, value in BLOCK_WRONG.items()]
@@ -510,9 +509,7 @@ WRONG += [(check_kv_cache_step, key, *value) for key, value in STEP_WRONG.items(
 @pytest.mark.parametrize("checker, mistake, wrong, message", WRONG,
                          ids=[f"{c.__name__}-{k}" for c, k, _, _ in WRONG])
 def test_checkers_catch_wrong_answers_and_name_the_mistake(checker, mistake, wrong, message):
-    for seed in SEEDS:
-        with pytest.raises(CheckFailure, match=message):
-            checker(wrong, seed=seed)
+    assert_fails_naming(checker, wrong, message)
 
 
 def test_at_least_five_wrong_answers_per_checker():
@@ -694,10 +691,7 @@ GPT_FORWARD_WRONG = {
 
 @pytest.mark.parametrize("mistake", list(GPT_FORWARD_WRONG))
 def test_gpt_forward_checker_names_each_mistake(mistake):
-    wrong, message = GPT_FORWARD_WRONG[mistake]
-    for seed in SEEDS:
-        with pytest.raises(CheckFailure, match=message):
-            check_gpt_forward(wrong, seed=seed)
+    assert_fails_naming(check_gpt_forward, *GPT_FORWARD_WRONG[mistake])
 
 
 @pytest.mark.parametrize("right", [HandGPT, FunctionalGPT])
@@ -791,10 +785,7 @@ LOAD_WRONG = {
 
 @pytest.mark.parametrize("mistake", list(LOAD_WRONG))
 def test_load_gpt_weights_checker_names_each_mistake(mistake):
-    wrong, message = LOAD_WRONG[mistake]
-    for seed in SEEDS:
-        with pytest.raises(CheckFailure, match=message):
-            check_load_gpt_weights(wrong, seed=seed)
+    assert_fails_naming(check_load_gpt_weights, *LOAD_WRONG[mistake])
 
 
 @pytest.mark.parametrize("right", [load_from_bigtut, state_dict_loader])
