@@ -34,7 +34,7 @@ from bigtut.runtime import eval_mode, get_device
 from bigtut.validation import check_positive_int
 
 __all__ = ["History", "checkpoint_metadata", "evaluate", "fit", "load_checkpoint", "lr_lambda", "move_to",
-           "progress_bar", "save_checkpoint"]
+           "progress_bar", "save_checkpoint", "weight_decay_groups"]
 
 LossFn = Callable[[nn.Module, Any], torch.Tensor]
 
@@ -163,6 +163,25 @@ def evaluate(model: nn.Module, loss_fn: LossFn, batches: Iterable, device: torch
     return sum(losses) / len(losses)
 
 
+def weight_decay_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """AdamW parameter groups that decay only the weight matrices, as GPT-2 and nanoGPT do.
+
+    Biases, LayerNorm gains and every ``nn.Embedding`` table (token, position, segment; a tied output head
+    shares the token table) get no decay: shrinking them towards zero does not regularise, it only moves a
+    gain away from 1 or an embedding away from where the data put it. Each parameter appears once.
+    """
+    if weight_decay < 0:
+        raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
+    embeddings = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
+    decay, no_decay, seen = [], [], set()
+    for p in model.parameters():  # parameters() already skips a tied tensor's second name
+        if not p.requires_grad or id(p) in seen:
+            continue
+        seen.add(id(p))
+        (no_decay if p.dim() < 2 or id(p) in embeddings else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
 def _batch_source(train_batches: Callable[[], Any] | Iterable) -> Callable[[], Any]:
     if callable(train_batches):
         return train_batches
@@ -193,7 +212,8 @@ def fit(
     Args:
         loss_fn: ``loss_fn(model, batch) -> scalar loss``; the batch is already on ``device``.
         train_batches: a callable returning a fresh batch (random sampling), or an iterable that is cycled.
-        optimizer: defaults to ``AdamW(lr=lr, weight_decay=weight_decay)``.
+        optimizer: defaults to AdamW with ``lr``, decaying only weight matrices by ``weight_decay``
+            (:func:`weight_decay_groups`: no decay on biases, LayerNorm gains and embeddings).
         val_batches: batches (or a callable returning them) for the validation loss, measured every
             ``eval_every`` steps and after the last step.
         grad_clip: clip the global gradient norm to this value.
@@ -204,7 +224,7 @@ def fit(
         raise ValueError(f"eval_every must be >= 1, got {eval_every}")
     device = torch.device(device) if device is not None else get_device()
     model.to(device).train()
-    optimizer = optimizer or torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    optimizer = optimizer or torch.optim.AdamW(weight_decay_groups(model, weight_decay), lr=lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(schedule, steps, warmup_steps))
     next_batch = _batch_source(train_batches)
     history = History()

@@ -137,3 +137,32 @@ def test_without_the_variable_the_bar_is_tqdm_auto(monkeypatch):
     monkeypatch.delenv("BIGTUT_PROGRESS", raising=False)
     bar = progress_bar(range(3), disable=True)
     assert type(bar) is tqdm
+
+
+def test_weight_decay_groups_decay_only_weight_matrices():
+    """GPT-2 / nanoGPT hygiene: biases, LayerNorm gains and embeddings (a tied head included) are not decayed."""
+    from bigtut.gpt import GPT, GPTConfig
+    from bigtut.training import weight_decay_groups
+
+    model = GPT(GPTConfig(vocab_size=11, block_size=8, d_model=16, n_layer=2, n_head=2))
+    decay, no_decay = weight_decay_groups(model, 0.1)
+    names = {id(p): n for n, p in model.named_parameters()}
+    decayed, kept = {names[id(p)] for p in decay["params"]}, {names[id(p)] for p in no_decay["params"]}
+    assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
+    assert decayed.isdisjoint(kept) and decayed | kept == set(names.values())  # every parameter exactly once
+    assert {"tok_emb.weight", "pos_emb.weight", "blocks.0.ln_1.weight", "blocks.0.mlp.fc.bias"} <= kept
+    assert "blocks.0.mlp.fc.weight" in decayed and "blocks.1.attn.attn.q_proj.weight" in decayed
+    assert all(p.dim() == 2 for p in decay["params"])
+    with pytest.raises(ValueError, match="weight_decay"):
+        weight_decay_groups(model, -0.1)
+
+
+def test_fit_decays_a_weight_matrix_but_not_its_bias():
+    """With a zero loss only weight decay moves a parameter: the weight shrinks, the bias stays put."""
+    bigtut.seed_everything(0)
+    model = nn.Linear(4, 4)
+    weight, bias = model.weight.detach().clone(), model.bias.detach().clone()
+    fit(model, lambda m, batch: (m(batch) * 0).sum(), [torch.ones(1, 4)], steps=5, lr=0.1, weight_decay=0.5,
+        device="cpu", progress=False)
+    torch.testing.assert_close(model.weight.detach(), weight * (1 - 0.1 * 0.5) ** 5)
+    torch.testing.assert_close(model.bias.detach(), bias)

@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 import torch
 
-from bigtut.data.corpus import python_docs_topics, train_val_split
+from bigtut.data.corpus import check_fraction, python_docs_topics, train_val_split
 
 __all__ = ["NSPPair", "NSPSampler", "docs_sentences", "encode_pairs", "sample_nsp_pairs", "split_sentences"]
 
@@ -55,21 +55,33 @@ def split_sentences(text: str, min_chars: int = 20) -> list[str]:
 
 
 def docs_sentences(split: str = "train", val_fraction: float = 0.1, min_chars: int = 20,
-                   docstrings: bool = False) -> list[list[str]]:
+                   docstrings: bool = False, source: str = "python_docs") -> list[list[str]]:
     """One list of sentences per document of ``split`` (``"all"``, ``"train"`` or ``"val"``).
 
-    The documents are the documentation topics, split as in :func:`bigtut.data.python_docs_corpus` (same
-    ``val_fraction``). With ``docstrings=True`` every docstring of the same split of
-    :func:`bigtut.data.docstring_splits` is one more document (its text only, never its label; ``"all"``
-    includes the test docstrings, ``"train"`` and ``"val"`` never do). Documents with fewer than two
+    ``source="python_docs"``: the documents are the documentation topics, split as in
+    :func:`bigtut.data.python_docs_corpus` (same ``val_fraction``). ``source="packages"``: every docstring of
+    :func:`bigtut.data.package_docstrings` is a document; every ``round(1 / val_fraction)``-th one (counting
+    from 0) is validation, so both parts sample every package. With ``docstrings=True`` every docstring of the
+    same split of :func:`bigtut.data.docstring_splits` is one more document (its text only, never its label;
+    ``"all"`` includes the test docstrings, ``"train"`` and ``"val"`` never do). Documents with fewer than two
     sentences are dropped (they cannot give an "is next" pair).
     """
     if split not in ("all", "train", "val"):
         raise ValueError(f"split must be 'all', 'train' or 'val', got {split!r}")
-    texts = list(python_docs_topics().values())
-    if split != "all":
-        train, val = train_val_split(texts, val_fraction)
-        texts = list(train if split == "train" else val)
+    if source == "python_docs":
+        texts = list(python_docs_topics().values())
+        if split != "all":
+            train, val = train_val_split(texts, val_fraction)
+            texts = list(train if split == "train" else val)
+    elif source == "packages":
+        from bigtut.data.package_docs import package_docstrings
+
+        check_fraction(val_fraction)
+        every = round(1 / val_fraction)
+        texts = [t for i, t in enumerate(package_docstrings())
+                 if split == "all" or (i % every == 0) == (split == "val")]
+    else:
+        raise ValueError(f"source must be 'python_docs' or 'packages', got {source!r}")
     if docstrings:
         from bigtut.data.docstrings import docstring_splits
 

@@ -7,6 +7,7 @@ about 40 s to rebuild on a 2-core CPU).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 from dataclasses import asdict, dataclass
@@ -37,9 +38,17 @@ from bigtut.runtime import get_device, seed_everything
 from bigtut.tokenizers import BPETokenizer, load_tokenizer
 from bigtut.training import History, fit, load_checkpoint, save_checkpoint
 
-__all__ = ["LONG_PRETRAIN", "LONG_PRETRAIN_DIR", "BertRecipe", "PretrainedBert", "TrainedBert", "build_bert_tokenizer",
-           "finetune_bert", "first_pretraining_losses", "load_pretrained_bert", "pretrain_bert", "pretrain_bert_long",
-           "pretraining_batches", "save_pretrained_bert", "train_bert_docstring_classifier", "write_long_pretraining"]
+__all__ = ["LONG_PRETRAIN", "LONG_PRETRAIN_DIR", "PACKAGES_PRETRAIN", "PACKAGES_PRETRAIN_DIR", "BertRecipe",
+           "PretrainedBert", "TrainedBert", "build_bert_tokenizer", "finetune_bert", "first_pretraining_losses",
+           "load_pretrained_bert", "pretrain_bert", "pretrain_bert_long", "pretraining_batches",
+           "pretraining_documents", "save_pretrained_bert", "tokenizer_training_text",
+           "train_bert_docstring_classifier", "write_long_pretraining"]
+
+
+#: Pretraining corpora -> the fraction of their documents held out for validation.
+PRETRAINING_CORPORA = {"python_docs": 0.1, "packages": 0.02}
+#: Characters of the packages' docstrings the tokenizer is trained on (BPE on all 34 MB would take an hour).
+TOKENIZER_SAMPLE_CHARS = 2_000_000
 
 
 @dataclass(frozen=True)
@@ -47,6 +56,7 @@ class BertRecipe:
     """Every setting of :func:`train_bert_docstring_classifier`; the cache is keyed by all of them."""
 
     seed: int = 0
+    corpus: str = "python_docs"  # pretraining text: "python_docs" (topics) or "packages" (installed docstrings)
     vocab_size: int = 1024  # byte-level BPE ids, the 4 special tokens included
     d_model: int = 64
     num_layers: int = 2
@@ -59,11 +69,14 @@ class BertRecipe:
     pretrain_steps: int = 1200  # 0: no pretraining, fine-tune a randomly initialised BERT
     pretrain_batch: int = 32
     pretrain_lr: float = 2e-3
+    pretrain_weight_decay: float = 0.0  # on weight matrices only (bigtut.training.weight_decay_groups)
     finetune_steps: int = 450
     finetune_batch: int = 16
     finetune_lr: float = 1e-3
 
     def __post_init__(self):
+        if self.corpus not in PRETRAINING_CORPORA:
+            raise ValueError(f"corpus must be one of {sorted(PRETRAINING_CORPORA)}, got {self.corpus!r}")
         if self.pretrain_steps < 0 or self.finetune_steps < 1:
             raise ValueError(f"need pretrain_steps >= 0 and finetune_steps >= 1, got {self.pretrain_steps}, "
                              f"{self.finetune_steps}")
@@ -76,12 +89,55 @@ class BertRecipe:
         return BertConfig(**{**settings, **changes})
 
 
+def tokenizer_training_text(recipe: BertRecipe) -> str:
+    """What :func:`build_bert_tokenizer` learns its merges from: the training docstrings plus, for
+    ``corpus="python_docs"``, the training topics of the Python docs, or, for ``"packages"``, an evenly spaced
+    sample of the packages' training docstrings (every k-th, about ``TOKENIZER_SAMPLE_CHARS`` characters)."""
+    if recipe.corpus == "python_docs":
+        text = python_docs_corpus("train")
+    else:
+        documents = [" ".join(doc) for doc in pretraining_documents(recipe, "train")]
+        every = max(1, sum(map(len, documents)) // TOKENIZER_SAMPLE_CHARS)
+        text = "\n\n".join(documents[::every]) + "\n\n"
+    return text + "\n".join(d.text for d in docstring_splits()["train"])
+
+
 def build_bert_tokenizer(recipe: BertRecipe | None = None):
-    """The recipe's byte-level BPE tokenizer (``recipe.vocab_size`` ids), trained on the training topics of the
-    Python docs and the training docstrings; the special tokens are ``[PAD] [CLS] [SEP] [MASK]``."""
+    """The recipe's byte-level BPE tokenizer (``recipe.vocab_size`` ids) trained on
+    :func:`tokenizer_training_text`; the special tokens are ``[PAD] [CLS] [SEP] [MASK]``."""
     recipe = recipe or BertRecipe()
-    text = python_docs_corpus("train") + "\n".join(d.text for d in docstring_splits()["train"])
-    return BPETokenizer.train(text, recipe.vocab_size, special_tokens=SPECIAL_TOKENS)
+    return BPETokenizer.train(tokenizer_training_text(recipe), recipe.vocab_size, special_tokens=SPECIAL_TOKENS)
+
+
+def pretraining_documents(recipe: BertRecipe, split: str) -> list[list[str]]:
+    """The recipe's pretraining documents of ``split`` ("train" or "val"), each a list of sentences.
+
+    The packages' docstrings take about a minute to read and split; they are kept under ``runs/`` (keyed by the
+    package versions and bigtut's sources, like every cached model) and in memory once read."""
+    if recipe.corpus == "python_docs":
+        return docs_sentences(split, val_fraction=PRETRAINING_CORPORA[recipe.corpus],
+                              docstrings=recipe.pretrain_on_docstrings)
+    return _package_documents(recipe.pretrain_on_docstrings)[split]
+
+
+@lru_cache(maxsize=2)
+def _package_documents(docstrings: bool) -> dict[str, list[list[str]]]:
+    from bigtut.data.package_docs import package_versions
+
+    val_fraction = PRETRAINING_CORPORA["packages"]
+    fields = {"val_fraction": val_fraction, "docstrings": docstrings, "versions": package_versions()}
+
+    def build():
+        return {split: docs_sentences(split, val_fraction=val_fraction, docstrings=docstrings, source="packages")
+                for split in ("train", "val")}
+
+    def save(documents, folder: Path) -> None:
+        (folder / "documents.json").write_text(json.dumps(documents))
+
+    def load(folder: Path):
+        return json.loads((folder / "documents.json").read_text())
+
+    return load_or_build("package_documents", fields, build, save, load)
 
 
 def pretraining_batches(documents, tokenizer, recipe: BertRecipe, seed: int, batch_size: int | None = None):
@@ -123,7 +179,7 @@ def _pretrain(model, tokenizer, recipe: BertRecipe, *, progress=True, device=Non
     and ``"nsp_accuracy"`` to lists; or, with ``stop_after=n``, the list of the first ``n`` training losses
     (MLM + NSP) of the very same run (same schedule, same batches).
     """
-    docs = {split: docs_sentences(split, docstrings=recipe.pretrain_on_docstrings) for split in ("train", "val")}
+    docs = {split: pretraining_documents(recipe, split) for split in ("train", "val")}
     train_batches = pretraining_batches(docs["train"], tokenizer, recipe, seed=recipe.seed)
     val_source = pretraining_batches(docs["val"], tokenizer, recipe, seed=recipe.seed + 1, batch_size=64)
     val_batches = [val_source() for _ in range(2)]  # a fixed validation set
@@ -148,7 +204,8 @@ def _pretrain(model, tokenizer, recipe: BertRecipe, *, progress=True, device=Non
 
     steps = recipe.pretrain_steps
     try:
-        total = fit(model, loss_fn, batches, steps=steps, lr=recipe.pretrain_lr, val_batches=val_batches,
+        total = fit(model, loss_fn, batches, steps=steps, lr=recipe.pretrain_lr,
+                    weight_decay=recipe.pretrain_weight_decay, val_batches=val_batches,
                     eval_every=eval_every or max(steps // 6, 1), warmup_steps=steps // 10, schedule="cosine",
                     grad_clip=1.0, device=device, desc="pretrain", progress=progress)
     except _EnoughSteps:
@@ -275,6 +332,12 @@ LONG_PRETRAIN_DIR = Path(__file__).resolve().parents[2] / "checkpoints" / "bert_
 LONG_PRETRAIN = BertRecipe(pretrain_steps=4800)
 LONG_EVAL_EVERY = 200  # validation MLM/NSP accuracy every 200 steps: the curve the notebook draws
 
+#: The in-domain pretraining: the installed packages' docstrings (34 MB), a wider and deeper BERT, ~45 min on 2 cores.
+PACKAGES_PRETRAIN_DIR = LONG_PRETRAIN_DIR.parent / "bert_packages"
+PACKAGES_PRETRAIN = BertRecipe(corpus="packages", vocab_size=2048, d_model=192, num_layers=4, num_heads=6, d_ff=768,
+                               pretrain_steps=8000, pretrain_batch=64, pretrain_lr=1e-3, pretrain_weight_decay=0.01)
+PACKAGES_EVAL_EVERY = 400
+
 
 @dataclass
 class PretrainedBert:
@@ -295,16 +358,21 @@ def pretrain_bert_long(recipe: BertRecipe = LONG_PRETRAIN, *, eval_every: int = 
     seed_everything(recipe.seed)
     model = BertForPreTraining(recipe.config(tokenizer))
     histories, scores = _pretrain(model, tokenizer, recipe, progress=progress, device=device, eval_every=eval_every)
+    text_digest = hashlib.sha256(tokenizer_training_text(recipe).encode()).hexdigest()
     metadata = {"recipe": asdict(recipe), "eval_every": eval_every, "first_losses": histories["total"].train_loss[:20],
+                "tokenizer_text_sha256": text_digest,
                 "scores": scores, "histories": {k: asdict(h) for k, h in histories.items()},
                 "seconds": round(histories["total"].seconds, 1), "torch": torch.__version__, "device": str(device)}
     return PretrainedBert(model.eval(), tokenizer, recipe, metadata)
 
 
-def first_pretraining_losses(recipe: BertRecipe = LONG_PRETRAIN, n: int = 20, device="cpu") -> list[float]:
+def first_pretraining_losses(recipe: BertRecipe = LONG_PRETRAIN, n: int = 20, device="cpu",
+                             tokenizer=None) -> list[float]:
     """The first ``n`` training losses (MLM + NSP) of :func:`pretrain_bert_long`'s run — same tokenizer, seed,
-    batches and learning-rate schedule — without running the rest (a few seconds)."""
-    tokenizer = build_bert_tokenizer(recipe)
+    batches and learning-rate schedule — without running the rest (a few seconds).
+
+    ``tokenizer``: the run's tokenizer if you have it (e.g. a checkpoint's); by default it is rebuilt."""
+    tokenizer = tokenizer or build_bert_tokenizer(recipe)
     seed_everything(recipe.seed)
     model = BertForPreTraining(recipe.config(tokenizer))
     return _pretrain(model, tokenizer, recipe, progress=False, device=device, stop_after=n)
@@ -335,6 +403,9 @@ def load_pretrained_bert(folder: str | Path = LONG_PRETRAIN_DIR, device=None) ->
     return PretrainedBert(model.to(device or get_device()).eval(), tokenizer, recipe, metadata)
 
 
-def write_long_pretraining(folder: str | Path = LONG_PRETRAIN_DIR, progress: bool = True) -> Path:
-    """Regenerate the committed checkpoint: :func:`pretrain_bert_long` on the CPU, then save it (about 5 min)."""
-    return save_pretrained_bert(pretrain_bert_long(progress=progress, device="cpu"), folder)
+def write_long_pretraining(folder: str | Path = LONG_PRETRAIN_DIR, progress: bool = True,
+                           recipe: BertRecipe = LONG_PRETRAIN, eval_every: int = LONG_EVAL_EVERY) -> Path:
+    """Regenerate a committed checkpoint: :func:`pretrain_bert_long` on the CPU, then save it (the default,
+    ``checkpoints/bert_pretrain_long``, takes about 5 min; ``PACKAGES_PRETRAIN`` about 45 min)."""
+    run = pretrain_bert_long(recipe, eval_every=eval_every, progress=progress, device="cpu")
+    return save_pretrained_bert(run, folder)

@@ -37,7 +37,7 @@ from bigtut.train.state import (
     remove_stale_temporaries,
     save_train_state,
 )
-from bigtut.training import History, lr_lambda, progress_bar
+from bigtut.training import History, lr_lambda, progress_bar, weight_decay_groups
 
 __all__ = ["DTYPES", "check_batch_split", "check_resumable", "train"]
 
@@ -140,7 +140,7 @@ def train(args, task, ctx: DistributedContext, log=print) -> History:
 
     seed_everything(args.seed)  # the same initial weights on every rank (DDP also broadcasts rank 0's)
     model = task.model().to(ctx.device, DTYPES[args.dtype]).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    optimizer = torch.optim.AdamW(weight_decay_groups(model, args.weight_decay), lr=args.lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda("cosine", args.steps, args.warmup_steps))
     history, start_step = History(), 0
     if stored is not None:
