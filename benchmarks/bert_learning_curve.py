@@ -48,10 +48,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lr-scratch", type=float, default=None, help="fine-tuning lr (default: the recipe's)")
     parser.add_argument("--with-python-docs", action="store_true", help="add the older Python-docs checkpoint")
     parser.add_argument("--with-probe", action="store_true", help="add the frozen encoder + logistic regression")
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads (the results used 2)")
     parser.add_argument("--json", default=None, help="write every prediction and the settings here")
     args = parser.parse_args(argv)
     start = time.perf_counter()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     sizes = [None if s == "all" else int(s) for s in args.sizes]
     seeds = {n: list(range(args.seeds + (args.extra_small_seeds if n is not None and n <= 16 else 0))) for n in sizes}
     packages = load_pretrained_bert(args.checkpoint, device="cpu")

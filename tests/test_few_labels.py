@@ -52,3 +52,47 @@ def test_bootstrap_interval_brackets_the_mean_and_shrinks_with_data():
         bootstrap_interval(np.ones(5))
     with pytest.raises(ValueError, match="level"):
         bootstrap_interval(np.ones((2, 2)), level=1.5)
+
+
+# ---- the committed curve that chapter 05 draws (benchmarks/results/05_learning_curve.json) ----------------------
+
+@pytest.fixture(scope="module")
+def curve():
+    from bigtut.recipes.few_labels import load_learning_curve
+
+    return load_learning_curve()
+
+
+def test_the_stored_curve_has_every_point_with_at_least_five_seeds(curve):
+    test = docstring_splits()["test"]
+    assert curve.record["split"] == "test" and curve.labels.tolist() == [d.label for d in test]
+    assert curve.sizes == ["1", "4", "16", "64", "all"]
+    assert {"TF-IDF + logistic regression", "BERT from scratch", "BERT pretrained on the packages' docstrings"} <= set(
+        curve.contenders)
+    for size in curve.sizes:
+        assert len(curve.seeds[size]) >= 5
+        for name in curve.contenders:
+            assert curve.hits(name, size).shape == (len(curve.seeds[size]), len(test))
+
+
+def test_the_stored_tfidf_points_reproduce_exactly(curve):
+    test = docstring_splits()["test"]
+    for size in curve.sizes:
+        for seed in curve.seeds[size]:
+            examples = few_per_family(None if size == "all" else int(size), seed)
+            stored = curve.predictions("TF-IDF + logistic regression", size, seed)
+            assert (tfidf_predictions(examples, test) == stored).all(), (size, seed)
+
+
+def test_a_stored_bert_point_reproduces(curve):
+    """One fine-tuning run (4 labels per family, seed 0) redone from the committed checkpoint and the stored
+    recipe: the same prediction on (nearly) every test docstring. Another CPU may round differently."""
+    from bigtut.recipes.bert import PACKAGES_PRETRAIN_DIR, BertRecipe, load_pretrained_bert
+    from bigtut.recipes.few_labels import finetune_predictions
+
+    name = "BERT pretrained on the packages' docstrings"
+    packages = load_pretrained_bert(PACKAGES_PRETRAIN_DIR, device="cpu")
+    recipe = BertRecipe(**curve.record["recipes"][name])
+    fresh = finetune_predictions(packages.model.bert, packages.tokenizer, recipe, few_per_family(4, 0),
+                                 docstring_splits()["test"], seed=0, device="cpu")
+    assert (fresh == curve.predictions(name, "4", 0)).mean() >= 0.97

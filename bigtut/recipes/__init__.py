@@ -6,7 +6,9 @@ module                      recipe
 ==========================  =====================================================================
 ``recipes.dates``           the date-normalising Transformer (03)
 ``recipes.gpt``             character GPT pretraining; GPT docstring classifier, cached (04; used by 06–10)
-``recipes.bert``            BERT pretraining (MLM + NSP) and docstring classifier, cached (05; used by 06–10)
+``recipes.bert``            BERT pretraining (MLM + NSP) and docstring classifier, cached (05; used by 06–10);
+                            the committed pretrainings on the Python docs and on the packages' docstrings
+``recipes.few_labels``      the learning curve: label draws, fine-tuning, TF-IDF, frozen features, bootstrap (05)
 ``recipes.planted``         BERT on the planted-evidence task, cached (09)
 ``recipes.cache``           the ``runs/`` cache, keyed by every source file of the package
 ==========================  =====================================================================

@@ -349,6 +349,24 @@ class PretrainedBert:
     metadata: dict  # "first_losses", "scores" (step, mlm_accuracy, nsp_accuracy), "histories", "seconds", ...
 
 
+def corpus_summary(recipe: BertRecipe) -> dict:
+    """What the recipe pretrains on, in numbers: documents and sentences per split; for ``corpus="packages"`` also
+    the docstrings read, their characters, the package versions, the corpus fingerprint and its overlap with the
+    fine-tuning task (docstrings shared, share of the task's word 8-grams found in the corpus)."""
+    summary = {split: {"documents": len(docs), "sentences": sum(map(len, docs))}
+               for split in ("train", "val") for docs in [pretraining_documents(recipe, split)]}
+    if recipe.corpus == "packages":
+        from bigtut.data import package_docs as pd
+        from bigtut.data.docstrings import docstring_dataset
+
+        corpus, task = pd.package_docstrings(), [d.text for d in docstring_dataset()]
+        in_corpus = {pd.normalised(t) for t in corpus}
+        summary.update(docstrings=len(corpus), characters=sum(map(len, corpus)), versions=pd.package_versions(),
+                       fingerprint=pd.fingerprint(corpus), task_8gram_overlap=pd.ngram_overlap(corpus, task, 8),
+                       shared_docstrings=sum(pd.normalised(t) in in_corpus for t in task))
+    return summary
+
+
 def pretrain_bert_long(recipe: BertRecipe = LONG_PRETRAIN, *, eval_every: int = LONG_EVAL_EVERY,
                        progress: bool = True, device="cpu") -> PretrainedBert:
     """Pretrain the chapter's BERT (MLM + NSP) for ``recipe.pretrain_steps`` steps, recording the validation
@@ -360,7 +378,7 @@ def pretrain_bert_long(recipe: BertRecipe = LONG_PRETRAIN, *, eval_every: int = 
     histories, scores = _pretrain(model, tokenizer, recipe, progress=progress, device=device, eval_every=eval_every)
     text_digest = hashlib.sha256(tokenizer_training_text(recipe).encode()).hexdigest()
     metadata = {"recipe": asdict(recipe), "eval_every": eval_every, "first_losses": histories["total"].train_loss[:20],
-                "tokenizer_text_sha256": text_digest,
+                "tokenizer_text_sha256": text_digest, "corpus": corpus_summary(recipe),
                 "scores": scores, "histories": {k: asdict(h) for k, h in histories.items()},
                 "seconds": round(histories["total"].seconds, 1), "torch": torch.__version__, "device": str(device)}
     return PretrainedBert(model.eval(), tokenizer, recipe, metadata)

@@ -11,9 +11,11 @@ drawn and fine-tuned (seeds) and which docstrings happen to be in the test split
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -24,11 +26,45 @@ from bigtut.recipes.bert import BertRecipe, finetune_bert
 from bigtut.runtime import seed_everything
 from bigtut.training import progress_bar
 
-__all__ = ["SIZES", "bootstrap_interval", "few_per_family", "finetune_predictions", "finetune_steps_for",
-           "learning_curve", "mean_pooled_features", "probe_predictions", "tfidf_predictions"]
+__all__ = ["LEARNING_CURVE_FILE", "SIZES", "LearningCurve", "bootstrap_interval", "few_per_family",
+           "finetune_predictions", "finetune_steps_for", "learning_curve", "load_learning_curve",
+           "mean_pooled_features", "probe_predictions", "tfidf_predictions"]
 
 #: Labelled docstrings per family on the curve; ``None`` is the whole training split.
 SIZES = (1, 4, 16, 64, None)
+#: The committed run of ``benchmarks/bert_learning_curve.py`` that chapter 05 draws.
+LEARNING_CURVE_FILE = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "05_learning_curve.json"
+
+
+@dataclass
+class LearningCurve:
+    """A stored learning curve: every contender's predictions at every size and seed, on one split."""
+
+    contenders: list[str]
+    sizes: list[str]  # "1", "4", ..., "all"
+    seeds: dict[str, list[int]]  # size -> seeds
+    labels: np.ndarray  # (N,) true families of the scored split
+    stored: dict[str, str]  # "name|size|seed" -> one digit (the predicted family) per docstring
+    record: dict  # everything the file holds (settings, recipes, seconds, torch version)
+
+    def predictions(self, name: str, size: str, seed: int) -> np.ndarray:
+        """The predicted family of every docstring ``(N,)``."""
+        return np.array([int(c) for c in self.stored[f"{name}|{size}|{seed}"]])
+
+    def hits(self, name: str, size: str) -> np.ndarray:
+        """1 where ``name`` was right, per seed and docstring ``(seeds, N)``."""
+        return np.stack([self.predictions(name, size, s) == self.labels for s in self.seeds[size]]).astype(np.int8)
+
+    def labelled(self, size: str) -> int:
+        """Labelled training docstrings at ``size`` (7 families x n, or the whole split)."""
+        return len(few_per_family(None if size == "all" else int(size)))
+
+
+def load_learning_curve(path: str | Path = LEARNING_CURVE_FILE) -> LearningCurve:
+    """Read a curve written by ``benchmarks/bert_learning_curve.py --json``."""
+    record = json.loads(Path(path).read_text())
+    return LearningCurve(record["contenders"], record["sizes"], record["seeds"], np.array(record["labels"]),
+                         record["predictions"], record)
 
 
 def few_per_family(n: int | None, seed: int = 0, examples: Sequence | None = None) -> list:
