@@ -396,3 +396,15 @@ def test_causal_self_attention_module_modifying_x_in_place_is_named():
 
     with pytest.raises(CheckFailure, match="changed its input `x` in place"):
         check_causal_self_attention_module(InPlace, seed=0, hf=False)
+
+
+def test_the_module_checker_leaves_torchs_generator_alone(capsys):
+    """Building the student's modules and seeding dropout must not move the notebook's random numbers."""
+    from bigtut.checks.multihead import check_causal_self_attention_module
+    from bigtut.gpt import CausalSelfAttention
+
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    check_causal_self_attention_module(CausalSelfAttention, seed=0, hf=False)
+    assert torch.equal(torch.get_rng_state(), before)
+    assert "PASS" in capsys.readouterr().out

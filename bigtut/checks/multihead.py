@@ -878,6 +878,11 @@ def check_causal_self_attention_module(cls: Any, seed: int | None = None, hf: bo
     known wrong variant (q/k/v order, per-head split of c_attn, scale, merge or split without transpose, no
     c_proj, softmax axis).
     """
+    with torch.random.fork_rng(devices=[]):  # building modules and seeding dropout leave torch's generator as it was
+        _check_causal_module(cls, seed, hf)
+
+
+def _check_causal_module(cls: Any, seed: int | None, hf: bool | None) -> None:
     name = "causal_self_attention_module"
     gen, seed = checker_generator(seed)
     if hf is None:
@@ -921,9 +926,8 @@ def check_causal_self_attention_module(cls: Any, seed: int | None = None, hf: bo
                            f"{cls.__name__}(d_model, n_head, dropout=0.0), with dropout on the attention weights and "
                            "on the output")
     what += ", " + _causal_dropout(cls, name, seed, gen)
-    with torch.random.fork_rng(devices=[]):  # building modules draws from torch's generator: leave it as it was
-        _causal_dropout_placement(cls, name, seed, gen)
-        _dropout_off_by_default(cls, name, d, h)
+    _causal_dropout_placement(cls, name, seed, gen)
+    _dropout_off_by_default(cls, name, d, h)
     passed(name, what)
 
 
