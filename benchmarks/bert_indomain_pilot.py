@@ -21,10 +21,11 @@ import torch
 
 from bigtut import bert, seed_everything
 from bigtut.bert import SPECIAL_TOKENS, BertForPreTraining, pretraining_loss
-from bigtut.data import LABELS, docstring_splits
+from bigtut.data import docstring_splits
 from bigtut.data.package_docs import package_docstrings
 from bigtut.data.sentences import split_sentences
 from bigtut.recipes.bert import BertRecipe, finetune_bert, pretraining_batches
+from bigtut.recipes.few_labels import few_per_family
 from bigtut.tokenizers import BPETokenizer
 from bigtut.training import fit
 
@@ -33,15 +34,6 @@ def documents_of(texts, min_chars: int = 20) -> list[list[str]]:
     """Each docstring as a document of sentences; only those with two sentences or more (NSP needs a successor)."""
     docs = [split_sentences(t, min_chars) for t in texts]
     return [d for d in docs if len(d) >= 2]
-
-
-def few_per_class(train, n: int, seed: int = 0):
-    rng, chosen = random.Random(seed), []
-    for c in range(len(LABELS)):
-        family = [d for d in train if d.label == c]
-        rng.shuffle(family)
-        chosen += family[:n]
-    return chosen
 
 
 def main() -> None:
@@ -107,7 +99,7 @@ def main() -> None:
     results = {}
     for n in (4, 16):
         for seed in range(args.seeds):
-            examples = few_per_class(splits["train"], n, seed)
+            examples = few_per_family(n, seed)  # the same draw as the learning curve's
             steps_ft = max(40, 20 * len(examples) // 16)
             for name, encoder in (("scratch", scratch), ("pretrained", model.bert)):
                 seed_everything(seed)
