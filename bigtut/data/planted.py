@@ -50,9 +50,10 @@ import torch
 from bigtut.data.batching import encode_texts
 
 __all__ = [
-    "FILLERS", "MARKERS", "NEGATION_RATE", "NEGATIVE", "NEGATOR", "PLANTED_SPECIAL_TOKENS", "PLANTED_VOCAB",
-    "POSITIVE", "SHORTCUT", "SHORTCUT_RATES", "XOR_CASES", "PlantedExample", "WordTokenizer", "encode_planted",
-    "planted_evidence", "planted_label", "planted_splits", "planted_tokenizer",
+    "DELETE_EDIT", "FILLERS", "MARKERS", "NEGATION_RATE", "NEGATIVE", "NEGATOR", "NO_EDIT", "OPPOSITE",
+    "PLANTED_SPECIAL_TOKENS", "PLANTED_VOCAB", "POSITIVE", "PlantedExample", "SHORTCUT", "SHORTCUT_RATES",
+    "WordTokenizer", "XOR_CASES", "encode_planted", "minimal_pair_edit", "planted_edits", "planted_evidence",
+    "planted_label", "planted_splits", "planted_tokenizer",
 ]
 
 POSITIVE = ("good", "great", "excellent", "nice")
@@ -296,3 +297,40 @@ def encode_planted(examples: Sequence[PlantedExample], tokenizer: WordTokenizer,
         evidence[row, [p + 1 for p in example.evidence]] = True  # + 1: [CLS] comes first
     labels = torch.tensor([e.label for e in examples], dtype=torch.long)  # (N,)
     return ids, mask, labels, evidence
+
+
+#: Each polarity word's counterpart of the other polarity, both ways (good <-> bad, ...).
+OPPOSITE = {**dict(zip(POSITIVE, NEGATIVE)), **dict(zip(NEGATIVE, POSITIVE))}
+DELETE_EDIT, NO_EDIT = -1, -2  # the edit codes of bigtut.explain.interventions (DELETE, FIXED)
+
+
+def minimal_pair_edit(word: str) -> str:
+    """The name of the counterfactual edit of one word of a planted sentence (:func:`planted_edits`)."""
+    if word in OPPOSITE:
+        return "swap polarity"
+    if word == NEGATOR:
+        return "drop not"
+    if word == SHORTCUT:
+        return "drop indeed"
+    if word in MARKERS:
+        return "drop marker"
+    return "drop filler"
+
+
+def planted_edits(input_ids: torch.Tensor, tokenizer: WordTokenizer) -> torch.Tensor:
+    """The minimal-pair edit of every token of :func:`encode_planted` rows ``(N, L)``, as the ``edits`` of
+    :func:`bigtut.explain.interventions.counterfactual_effects`: a polarity word becomes its opposite
+    (:data:`OPPOSITE`, "swap polarity"); every other word is deleted (-1: "drop not", "drop indeed", "drop
+    marker" — the xor flip —, "drop filler"); special tokens are never edited (-2).
+
+    Each edit changes what the label rule reads by one step, which is what makes a pair *minimal*: swapping
+    the polarity word flips a negation label, dropping ``not`` flips it back, dropping one marker flips an xor
+    label, and dropping ``indeed`` or a filler changes no label at all — whatever the model does then, it
+    does because of the word, not the rule.
+    """
+    specials = {tokenizer.token_to_id(t) for t in tokenizer.special_tokens}
+    edits = torch.full_like(input_ids, DELETE_EDIT)  # (N, L)
+    for word, opposite in OPPOSITE.items():
+        edits[input_ids == tokenizer.token_to_id(word)] = tokenizer.token_to_id(opposite)
+    edits[torch.isin(input_ids, torch.tensor(sorted(specials)))] = NO_EDIT
+    return edits

@@ -110,6 +110,34 @@ def integration_rule(method: str, n_steps: int, *, captum_compatible: bool = Fal
     return alphas, weights
 
 
+def _explained_output(f: Callable, target: Any, probabilities: bool, forward_kwargs: dict | None, n_examples: int,
+                      device: torch.device) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """``explained(rows, example)``: the explained output ``(N,)`` of ``f`` at ``rows`` ``(N, ...)``, row ``i``
+    belonging to example ``example[i]`` (its target, its ``forward_kwargs`` rows), differentiable.
+
+    ``target`` (after :func:`check_target_rows`) is None, an int or one per example; ``forward_kwargs`` holds
+    per-example tensors ``(n_examples, ...)`` handed to ``f`` as keyword arguments with each row."""
+    targets = None  # (n_examples,) when each example has its own target
+    if target is not None and not isinstance(target, (int, np.integer)):
+        targets = torch.as_tensor(np.asarray(target.detach().cpu() if isinstance(target, torch.Tensor) else target),
+                                  device=device)
+    if forward_kwargs is not None and not isinstance(forward_kwargs, dict):
+        raise TypeError(f"forward_kwargs must be a dict of per-example tensors or None, got "
+                        f"{type(forward_kwargs).__name__}")
+    per_example = dict(forward_kwargs or {})  # name -> (n_examples, ...) tensor
+    for key, value in per_example.items():
+        if not isinstance(value, torch.Tensor) or value.shape[:1] != (n_examples,):
+            raise ValueError(f"forward_kwargs[{key!r}] must be a tensor with one row per example ({n_examples}), "
+                             f"got {tuple(np.shape(value))}")
+
+    def explained(rows: torch.Tensor, example: torch.Tensor) -> torch.Tensor:
+        extra = {key: value[example] for key, value in per_example.items()}  # each (N, ...)
+        out = logits_of(f(rows, **extra), len(rows))  # (N,) or (N, C)
+        return select_target(out, target if targets is None else targets[example], probabilities)  # (N,)
+
+    return explained
+
+
 def integrated_gradients(f: Callable, inputs: torch.Tensor, *, target: int | Sequence[int] | torch.Tensor | None = None,
                          baseline: torch.Tensor | float | None = None, n_steps: int = 50, method: str = "gausslegendre",
                          batch_size: int | None = None, probabilities: bool = False, captum_compatible: bool = False,
@@ -154,25 +182,7 @@ def integrated_gradients(f: Callable, inputs: torch.Tensor, *, target: int | Seq
     baseline = baseline.detach().to(inputs)  # (B, ...)
     alphas, weights = integration_rule(method, n_steps, captum_compatible=captum_compatible)  # (n,), (n,)
     n = len(alphas)
-    targets = None  # (B,) when each example has its own target
-    if target is not None and not isinstance(target, (int, np.integer)):
-        targets = torch.as_tensor(np.asarray(target.detach().cpu() if isinstance(target, torch.Tensor) else target),
-                                  device=inputs.device)
-    if forward_kwargs is not None and not isinstance(forward_kwargs, dict):
-        raise TypeError(f"forward_kwargs must be a dict of per-example tensors or None, got "
-                        f"{type(forward_kwargs).__name__}")
-    per_example = dict(forward_kwargs or {})  # name -> (B, ...) tensor
-    for key, value in per_example.items():
-        if not isinstance(value, torch.Tensor) or value.shape[:1] != (B,):
-            raise ValueError(f"forward_kwargs[{key!r}] must be a tensor with one row per example ({B}), got "
-                             f"{tuple(np.shape(value))}")
-
-    def explained(rows: torch.Tensor, example: torch.Tensor) -> torch.Tensor:
-        """The explained output ``(N,)`` of ``rows`` ``(N, ...)``, row ``i`` belonging to ``example[i]``."""
-        extra = {key: value[example] for key, value in per_example.items()}  # each (N, ...)
-        out = logits_of(f(rows, **extra), len(rows))  # (N,) or (N, C)
-        return select_target(out, target if targets is None else targets[example], probabilities)  # (N,)
-
+    explained = _explained_output(f, target, probabilities, forward_kwargs, B, inputs.device)
     chunk = resolve_batch_size(batch_size)
     examples = torch.arange(B, device=inputs.device)  # (B,)
     with torch.no_grad():  # the endpoints: F(x) and F(x'), checks target and NaNs before the path
@@ -238,6 +248,26 @@ def token_integrated_gradients(model: torch.nn.Module, input_ids: torch.Tensor,
     B, L = input_ids.shape
     if token_type_ids is not None:
         check_same_shape(token_type_ids, input_ids, "token_type_ids", "input_ids")
+    x, x_base = _token_baseline(model, embedding, input_ids, real, baseline, pad_id, mask_id, keep_ids)
+
+    explicit_position = position is not None
+    positions = last_real_positions(real) if position is None else resolve_positions(position, real)  # (B,)
+    fixed = {name: value for name, value in (("attention_mask", attention_mask), ("token_type_ids", token_type_ids))
+             if value is not None}
+    attributions, delta = integrated_gradients(
+        _embedding_forward(model, explicit_position), x, target=target, baseline=x_base, n_steps=n_steps,
+        method=method, batch_size=batch_size, probabilities=probabilities, captum_compatible=captum_compatible,
+        forward_kwargs={"position": positions, **fixed})
+    return TokenIGResult(attributions.sum(-1), delta, attributions)  # (B, L), (B,), (B, L, d)
+
+
+def _token_baseline(model: torch.nn.Module, embedding: torch.nn.Embedding, input_ids: torch.Tensor,
+                    real: torch.Tensor, baseline: str | torch.Tensor, pad_id: int | None, mask_id: int | None,
+                    keep_ids: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The token embeddings ``x`` ``(B, L, d)`` of ``input_ids`` ``(B, L)`` and those of the baseline
+    ``(B, L, d)`` (``baseline`` as :func:`token_integrated_gradients` reads it; ``keep_ids`` already checked), without
+    gradients. Padded positions (``real`` False) keep their own embedding, and with a named baseline so do the
+    tokens whose id is in ``keep_ids``."""
     keep = ~real  # (B, L): positions whose embedding the baseline keeps
     if isinstance(baseline, str):
         if baseline not in ("pad", "mask", "zero"):
@@ -264,19 +294,15 @@ def token_integrated_gradients(model: torch.nn.Module, input_ids: torch.Tensor,
         x, x_base = embedding(input_ids), embedding(baseline_ids)  # (B, L, d), (B, L, d)
     if isinstance(baseline, str) and baseline == "zero":
         x_base = torch.where(keep[..., None], x, torch.zeros_like(x))  # (B, L, d)
+    return x, x_base
 
-    explicit_position = position is not None
-    positions = last_real_positions(real) if position is None else resolve_positions(position, real)  # (B,)
-    fixed = {name: value for name, value in (("attention_mask", attention_mask), ("token_type_ids", token_type_ids))
-             if value is not None}
+
+def _embedding_forward(model: torch.nn.Module, position_given: bool) -> Callable[..., torch.Tensor]:
+    """``forward(embeds (N, L, d), position (N,), **kwargs)``: a token model's logits ``(N, C)`` (a classifier)
+    or ``(N, V)`` read at ``position`` (a language model), from ``model(inputs_embeds=embeds, **kwargs)``."""
 
     def forward(embeds: torch.Tensor, position: torch.Tensor, **kwargs: Any) -> torch.Tensor:
-        """Logits ``(N, C)`` (a classifier) or ``(N, V)`` at ``position`` (a language model) of ``embeds``."""
         logits = logits_of(model(inputs_embeds=embeds, **kwargs), len(embeds))  # (N, C) or (N, L, V)
-        return explained_logits(logits, position, explicit_position)  # (N, C) or (N, V)
+        return explained_logits(logits, position, position_given)  # (N, C) or (N, V)
 
-    attributions, delta = integrated_gradients(
-        forward, x, target=target, baseline=x_base, n_steps=n_steps, method=method, batch_size=batch_size,
-        probabilities=probabilities, captum_compatible=captum_compatible,
-        forward_kwargs={"position": positions, **fixed})
-    return TokenIGResult(attributions.sum(-1), delta, attributions)  # (B, L), (B,), (B, L, d)
+    return forward

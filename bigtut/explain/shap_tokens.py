@@ -76,6 +76,70 @@ def _token_game(run: Callable, ids: torch.Tensor, real: torch.Tensor, index: tor
     return game
 
 
+def _token_games(model: torch.nn.Module, input_ids: Any, attention_mask: Any, *, target: Any, absent: str,
+                 mask_id: int | None, pad_id: int | None, keep_ids: Sequence[int], batch_size: int | None,
+                 probabilities: bool, position: Any,
+                 check_players: Callable[[int], Any]) -> tuple[list[tuple[np.ndarray, Game]], tuple[int, int]]:
+    """The token games of a batch, one per row, for every Shapley method on tokens (arguments as
+    :func:`token_shap`): ``([(player positions (P,), game), ...] B pairs, (B, L))``.
+
+    Checks the arguments, then makes one call on the texts themselves (``B`` model rows: it tells a classifier
+    from a language model and checks the target), finds each row's players, and hands each row's number of
+    players to ``check_players`` before any game is played."""
+    if absent not in ABSENT_MODES:
+        raise ValueError(f"absent must be one of {ABSENT_MODES}, got {absent!r}")
+    vocab_size = vocab_size_of(model)
+    input_ids, real = check_token_batch(input_ids, attention_mask, vocab_size)  # (B, L), (B, L)
+    B, L = input_ids.shape
+    if absent == "mask":
+        if mask_id is None:
+            raise ValueError("absent='mask' replaces tokens by mask_id; pass mask_id= (e.g. the id of [MASK])")
+        mask_id = check_token_id("mask_id", mask_id, vocab_size)
+    fill = resolve_pad_id(model, pad_id, vocab_size)  # what padded positions hold
+    fill = 0 if fill is None else fill
+    keep_ids = check_keep_ids(keep_ids)
+    batch_size = resolve_batch_size(batch_size)
+    probabilities = check_flag("probabilities", probabilities)
+    target = check_target_rows(target, B)
+    positions = last_real_positions(real) if position is None else resolve_positions(position, real)  # (B,)
+    device = model_device(model)
+    input_ids, real, positions = input_ids.to(device), real.to(device), positions.to(device)
+
+    def run(ids: torch.Tensor, seen: torch.Tensor) -> torch.Tensor:
+        """The model's logits ``(N, C)`` or ``(N, L, V)`` of ``ids`` ``(N, L)`` with ``seen`` ``(N, L)`` attended."""
+        with torch.no_grad():
+            return logits_of(model(ids, attention_mask=seen.long()), len(ids))
+
+    # One call on the texts themselves tells a classifier (N, C) from a language model (N, L, V) and checks
+    # the target and the outputs before the first coalition.
+    probe = [run(input_ids[i:i + batch_size], real[i:i + batch_size]) for i in range(0, B, batch_size)]
+    is_lm = probe[0].dim() == 3
+    probe = [explained_logits(logits, positions[i * batch_size:(i + 1) * batch_size], position is not None)
+             for i, logits in enumerate(probe)]  # (N, C) or (N, V) each
+    select_target(as_numpy(torch.cat(probe)), target, probabilities)  # (B,): raises for a bad target or NaN
+
+    keep = torch.isin(input_ids, torch.as_tensor(keep_ids, dtype=torch.long, device=device))  # (B, L)
+    players = real & ~keep  # (B, L)
+    if is_lm:
+        after = torch.arange(L, device=device)[None, :] > positions[:, None]  # (B, L): dummies under causal attention
+        players &= ~after
+        if absent != "mask":
+            players[torch.arange(B, device=device), positions] = False  # the read token stays
+    if absent != "mask" and not bool((real & ~players).any(-1).all()):
+        raise ValueError(f"absent={absent!r} with every token a player leaves an empty text; keep one present "
+                         "with keep_ids= (e.g. the ids of [CLS] and [SEP])")
+    for m in players.sum(-1).tolist():
+        check_players(m)
+
+    games = []
+    for b in range(B):
+        index = torch.nonzero(players[b])[:, 0]  # (P,) player positions
+        game = _token_game(run, input_ids[b], real[b], index, int(positions[b]) if is_lm else None, absent,
+                           mask_id, fill, target_of_row(target, b), probabilities, batch_size)
+        games.append((index.cpu().numpy(), game))
+    return games, (B, L)
+
+
 def token_shap(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, *,
                target: int | Sequence[int] | None = None, absent: str = "mask", mask_id: int | None = None,
                pad_id: int | None = None, keep_ids: Sequence[int] = (), n_samples: int | None = None,
@@ -107,65 +171,24 @@ def token_shap(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: 
     coalitions of every row, plus one call on the texts themselves that tells a classifier from a language
     model). Put the model in ``eval()`` mode: dropout would make the game random.
     """
-    if absent not in ABSENT_MODES:
-        raise ValueError(f"absent must be one of {ABSENT_MODES}, got {absent!r}")
-    vocab_size = vocab_size_of(model)
-    input_ids, real = check_token_batch(input_ids, attention_mask, vocab_size)  # (B, L), (B, L)
-    B, L = input_ids.shape
-    if absent == "mask":
-        if mask_id is None:
-            raise ValueError("absent='mask' replaces tokens by mask_id; pass mask_id= (e.g. the id of [MASK])")
-        mask_id = check_token_id("mask_id", mask_id, vocab_size)
-    fill = resolve_pad_id(model, pad_id, vocab_size)  # what padded positions hold
-    fill = 0 if fill is None else fill
-    keep_ids = check_keep_ids(keep_ids)
     if check_budget("exact_up_to", exact_up_to, 0) > MAX_EXACT_PLAYERS:
         raise ValueError(f"exact_up_to must be <= {MAX_EXACT_PLAYERS}, got {exact_up_to}")
     n_samples = None if n_samples is None else check_budget("n_samples", n_samples)
-    seed, batch_size = resolve_seed(seed), resolve_batch_size(batch_size)
-    probabilities = check_flag("probabilities", probabilities)
-    target = check_target_rows(target, B)
-    positions = last_real_positions(real) if position is None else resolve_positions(position, real)  # (B,)
-    device = model_device(model)
-    input_ids, real, positions = input_ids.to(device), real.to(device), positions.to(device)
+    seed = resolve_seed(seed)
 
-    def run(ids: torch.Tensor, seen: torch.Tensor) -> torch.Tensor:
-        """The model's logits ``(N, C)`` or ``(N, L, V)`` of ``ids`` ``(N, L)`` with ``seen`` ``(N, L)`` attended."""
-        with torch.no_grad():
-            return logits_of(model(ids, attention_mask=seen.long()), len(ids))
-
-    # One call on the texts themselves tells a classifier (N, C) from a language model (N, L, V) and checks
-    # the target and the outputs before the first coalition.
-    probe = [run(input_ids[i:i + batch_size], real[i:i + batch_size]) for i in range(0, B, batch_size)]
-    is_lm = probe[0].dim() == 3
-    probe = [explained_logits(logits, positions[i * batch_size:(i + 1) * batch_size], position is not None)
-             for i, logits in enumerate(probe)]  # (N, C) or (N, V) each
-    select_target(as_numpy(torch.cat(probe)), target, probabilities)  # (B,): raises for a bad target or NaN
-
-    keep = torch.isin(input_ids, torch.as_tensor(keep_ids, dtype=torch.long, device=device))  # (B, L)
-    players = real & ~keep  # (B, L)
-    if is_lm:
-        after = torch.arange(L, device=device)[None, :] > positions[:, None]  # (B, L): dummies under causal attention
-        players &= ~after
-        if absent != "mask":
-            players[torch.arange(B, device=device), positions] = False  # the read token stays
-    if absent != "mask" and not bool((real & ~players).any(-1).all()):
-        raise ValueError(f"absent={absent!r} with every token a player leaves an empty text; keep one present "
-                         "with keep_ids= (e.g. the ids of [CLS] and [SEP])")
-    n_players = players.sum(-1).tolist()  # B ints
-    for m in n_players:  # every row's budget is checked before the coalitions
+    def check_players(m: int) -> None:  # every row's budget is checked before the coalitions
         if m > exact_up_to:
             kernel_budget(m, n_samples)
 
-    attributions, base = np.zeros((B, L)), np.zeros(B)  # (B, L), (B,)
-    n_evaluations = B  # the probe
-    for b in range(B):
-        index = torch.nonzero(players[b])[:, 0]  # (P,) player positions
-        game = _token_game(run, input_ids[b], real[b], index, int(positions[b]) if is_lm else None, absent,
-                           mask_id, fill, target_of_row(target, b), probabilities, batch_size)
+    games, shape = _token_games(model, input_ids, attention_mask, target=target, absent=absent, mask_id=mask_id,
+                                pad_id=pad_id, keep_ids=keep_ids, batch_size=batch_size,
+                                probabilities=probabilities, position=position, check_players=check_players)
+    attributions, base = np.zeros(shape), np.zeros(shape[0])  # (B, L), (B,)
+    n_evaluations = shape[0]  # the probe
+    for b, (index, game) in enumerate(games):
         m = len(index)
         phi, base[b], n_coalitions = (exact_game(game, m) if m <= exact_up_to
                                       else kernel_game(game, m, n_samples, seed))
-        attributions[b, index.cpu().numpy()] = phi
+        attributions[b, index] = phi
         n_evaluations += n_coalitions
     return ShapleyValues(attributions, base, n_evaluations)
