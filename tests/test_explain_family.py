@@ -17,7 +17,8 @@ import bigtut.explain as explain
 from bigtut.bert import BertConfig, BertForSequenceClassification
 
 SAMPLING = {explain.kernel_shap, explain.permutation_shap, explain.lime_tabular, explain.lime_text,
-            explain.lime_image, explain.token_shap}
+            explain.lime_image, explain.token_shap, explain.smoothgrad, explain.gradient_shap, explain.token_smoothgrad,
+            explain.token_gradient_shap}
 IGNORES_TARGET = {explain.raw_attention_scores, explain.rollout_scores}  # attention does not depend on the class
 OLD_NAMES = {"baselines", "internal_batch_size", "removal", "query", "x", "image", "scores", "values"}
 
@@ -104,8 +105,9 @@ def test_the_checker_catches_planted_violations():
 
 def test_every_public_method_is_walked():
     """A public function of bigtut.explain that returns attributions must be in ATTRIBUTION_METHODS (or be the
-    one named building block, LIME on a neighbourhood the caller built), so it cannot escape the walk."""
-    building_blocks = {explain.lime_from_neighbourhood}
+    named building blocks: LIME on a neighbourhood the caller built, activation patching of two aligned inputs),
+    so it cannot escape the walk."""
+    building_blocks = {explain.lime_from_neighbourhood, explain.activation_patching}  # two inputs: clean, corrupted
     for name in explain.__all__:
         obj = getattr(explain, name)
         if not inspect.isfunction(obj) or obj in building_blocks:
@@ -147,13 +149,23 @@ def _calls():
     return {
         explain.integrated_gradients: (mlp, (rows,), dict(target=[0, 2, 1], n_steps=8)),
         explain.exact_shapley: (mlp, (rows.numpy(),), dict(target=1, background=background)),
+        explain.smoothgrad: (mlp, (rows,), dict(target=[0, 2, 1], n_samples=4)),
+        explain.gradient_shap: (mlp, (rows,), dict(target=[0, 2, 1], n_samples=4,
+                                                    baseline=torch.randn(3, 4, dtype=torch.float64))),
+        explain.occlusion: (mlp, (rows,), dict(target=[0, 2, 1], window=2)),
+        explain.token_smoothgrad: (bert, (ids, mask), dict(**token, n_samples=3)),
+        explain.token_gradient_shap: (bert, (ids, mask), dict(**token, n_samples=3)),
+        explain.token_occlusion: (bert, (ids, mask), dict(**token, mask_id=2, keep_ids=(1,), window=2)),
+        explain.shapley_interactions: (mlp, (rows.numpy(),), dict(target=1, background=background)),
         explain.kernel_shap: (mlp, (rows.numpy(),), dict(target=1, background=background, n_samples=10)),
         explain.permutation_shap: (mlp, (rows.numpy(),), dict(target=1, background=background, n_permutations=3)),
         explain.lime_tabular: (mlp, (rows.numpy(),), dict(target=1, training_data=background, n_samples=50)),
         explain.lime_image: (conv, (images,), dict(target=2, n_samples=40, segments=np.arange(16).reshape(4, 4) // 4)),
         explain.token_integrated_gradients: (bert, (ids, mask), dict(**token, n_steps=8)),
         explain.token_shap: (bert, (ids, mask), dict(**token, absent="mask", mask_id=2, keep_ids=(1,))),
+        explain.token_shapley_interactions: (bert, (ids, mask), dict(**token, keep_ids=(1,))),
         explain.lime_text: (bert, (ids, mask), dict(**token, n_samples=30, keep_ids=(1,))),
+        explain.counterfactual_effects: (bert, (ids, mask), dict(**token, keep_ids=(1,))),
         explain.gradient_x_input: (bert, (ids, mask), token),
         explain.gradient_norm: (bert, (ids, mask), token),
         explain.rollout_scores: (bert, (ids, mask), token),

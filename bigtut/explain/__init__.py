@@ -9,9 +9,14 @@ module                              what it holds (notebook)
 ``explain.lime_images``             LIME on images, by patches (06) — = lime's LimeImageExplainer
 ``explain.shap``                    Shapley values of a game: exact, KernelSHAP, permutation; tables (07) — = shap
 ``explain.shap_tokens``             Shapley values of a text's tokens, absent = mask / pad / delete (07)
+``explain.interactions``            Shapley interaction values of pairs of players, exact (09) — = shapiq
 ``explain.integrated_gradients``    path integrals of gradients, every integration rule, tokens (08) — = captum
+``explain.noise``                   gradients averaged over noise: SmoothGrad, VarGrad, GradientSHAP (09) — = captum
+``explain.occlusion``               occlusion with a sliding window, features and tokens (09) — = captum
 ``explain.gradients``               one-gradient yardsticks: gradient × input, gradient norm (09)
 ``explain.attention_scores``        attention read as an explanation: raw attention, attention rollout (09)
+``explain.interventions``           ground truth by editing the input: minimal pairs, smallest flipping sets (09)
+``explain.patching``                activation patching: a clean run's activation restored into a corrupted run (09)
 ``explain.metrics``                 is an explanation right? deletion/insertion, ERASER/ferret AOPC, precision@k (09)
 ``explain.sanity``                  is a *method* sane? cascading model randomisation, stability across seeds (09)
 ``explain.render``                  token attributions as coloured HTML, pixel attributions beside the image
@@ -82,6 +87,21 @@ from bigtut.explain.integrated_gradients import (
     integration_rule,
     token_integrated_gradients,
 )
+from bigtut.explain.interactions import (
+    INTERACTION_ORDERS,
+    MAX_INTERACTION_PLAYERS,
+    InteractionResult,
+    exact_interaction_game,
+    interaction_weight,
+    shapley_interactions,
+    token_shapley_interactions,
+)
+from bigtut.explain.interventions import (
+    CounterfactualEffects,
+    InterventionalEvidence,
+    counterfactual_effects,
+    interventional_evidence,
+)
 from bigtut.explain.lime import LimeExplanation, fit_surrogate, lime_from_neighbourhood, lime_kernel, lime_tabular
 from bigtut.explain.lime_images import digit_segments, lime_image
 from bigtut.explain.lime_tokens import lime_text
@@ -101,25 +121,46 @@ from bigtut.explain.metrics import (
     sufficiency,
     token_f1,
 )
+from bigtut.explain.noise import (
+    NOISE_BASES,
+    GradientShapResult,
+    NoiseTunnelResult,
+    TokenGradientShapResult,
+    TokenNoiseTunnelResult,
+    gradient_shap,
+    smoothgrad,
+    token_gradient_shap,
+    token_smoothgrad,
+)
+from bigtut.explain.occlusion import OcclusionResult, occlusion, token_occlusion, window_cover
+from bigtut.explain.patching import PATCHING_SITES, PatchingResult, activation_patching, transformer_blocks
 from bigtut.explain.render import plot_image_attributions, token_attributions_html
 from bigtut.explain.sanity import RandomisationResult, randomisation_check, stability
 from bigtut.explain.shap import ShapleyValues, coalition_weight, exact_shapley, kernel_shap, permutation_shap
 from bigtut.explain.shap_tokens import token_shap
 
 # The attribution methods: every one keeps the shape above (tests/test_explain_family.py walks this tuple).
-TOKEN_METHODS = (gradient_norm, gradient_x_input, lime_text, raw_attention_scores, rollout_scores,
-                 token_integrated_gradients, token_shap)
-FEATURE_METHODS = (exact_shapley, integrated_gradients, kernel_shap, lime_image, lime_tabular, permutation_shap)
+TOKEN_METHODS = (counterfactual_effects, gradient_norm, gradient_x_input, lime_text, raw_attention_scores,
+                 rollout_scores, token_gradient_shap, token_integrated_gradients, token_occlusion, token_shap,
+                 token_shapley_interactions, token_smoothgrad)
+FEATURE_METHODS = (exact_shapley, gradient_shap, integrated_gradients, kernel_shap, lime_image, lime_tabular, occlusion,
+                   permutation_shap, shapley_interactions, smoothgrad)
 ATTRIBUTION_METHODS = FEATURE_METHODS + TOKEN_METHODS
 
 __all__ = [
-    "ATTRIBUTION_METHODS", "DEFAULT_BATCH_SIZE", "DEFAULT_SEED", "ERASER_FRACTIONS", "FEATURE_METHODS",
-    "FERRET_FRACTIONS", "INTEGRATION_RULES", "TOKEN_METHODS", "Agreement", "Attribution", "Curve", "IGResult",
-    "LimeExplanation", "RandomisationResult", "ShapleyValues", "TokenIGResult", "aopc", "attention_rollout", "auprc",
-    "coalition_weight", "comprehensiveness", "deletion_curve", "digit_segments", "exact_shapley", "fit_surrogate",
-    "gradient_norm", "gradient_x_input", "insertion_curve", "integrated_gradients", "integration_rule",
-    "kernel_shap", "lime_from_neighbourhood", "lime_image", "lime_kernel", "lime_tabular", "lime_text",
-    "model_attentions", "permutation_shap", "plot_image_attributions", "precision_at_k", "randomisation_check",
-    "rank_agreement", "raw_attention_scores", "recall_at_k", "rollout_scores", "stability", "sufficiency",
-    "token_attributions_html", "token_f1", "token_integrated_gradients", "token_shap",
+    "ATTRIBUTION_METHODS", "Agreement", "Attribution", "CounterfactualEffects", "Curve", "DEFAULT_BATCH_SIZE",
+    "DEFAULT_SEED", "ERASER_FRACTIONS", "FEATURE_METHODS", "FERRET_FRACTIONS", "GradientShapResult", "IGResult",
+    "INTEGRATION_RULES", "INTERACTION_ORDERS", "InteractionResult", "InterventionalEvidence", "LimeExplanation",
+    "MAX_INTERACTION_PLAYERS", "NOISE_BASES", "NoiseTunnelResult", "OcclusionResult", "PATCHING_SITES",
+    "PatchingResult", "RandomisationResult", "ShapleyValues", "TOKEN_METHODS", "TokenGradientShapResult",
+    "TokenIGResult", "TokenNoiseTunnelResult", "activation_patching", "aopc", "attention_rollout", "auprc",
+    "coalition_weight", "comprehensiveness", "counterfactual_effects", "deletion_curve", "digit_segments",
+    "exact_interaction_game", "exact_shapley", "fit_surrogate", "gradient_norm", "gradient_shap",
+    "gradient_x_input", "insertion_curve", "integrated_gradients", "integration_rule", "interaction_weight",
+    "interventional_evidence", "kernel_shap", "lime_from_neighbourhood", "lime_image", "lime_kernel",
+    "lime_tabular", "lime_text", "model_attentions", "occlusion", "permutation_shap", "plot_image_attributions",
+    "precision_at_k", "randomisation_check", "rank_agreement", "raw_attention_scores", "recall_at_k",
+    "rollout_scores", "shapley_interactions", "smoothgrad", "stability", "sufficiency", "token_attributions_html",
+    "token_f1", "token_gradient_shap", "token_integrated_gradients", "token_occlusion", "token_shap",
+    "token_shapley_interactions", "token_smoothgrad", "transformer_blocks", "window_cover",
 ]

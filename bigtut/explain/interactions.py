@@ -7,9 +7,10 @@ the weighted mean of its discrete second derivative over the coalitions ``S`` wi
 
     I_ij = Σ_{S ⊆ N∖{i,j}}  |S|! (M - |S| - 2)! / (M - 1)!  ·  [v(S ∪ {i,j}) - v(S ∪ {i}) - v(S ∪ {j}) + v(S)]
 
-The weights over ``S`` sum to 1: ``I_ij`` is the interaction of ``i`` and ``j`` averaged over random orders of
-the other players (the players before them form ``S``). ``I_ij > 0``: together they add more than their two
-parts (an "and"); ``< 0``: less (an "or", or an xor, where ``I_ij = -2``); ``0`` for an additive game.
+The weights over ``S`` sum to 1: ``I_ij`` is the mean second difference when the other players come in a random
+order and the pair joins it at a random place (the players before the pair form ``S``). ``I_ij > 0``: together
+they add more than their two parts (an "and"); ``< 0``: less (an "or", or an xor, where ``I_ij = -2``); ``0`` for
+an additive game.
 
 The games are those of :mod:`bigtut.explain.shap` (absent features take background values) and
 :mod:`bigtut.explain.shap_tokens` (absent tokens are padded, masked or deleted). Every coalition is evaluated once;

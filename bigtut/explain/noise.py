@@ -42,6 +42,7 @@ from bigtut.explain.integrated_gradients import (
     _explained_output,
     _token_baseline,
     integrated_gradients,
+    integration_rule,
 )
 
 __all__ = ["NOISE_BASES", "GradientShapResult", "NoiseTunnelResult", "TokenGradientShapResult",
@@ -134,9 +135,12 @@ def _per_sample(value: Any, n: int) -> Any:
     """A per-example target (or tensor of ``forward_kwargs``) repeated for the ``n`` samples of each example."""
     if value is None or isinstance(value, (int, np.integer)):
         return value
-    if isinstance(value, torch.Tensor):
-        return value.repeat_interleave(n, 0)
-    return np.repeat(np.asarray(value), n)
+    return value.repeat_interleave(n, 0) if isinstance(value, torch.Tensor) else np.repeat(np.asarray(value), n)
+
+
+def _rows(target: Any, start: int, size: int) -> Any:
+    """Rows ``start:start + size`` of a per-row target (None or an int: itself)."""
+    return target if target is None or isinstance(target, (int, np.integer)) else target[start:start + size]
 
 
 # ------------------------------------------------------------------------------------------------ features
@@ -181,12 +185,15 @@ def smoothgrad(f: Callable, inputs: torch.Tensor, *, target: int | Sequence[int]
         _values(explained, inputs, example[::n], chunk)  # checks the target and the outputs first
         grads = _gradients(explained, noisy, example, chunk)  # (B*n, ...)
         samples = as_numpy(grads.abs() if absolute else grads)
-    else:
-        samples = integrated_gradients(
-            f, noisy, target=_per_sample(target, n), baseline=baseline.detach().to(inputs).repeat_interleave(n, 0),
+    else:  # IG of a few examples' noisy copies per call: its path holds n * n_steps rows per example
+        group = n * max(1, chunk // (n * len(integration_rule(method, n_steps)[0])))  # rows per IG call
+        targets, base_rows = _per_sample(target, n), baseline.detach().to(inputs).repeat_interleave(n, 0)
+        extra = {k: _per_sample(v, n) for k, v in (forward_kwargs or {}).items()}  # each (B*n, ...)
+        samples = np.concatenate([integrated_gradients(
+            f, noisy[i:i + group], target=_rows(targets, i, group), baseline=base_rows[i:i + group],
             n_steps=n_steps, method=method, batch_size=batch_size, probabilities=probabilities,
-            captum_compatible=captum_compatible,
-            forward_kwargs={k: _per_sample(v, n) for k, v in (forward_kwargs or {}).items()}).attributions
+            captum_compatible=captum_compatible, forward_kwargs={k: v[i:i + group] for k, v in extra.items()}
+        ).attributions for i in range(0, B * n, group)])
     samples = samples.reshape(B, n, *features)  # (B, n, ...)
     mean, mean_square = samples.sum(1) / n, (samples ** 2).sum(1) / n  # (B, ...), (B, ...)
     return NoiseTunnelResult(mean_square - mean * mean if variance else mean, mean, mean_square)

@@ -46,7 +46,8 @@ def _check_sizes(name: str, value: Any, n_dims: int) -> tuple[int, ...]:
     values = (value,) * n_dims if isinstance(value, (int, np.integer)) and not isinstance(value, bool) else value
     if not isinstance(values, (tuple, list)) or len(values) != n_dims \
             or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in values):
-        raise ValueError(f"{name} must be an int or {n_dims} ints (one per feature dimension), got {value!r}")
+        raise ValueError(f"{name} must be an int or a tuple of {n_dims} ints (one per feature dimension), got "
+                         f"{value!r}")
     if any(v < 1 for v in values):
         raise ValueError(f"{name} must be >= 1 along every dimension, got {value!r}")
     return tuple(int(v) for v in values)
@@ -54,10 +55,11 @@ def _check_sizes(name: str, value: Any, n_dims: int) -> tuple[int, ...]:
 
 def window_cover(length: int, window: int, stride: int) -> np.ndarray:
     """Which of ``length`` positions each window covers: ``(K, length)`` bool, ``K = ceil((length − window) /
-    stride) + 1`` windows starting at ``0, stride, ...``, the last one cut off at the end."""
+    stride) + 1`` windows starting at ``0, stride, ...``, the last one cut off at the end. ``stride <= window``
+    unless the window spans the whole length (as captum)."""
     if window > length:
         raise ValueError(f"window={window} is longer than the input ({length})")
-    if stride > window:
+    if stride > window and window < length:
         raise ValueError(f"stride={stride} is larger than window={window}: the positions between two windows "
                          "would never be occluded; use stride <= window")
     starts = np.arange(math.ceil((length - window) / stride) + 1) * stride  # (K,)

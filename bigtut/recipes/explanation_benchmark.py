@@ -21,23 +21,36 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from bigtut.bert import BertVocab, encode_for_classifier
+from bigtut.data import docstring_splits
 from bigtut.data.planted import PlantedExample
 from bigtut.explain import (
+    ERASER_FRACTIONS,
+    aopc,
+    comprehensiveness,
+    deletion_curve,
     gradient_norm,
     gradient_x_input,
+    insertion_curve,
     lime_text,
     permutation_shap,
     precision_at_k,
     raw_attention_scores,
     rollout_scores,
+    sufficiency,
     token_integrated_gradients,
     token_shap,
 )
+from bigtut.explain.common import model_device
+from bigtut.recipes.bert import train_bert_docstring_classifier
 from bigtut.recipes.few_labels import bootstrap_interval
 from bigtut.training import progress_bar
 
-__all__ = ["GROUPS", "MethodRun", "benchmark_sentences", "planted_methods", "precision_table", "run_methods",
-           "sentence_groups"]
+__all__ = [
+    "DocstringInputs", "FAITHFULNESS_COLUMNS", "GROUPS", "MethodRun", "benchmark_sentences",
+    "docstring_benchmark_inputs", "docstring_methods", "faithfulness_scores", "interval_table", "planted_methods",
+    "precision_table", "run_methods", "sentence_groups",
+]
 
 #: The groups of the per-group tables: sentences without ``indeed`` by kind, and every sentence carrying it.
 GROUPS = ("negation", "xor", "shortcut")
@@ -167,3 +180,71 @@ def precision_table(runs: dict[str, MethodRun], evidence: np.ndarray, candidates
             table[name][group] = (bootstrap_interval(values[None], resamples=resamples) if len(values)
                                   else (np.nan, np.nan, np.nan))
     return table
+
+
+#: The faithfulness columns per text, and whether higher is better: deletion/insertion AUC (10 steps),
+#: ERASER comprehensiveness and sufficiency at 20 % of the tokens, and their AOPC over ERASER's fractions.
+FAITHFULNESS_COLUMNS = {"deletion AUC": False, "insertion AUC": True, "comprehensiveness": True,
+                        "sufficiency": False, "AOPC comp.": True, "AOPC suff.": False}
+
+
+def faithfulness_scores(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                        target: torch.Tensor, scores: np.ndarray, keep_ids: Sequence[int], steps: int | None = 10,
+                        batch_size: int = 4096) -> dict[str, np.ndarray]:
+    """Every :data:`FAITHFULNESS_COLUMNS` score of one method's ``scores`` ``(B, L)``, per text: ``{column:
+    (B,)}``, on probabilities (as ERASER defines them). Deleting a token = attention mask 0."""
+    kw = dict(target=target, keep_ids=keep_ids, batch_size=batch_size)
+    return {
+        "deletion AUC": deletion_curve(model, input_ids, attention_mask, scores, steps=steps, **kw).area,
+        "insertion AUC": insertion_curve(model, input_ids, attention_mask, scores, steps=steps, **kw).area,
+        "comprehensiveness": comprehensiveness(model, input_ids, attention_mask, scores, fraction=0.2, **kw),
+        "sufficiency": sufficiency(model, input_ids, attention_mask, scores, fraction=0.2, **kw),
+        "AOPC comp.": aopc(model, input_ids, attention_mask, scores, metric="comprehensiveness",
+                           fractions=ERASER_FRACTIONS, **kw),
+        "AOPC suff.": aopc(model, input_ids, attention_mask, scores, metric="sufficiency",
+                           fractions=ERASER_FRACTIONS, **kw),
+    }
+
+
+def interval_table(per_text: dict[str, dict[str, np.ndarray]], resamples: int = 2000
+                   ) -> dict[str, dict[str, tuple[float, float, float]]]:
+    """``{method: {column: (mean, low, high)}}``: each per-text score's mean with its 95 % bootstrap interval
+    over the texts (the same resampling seed for every cell)."""
+    return {name: {column: bootstrap_interval(np.asarray(values, dtype=np.float64)[None], resamples=resamples)
+                   for column, values in columns.items()}
+            for name, columns in per_text.items()}
+
+
+class DocstringInputs(NamedTuple):
+    """The docstring BERT and the test docstrings it is explained on."""
+
+    model: torch.nn.Module  # chapter 05's recipe classifier, eval mode
+    input_ids: torch.Tensor  # (B, L)
+    attention_mask: torch.Tensor  # (B, L)
+    target: torch.Tensor  # (B,): the predicted family, the class explained
+    correct: np.ndarray  # (B,) bool: the prediction is the docstring's family
+    keep_ids: tuple[int, int]  # [CLS], [SEP]: never ranked or removed
+    mask_id: int  # [MASK]
+
+
+def docstring_benchmark_inputs(limit: int | None = None, device=None) -> DocstringInputs:
+    """The whole ``test`` split of the docstrings (or its first ``limit``), encoded for the docstring BERT
+    (:func:`~bigtut.recipes.bert.train_bert_docstring_classifier`, from the ``runs/`` cache)."""
+    run = train_bert_docstring_classifier(device=device, progress=False)
+    model = run.classifier.eval()
+    vocab = BertVocab.from_tokenizer(run.tokenizer)
+    docs = docstring_splits()["test"][:limit]
+    ids, mask = encode_for_classifier([d.text for d in docs], run.tokenizer, run.recipe.max_len)
+    ids, mask = ids.to(model_device(model)), mask.to(model_device(model))
+    with torch.no_grad():
+        target = model(ids, attention_mask=mask).argmax(-1)  # (B,)
+    correct = target.cpu().numpy() == np.array([d.label for d in docs])
+    return DocstringInputs(model, ids, mask, target, correct, (vocab.cls_id, vocab.sep_id), vocab.mask_id)
+
+
+def docstring_methods(keep_ids: Sequence[int], mask_id: int) -> dict[str, Method]:
+    """:func:`planted_methods` with the budgets of texts of up to 62 players: no exact Shapley values (2^62
+    coalitions), LIME and KernelSHAP on 300 samples, permutation SHAP on 2 permutations."""
+    methods = planted_methods(keep_ids, mask_id, lime_samples=300, kernel_samples=300, n_permutations=2)
+    del methods["Shapley (exact)"]
+    return methods
