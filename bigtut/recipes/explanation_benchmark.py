@@ -14,8 +14,10 @@ Shape legend:  B sentences   L positions
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
@@ -23,7 +25,7 @@ import torch
 
 from bigtut.bert import BertVocab, encode_for_classifier
 from bigtut.data import docstring_splits
-from bigtut.data.planted import PlantedExample
+from bigtut.data.planted import PlantedExample, encode_planted, planted_splits
 from bigtut.explain import (
     ERASER_FRACTIONS,
     aopc,
@@ -38,19 +40,28 @@ from bigtut.explain import (
     raw_attention_scores,
     rollout_scores,
     sufficiency,
+    token_gradient_shap,
     token_integrated_gradients,
+    token_occlusion,
     token_shap,
+    token_smoothgrad,
 )
 from bigtut.explain.common import model_device
 from bigtut.recipes.bert import train_bert_docstring_classifier
+from bigtut.recipes.cache import load_or_build
 from bigtut.recipes.few_labels import bootstrap_interval
+from bigtut.recipes.planted import train_planted_classifier
 from bigtut.training import progress_bar
 
 __all__ = [
-    "DocstringInputs", "FAITHFULNESS_COLUMNS", "GROUPS", "MethodRun", "benchmark_sentences",
-    "docstring_benchmark_inputs", "docstring_methods", "faithfulness_scores", "interval_table", "planted_methods",
-    "precision_table", "run_methods", "sentence_groups",
+    "BENCHMARK_PER_KIND", "DocstringInputs", "FAITHFULNESS_COLUMNS", "FAITHFULNESS_FILE", "GROUPS", "MethodRun",
+    "NOISE_SHARE", "StoredFaithfulness", "benchmark_sentences", "docstring_benchmark_inputs", "docstring_methods",
+    "faithfulness_scores", "interval_table", "load_faithfulness", "noise_stdev", "planted_benchmark_runs",
+    "planted_methods", "precision_table", "run_methods", "sentence_groups",
 ]
+
+#: Where ``benchmarks/explain_faithfulness.py`` stores the docstring BERT's per-docstring scores.
+FAITHFULNESS_FILE = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "09_faithfulness.json"
 
 #: The groups of the per-group tables: sentences without ``indeed`` by kind, and every sentence carrying it.
 GROUPS = ("negation", "xor", "shortcut")
@@ -105,19 +116,40 @@ def _permutation_one(model, ids, mask, target, keep_ids, n_permutations) -> tupl
     return out, values.n_evaluations
 
 
+#: SmoothGrad's noise, as a share of the range of the token-embedding table's entries (the 10–20 % of the
+#: input's range that Smilkov et al., 2017, recommend).
+NOISE_SHARE = 0.15
+
+
+def noise_stdev(model: torch.nn.Module) -> float:
+    """The standard deviation of SmoothGrad's and VarGrad's noise for ``model``: :data:`NOISE_SHARE` of the
+    range (max − min) of its token-embedding entries."""
+    weight = model.get_input_embeddings().weight.detach()
+    return NOISE_SHARE * float(weight.max() - weight.min())
+
+
+def _players(ids: torch.Tensor, mask: torch.Tensor, keep: tuple[int, ...]) -> np.ndarray:
+    """``(B, L)`` 0/1: the real tokens not in ``keep`` (the ones a method may rank)."""
+    kept = torch.isin(ids, torch.as_tensor(keep, device=ids.device))
+    return (mask.bool() & ~kept).cpu().numpy().astype(np.float64)
+
+
 def planted_methods(keep_ids: Sequence[int], mask_id: int, *, lime_samples: int = 500, kernel_samples: int = 256,
-                    n_permutations: int = 8, exact_up_to: int = 12, ig_steps: int = 32) -> dict[str, Method]:
+                    n_permutations: int = 8, exact_up_to: int = 12, ig_steps: int = 32,
+                    noise_samples: int = 32) -> dict[str, Method]:
     """The chapter's methods, in the order of its tables. ``keep_ids`` ([CLS], [SEP]) are never ranked or
-    removed; perturbation methods take a token away with attention mask 0 ("pad")."""
+    removed; perturbation methods take a token away with attention mask 0 ("pad") unless their name says
+    [MASK]. SmoothGrad, VarGrad and GradientSHAP average ``noise_samples`` gradients (noise:
+    :func:`noise_stdev`; GradientSHAP: the [PAD] text as its one baseline, no noise)."""
     keep = tuple(keep_ids)
 
     def lime(m, ids, mask, target):
         e = lime_text(m, ids, mask, target=target, n_samples=lime_samples, keep_ids=keep, batch_size=2048)
         return e.attributions, e.n_samples
 
-    def shapley(exact: bool):
+    def shapley(exact: bool, absent: str = "pad"):
         def run(m, ids, mask, target):
-            v = token_shap(m, ids, mask, target=target, absent="pad", keep_ids=keep,
+            v = token_shap(m, ids, mask, target=target, absent=absent, mask_id=mask_id, keep_ids=keep,
                            exact_up_to=exact_up_to if exact else 0, n_samples=None if exact else kernel_samples,
                            batch_size=4096)
             return v.attributions, v.n_evaluations / len(ids)
@@ -141,14 +173,36 @@ def planted_methods(keep_ids: Sequence[int], mask_id: int, *, lime_samples: int 
     def attention(fn):
         return lambda m, ids, mask, target: (fn(m, ids, mask).attributions, 1)  # [CLS]'s row: no target
 
+    def smooth(variance: bool):
+        def run(m, ids, mask, target):
+            r = token_smoothgrad(m, ids, mask, target=target, n_samples=noise_samples, stdev=noise_stdev(m),
+                                 variance=variance, keep_ids=keep, batch_size=4096)
+            return r.attributions * _players(ids, mask, keep), noise_samples
+        return run
+
+    def gradient_shap(m, ids, mask, target):
+        r = token_gradient_shap(m, ids, mask, target=target, baseline="pad", keep_ids=keep, n_samples=noise_samples,
+                                batch_size=4096)
+        return r.attributions, noise_samples
+
+    def occluded(absent: str):
+        def run(m, ids, mask, target):
+            r = token_occlusion(m, ids, mask, target=target, absent=absent, mask_id=mask_id, keep_ids=keep,
+                                batch_size=4096)
+            return r.attributions, r.n_evaluations / len(ids)
+        return run
+
     def random_scores(m, ids, mask, target):
         return np.random.default_rng(0).random(tuple(ids.shape)) * mask.cpu().numpy(), 0
 
     return {
-        "LIME": lime, "Shapley (exact)": shapley(True), "KernelSHAP": shapley(False), "permutation SHAP": permutation,
-        "IG [PAD]": ig("pad"), "IG [MASK]": ig("mask"), "gradient×input": one_pass(gradient_x_input),
-        "gradient L2": one_pass(gradient_norm), "raw attention": attention(raw_attention_scores),
-        "attention rollout": attention(rollout_scores), "random": random_scores,
+        "LIME": lime, "Shapley [PAD]": shapley(True),
+        "Shapley [MASK]": shapley(True, "mask"), "KernelSHAP": shapley(False), "permutation SHAP": permutation,
+        "occlusion [PAD]": occluded("pad"), "occlusion [MASK]": occluded("mask"),
+        "IG [PAD]": ig("pad"), "IG [MASK]": ig("mask"), "GradientSHAP": gradient_shap, "SmoothGrad": smooth(False),
+        "VarGrad": smooth(True), "gradient×input": one_pass(gradient_x_input), "gradient L2": one_pass(gradient_norm),
+        "raw attention": attention(raw_attention_scores), "attention rollout": attention(rollout_scores),
+        "random": random_scores,
     }
 
 
@@ -246,5 +300,69 @@ def docstring_methods(keep_ids: Sequence[int], mask_id: int) -> dict[str, Method
     """:func:`planted_methods` with the budgets of texts of up to 62 players: no exact Shapley values (2^62
     coalitions), LIME and KernelSHAP on 300 samples, permutation SHAP on 2 permutations."""
     methods = planted_methods(keep_ids, mask_id, lime_samples=300, kernel_samples=300, n_permutations=2)
-    del methods["Shapley (exact)"]
+    del methods["Shapley [PAD]"], methods["Shapley [MASK]"]
     return methods
+
+
+class StoredFaithfulness(NamedTuple):
+    """What :func:`load_faithfulness` returns: the stored run of ``benchmarks/explain_faithfulness.py``."""
+
+    scores: dict[str, dict[str, np.ndarray]]  # {method: {column: (B,) per docstring}}
+    rows_per_text: dict[str, float]  # model rows per docstring, per method
+    seconds_per_text: dict[str, float]  # wall time per docstring on the machine that ran it
+    n_docstrings: int
+    correct: np.ndarray  # (B,) bool: the classifier's prediction is the docstring's family
+
+
+def load_faithfulness(path: str | Path = FAITHFULNESS_FILE) -> StoredFaithfulness:
+    """Read the stored faithfulness run (``FileNotFoundError`` naming the command that writes it)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing; write it with `OMP_NUM_THREADS=1 python "
+                                f"benchmarks/explain_faithfulness.py --json {path}`")
+    record = json.loads(path.read_text())
+    methods = record["methods"]
+    return StoredFaithfulness(
+        {name: {c: np.asarray(v, dtype=np.float64) for c, v in m["scores"].items()} for name, m in methods.items()},
+        {name: m["rows_per_text"] for name, m in methods.items()},
+        {name: m["seconds_per_text"] for name, m in methods.items()},
+        record["n_docstrings"], np.asarray(record["correct"], dtype=bool))
+
+
+#: Sentences per kind and split of the chapter's benchmark: 4 x 50 = 200 sentences.
+BENCHMARK_PER_KIND = 50
+
+
+def planted_benchmark_runs(per_kind: int = BENCHMARK_PER_KIND, *, device=None, progress: bool = True,
+                           cache_dir: str | Path | None = None, reuse: bool = True) -> dict[str, MethodRun]:
+    """Every :func:`planted_methods` method run on the :func:`benchmark_sentences` of chapter 09's planted
+    classifier (:func:`~bigtut.recipes.planted.train_planted_classifier`), explaining its predicted class: the
+    :func:`run_methods` result, cached under ``runs/`` like the models (``make models`` builds it; about a
+    minute on 2 cores). The timings are those of the run that filled the cache."""
+    model = train_planted_classifier(device=device, progress=progress).classifier.eval()
+    tokenizer = train_planted_classifier(device=device, progress=False).tokenizer
+    ids, mask, _, _ = encode_planted(benchmark_sentences(planted_splits(), per_kind), tokenizer)
+    ids, mask = ids.to(model_device(model)), mask.to(model_device(model))
+    keep = tuple(tokenizer.token_to_id(t) for t in ("[CLS]", "[SEP]"))
+    methods = planted_methods(keep, tokenizer.token_to_id("[MASK]"))
+
+    def build() -> dict[str, MethodRun]:
+        with torch.no_grad():
+            target = model(ids, attention_mask=mask).argmax(-1)  # (B,)
+        return run_methods(model, ids, mask, target, methods, progress=progress)
+
+    def save(runs: dict[str, MethodRun], folder: Path) -> None:
+        np.savez(folder / "scores.npz", *[run.scores for run in runs.values()])
+        (folder / "runs.json").write_text(json.dumps({name: [run.rows_per_text, run.seconds_per_text]
+                                                      for name, run in runs.items()}, indent=1))
+
+    def load(folder: Path) -> dict[str, MethodRun]:
+        meta = json.loads((folder / "runs.json").read_text())
+        with np.load(folder / "scores.npz") as stored:
+            scores = [stored[f"arr_{i}"] for i in range(len(meta))]
+        if list(meta) != list(methods) or any(s.shape != tuple(ids.shape) for s in scores):
+            raise ValueError("the cached benchmark does not match the methods or the sentences")
+        return {name: MethodRun(s, *meta[name]) for name, s in zip(meta, scores)}
+
+    return load_or_build("planted_benchmark", {"per_kind": per_kind, "device": str(model_device(model).type)},
+                         build, save, load, cache_dir=cache_dir, reuse=reuse)
