@@ -63,9 +63,10 @@ unit: $(STAMP)
 
 # The models chapters 06-10 explain (chapter 04's GPT, chapter 05's BERT, chapter 09's planted-evidence BERT),
 # trained once into runs/ (a few minutes) and loaded from there afterwards; the cache key covers every source
-# file of bigtut.
+# file of bigtut. Then chapter 09's benchmark (every explanation method on the planted BERT, about a minute).
 models: $(STAMP)
 	BIGTUT_PROGRESS=text $(BIN)/python -m bigtut.recipes
+	BIGTUT_PROGRESS=text $(BIN)/python -m bigtut.recipes.explanation_benchmark
 
 notebooks: $(STAMP)
 	$(BIN)/python -m pytest notebooks -q --nbval-lax --nbval-current-env \

@@ -25,7 +25,6 @@ from bigtut.recipes.bert import (
 )
 from bigtut.recipes.cache import cache_folder, cache_key, default_cache_dir, load_or_build, source_fingerprint
 from bigtut.recipes.dates import DatesRun, dates_config, train_dates_transformer
-from bigtut.recipes.explanation_benchmark import planted_benchmark_runs
 from bigtut.recipes.gpt import (
     GPTClassifierRun,
     PretrainRun,
@@ -52,18 +51,17 @@ __all__ = [
     "load_or_train_gpt_from_scratch", "pretrain_bert",
     "pretrain_char_gpt", "pretraining_batches", "python_docs_char_tokenizer", "source_fingerprint",
     "train_bert_docstring_classifier", "train_dates_transformer", "train_gpt_docstring_classifier",
-    "PLANTED_MODEL", "TrainedPlanted", "planted_benchmark_runs", "planted_config", "shortcut_breakdown",
-    "train_planted_classifier",
+    "PLANTED_MODEL", "TrainedPlanted", "planted_config", "shortcut_breakdown", "train_planted_classifier",
 ]
 
 
 def build_explanation_models(device=None, progress: bool = True) -> None:
     """Load or train (and cache) the models chapters 06–10 explain: chapter 04's GPT and classifier, chapter 05's
-    BERT classifier and chapter 09's planted-evidence classifier; and notebook 04's from-scratch baseline. Then
-    chapter 09's benchmark: every attribution method run once on the planted classifier.
+    BERT classifier and chapter 09's planted-evidence classifier; and notebook 04's from-scratch baseline.
+    (``make models`` then runs ``python -m bigtut.recipes.explanation_benchmark``, chapter 09's cached benchmark,
+    which imports the explanation methods that no model recipe may import.)
     ``python -m bigtut.recipes`` runs it; ``make test`` does before the notebooks."""
     load_or_train_gpt(device=device, progress=progress)
     load_or_train_gpt_from_scratch(device=device, progress=progress)
     train_bert_docstring_classifier(device=device, progress=progress)
     train_planted_classifier(device=device, progress=progress)
-    planted_benchmark_runs(device=device, progress=progress)

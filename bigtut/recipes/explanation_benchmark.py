@@ -48,7 +48,7 @@ from bigtut.explain import (
 )
 from bigtut.explain.common import model_device
 from bigtut.recipes.bert import train_bert_docstring_classifier
-from bigtut.recipes.cache import load_or_build
+from bigtut.recipes.cache import PACKAGE_DIR, load_or_build, source_fingerprint
 from bigtut.recipes.few_labels import bootstrap_interval
 from bigtut.recipes.planted import train_planted_classifier
 from bigtut.training import progress_bar
@@ -338,7 +338,10 @@ def planted_benchmark_runs(per_kind: int = BENCHMARK_PER_KIND, *, device=None, p
     """Every :func:`planted_methods` method run on the :func:`benchmark_sentences` of chapter 09's planted
     classifier (:func:`~bigtut.recipes.planted.train_planted_classifier`), explaining its predicted class: the
     :func:`run_methods` result, cached under ``runs/`` like the models (``make models`` builds it; about a
-    minute on 2 cores). The timings are those of the run that filled the cache."""
+    minute on 2 cores). The timings are those of the run that filled the cache.
+
+    The models' cache key leaves ``bigtut/explain`` out (no model depends on it); this entry's key adds a
+    fingerprint of that folder, so an edited explanation method is run again, never read from the cache."""
     model = train_planted_classifier(device=device, progress=progress).classifier.eval()
     tokenizer = train_planted_classifier(device=device, progress=False).tokenizer
     ids, mask, _, _ = encode_planted(benchmark_sentences(planted_splits(), per_kind), tokenizer)
@@ -364,5 +367,12 @@ def planted_benchmark_runs(per_kind: int = BENCHMARK_PER_KIND, *, device=None, p
             raise ValueError("the cached benchmark does not match the methods or the sentences")
         return {name: MethodRun(s, *meta[name]) for name, s in zip(meta, scores)}
 
-    return load_or_build("planted_benchmark", {"per_kind": per_kind, "device": str(model_device(model).type)},
-                         build, save, load, cache_dir=cache_dir, reuse=reuse)
+    fields = {"per_kind": per_kind, "device": str(model_device(model).type),
+              "explain_source": source_fingerprint(PACKAGE_DIR / "explain")}
+    return load_or_build("planted_benchmark", fields, build, save, load, cache_dir=cache_dir, reuse=reuse)
+
+
+if __name__ == "__main__":  # make models: python -m bigtut.recipes.explanation_benchmark
+    start = time.perf_counter()
+    planted_benchmark_runs()
+    print(f"chapter 09's benchmark ready ({time.perf_counter() - start:.0f} s)")
