@@ -66,7 +66,7 @@ unit: $(STAMP)
 # file of bigtut. Then chapter 09's benchmark (every explanation method on the planted BERT, about a minute).
 models: $(STAMP)
 	BIGTUT_PROGRESS=text $(BIN)/python -m bigtut.recipes
-	BIGTUT_PROGRESS=text $(BIN)/python -m bigtut.recipes.explanation_benchmark
+	BIGTUT_PROGRESS=text $(BIN)/python -m bigtut.explanation_benchmark
 
 notebooks: $(STAMP)
 	$(BIN)/python -m pytest notebooks -q --nbval-lax --nbval-current-env \

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bigtut.recipes.explanation_benchmark import (
+from bigtut.explanation_benchmark import (
     FAITHFULNESS_COLUMNS,
     docstring_benchmark_inputs,
     docstring_methods,

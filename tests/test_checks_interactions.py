@@ -53,7 +53,38 @@ def interaction_over_every_subset(value, n_players, i, j):  # S may hold i or j:
     return total
 
 
-@pytest.mark.parametrize("answer", [shapley_interaction, interaction_by_orders, interaction_over_every_subset])
+def interaction_by_comb(value, n_players, i, j):  # 1 / ((M − 1) C(M − 2, |S|)) is the same weight
+    if i == j:
+        raise ValueError("i == j")
+    others = [p for p in range(n_players) if p not in (i, j)]
+    return sum((value(frozenset(s) | {i, j}) - value(frozenset(s) | {i}) - value(frozenset(s) | {j})
+                + value(frozenset(s))) / ((n_players - 1) * math.comb(n_players - 2, len(s)))
+               for k in range(n_players - 1) for s in itertools.combinations(others, k))
+
+
+def interaction_by_moebius(value, n_players, i, j):  # I_ij = Σ_{T ⊇ {i,j}} m(T) / (|T| − 1), m the Möbius transform
+    if i == j:
+        raise ValueError("i == j")
+    subsets = [frozenset(s) for k in range(n_players + 1) for s in itertools.combinations(range(n_players), k)]
+    moebius = {t: sum((-1) ** (len(t) - k) * value(frozenset(u)) for k in range(len(t) + 1)
+                      for u in itertools.combinations(sorted(t), k)) for t in subsets}
+    return sum(m / (len(t) - 1) for t, m in moebius.items() if {i, j} <= t)
+
+
+def interaction_by_numpy_table(value, n_players, i, j):  # every coalition a bitmask; the table read in one go
+    if i == j:
+        raise ValueError("i == j")
+    codes = np.arange(2**n_players)
+    bits = (codes[:, None] >> np.arange(n_players)) & 1  # (2^M, M)
+    table = np.array([value(frozenset(np.flatnonzero(row).tolist())) for row in bits])
+    free = codes[(bits[:, i] == 0) & (bits[:, j] == 0)]  # the S without i and j
+    sizes = bits[free].sum(1)
+    weights = np.array([F(k) * F(n_players - k - 2) / F(n_players - 1) for k in sizes])
+    return float(weights @ (table[free | 1 << i | 1 << j] - table[free | 1 << i] - table[free | 1 << j] + table[free]))
+
+
+@pytest.mark.parametrize("answer", [shapley_interaction, interaction_by_orders, interaction_over_every_subset,
+                                    interaction_by_comb, interaction_by_moebius, interaction_by_numpy_table])
 def test_right_answers_pass(answer, capsys):
     assert_passes_on_seeds(check_shapley_interaction, answer, capsys)
 
@@ -96,6 +127,21 @@ def m_factorial(v, n, i, j):
 @refuse
 def banzhaf(v, n, i, j):
     return _sum(v, n, i, j, weight=lambda s, m: 1 / 2 ** (m - 2))
+
+
+@refuse
+def shapley_taylor(v, n, i, j):
+    return _sum(v, n, i, j, weight=lambda s, m: 2 / (m * math.comb(m - 1, s)))
+
+
+@refuse
+def size_plus_one_factorial(v, n, i, j):
+    return _sum(v, n, i, j, weight=lambda s, m: F(s + 1) * F(m - s - 2) / F(m - 1))
+
+
+@refuse
+def marginal_of_i(v, n, i, j):
+    return _sum(v, n, i, j, delta=lambda s: v(s | {i}) - v(s))
 
 
 @refuse
@@ -164,6 +210,9 @@ WRONG = [
     (shapley_value_weight, r"\|S\|!\(M−\|S\|−1\)!/M! is the Shapley value's"),
     (m_factorial, r"divide by \(M−1\)!, not M!"),
     (banzhaf, "Banzhaf interaction"),
+    (shapley_taylor, "Shapley-Taylor interaction's weight"),
+    (size_plus_one_factorial, r"\(\|S\|\+1\)!.*first factorial is \|S\|!"),
+    (marginal_of_i, "player i's marginal contribution"),
     (no_single_terms, "leaves out the single terms"),
     (sign_flipped, "the sign is flipped"),
     (halved, "half the index"),

@@ -71,7 +71,54 @@ def patched_by_hand(model, clean_ids, corrupted_ids, attention_mask, layer, posi
     return (d(patched) - d(corrupted)).tolist()  # a list of Python floats is read in float64
 
 
-RIGHT = [patch_one_position, patched_by_hand]
+def patched_in_place(model, clean_ids, corrupted_ids, attention_mask, layer, position, target):
+    """The hook writes into the block's output and returns None; the clean activation is kept without a clone."""
+    block = model.bert.layers[layer]
+    rows = torch.arange(len(clean_ids))
+    kept = {}
+
+    def d(ids, hook):
+        handle = block.register_forward_hook(hook)
+        try:
+            logits = model(ids, attention_mask=attention_mask)  # (B, 2)
+        finally:
+            handle.remove()
+        return logits[rows, target] - logits[rows, 1 - target]
+
+    def patch(module, args, output):
+        output[0][:, position] = kept["clean"][:, position]
+
+    with eval_mode(model), torch.no_grad():
+        d(clean_ids, lambda module, args, output: kept.update(clean=output[0]))
+        return d(corrupted_ids, patch) - d(corrupted_ids, lambda *_: None)
+
+
+def patched_before_the_last_norm(model, clean_ids, corrupted_ids, attention_mask, layer, position, target):
+    """The residual entering the block's last LayerNorm (post-LN), patched at `position`: a LayerNorm acts on each
+    position alone, so this is the block's output patched; float32 at the end (its rounding is harmless here)."""
+    norm = model.bert.layers[layer].norm2
+    rows = torch.arange(len(clean_ids))
+    kept = {}
+
+    def patch(module, args):
+        x = args[0].clone()
+        x[:, position] = kept["clean"]
+        return (x,)
+
+    def log_odds(ids, hook):  # log p(target) − log p(1 − target) = the logit difference
+        handle = norm.register_forward_pre_hook(hook)
+        try:
+            logp = model(ids, attention_mask=attention_mask).log_softmax(-1)  # (B, 2)
+        finally:
+            handle.remove()
+        return logp[rows, target] - logp[rows, 1 - target]
+
+    with eval_mode(model), torch.no_grad():
+        log_odds(clean_ids, lambda module, args: kept.update(clean=args[0][:, position].clone()))
+        return (log_odds(corrupted_ids, patch) - log_odds(corrupted_ids, lambda *_: None)).float()
+
+
+RIGHT = [patch_one_position, patched_by_hand, patched_in_place, patched_before_the_last_norm]
 
 
 @pytest.mark.parametrize("solution", RIGHT, ids=lambda s: s.__name__)
@@ -92,12 +139,14 @@ def stub(*args):
 
 
 def _variant(*, where="one", hook="output", index=None, value="restored", mask=True, swap_runs=False, keep_hook=False,
-             mode="eval", grad=False, in_place=False, token=False):
+             mode="eval", grad=False, in_place=False, token=False, clean_mask=True, site=None):
     """A wrong patch_one_position: ``where`` which cells are patched, ``hook`` on the block's input or output,
     ``index`` of another block, the returned ``value``, the mask dropped, the runs swapped, the hook kept, the
-    model left in training mode or run with autograd, the caller's ids changed in place, the token patched."""
+    model left in training mode or run with autograd, the caller's ids changed in place, the token patched, the
+    clean run without the mask, ``site`` another module of the block."""
     def wrong(model, clean_ids, corrupted_ids, attention_mask, layer, position, target):
         block = model.bert.layers[layer if index is None else index(layer)]
+        block = block if site is None else getattr(block, site)
         rows = torch.arange(len(clean_ids))
         attended = attention_mask if mask else None
         source, into = (corrupted_ids, clean_ids) if swap_runs else (clean_ids, corrupted_ids)
@@ -106,7 +155,7 @@ def _variant(*, where="one", hook="output", index=None, value="restored", mask=T
         def cells(x):
             everything = slice(None)
             return {"one": (everything, position), "layer": (everything,), "row": (position,),
-                    "after": (everything, slice(position, None))}[where]
+                    "after": (everything, slice(position, None)), "row 0": (0, position)}[where]
 
         def keep(module, args, output=None):
             kept["x"] = (args[0] if hook == "input" else output[0]).clone()
@@ -118,9 +167,9 @@ def _variant(*, where="one", hook="output", index=None, value="restored", mask=T
 
         register = block.register_forward_pre_hook if hook == "input" else block.register_forward_hook
 
-        def logits(ids, fn=None, remove=True):
+        def logits(ids, fn=None, remove=True, mask=True):
             handle = register(fn) if fn else None
-            out = model(ids, attention_mask=attended)
+            out = model(ids, attention_mask=attended if mask else None)
             if handle and remove:
                 handle.remove()
             return out
@@ -128,6 +177,8 @@ def _variant(*, where="one", hook="output", index=None, value="restored", mask=T
         def d(z):
             if value == "probability":
                 return z.softmax(-1)[rows, target]
+            if value == "log probability":
+                return z.log_softmax(-1)[rows, target]
             if value == "target logit":
                 return z[rows, target]
             return z[rows, target] - z[rows, 1 - target]
@@ -141,13 +192,18 @@ def _variant(*, where="one", hook="output", index=None, value="restored", mask=T
                 ids = corrupted_ids.clone()
                 ids[:, position] = clean_ids[:, position]
                 return d(logits(ids)) - d(logits(corrupted_ids))
-            logits(source, keep)
+            logits(source, keep, mask=clean_mask)
             corrupted = d(logits(into))
             patched = d(logits(into, patch, remove=not keep_hook))
             return {"restored": patched - corrupted, "patched": patched, "flipped": corrupted - patched,
-                    "probability": patched - corrupted, "target logit": patched - corrupted}[value]
+                    "probability": patched - corrupted, "target logit": patched - corrupted,
+                    "log probability": patched - corrupted}[value]
 
         if mode == "train":
+            with torch.no_grad():
+                return run()
+        if mode == "encoder only":
+            model.bert.eval()  # the classifier's dropout stays on
             with torch.no_grad():
                 return run()
         model.eval()
@@ -176,6 +232,11 @@ WRONG = {
     "autograd": (_variant(grad=True), "autograd on"),
     "token patched": (_variant(token=True), "token was patched"),
     "token patched in place": (_variant(token=True, in_place=True), "changed its input `corrupted_ids` in place"),
+    "row 0 only": (_variant(where="row 0"), "only row 0 was patched"),
+    "attention sublayer": (_variant(site="self_attn"), "attention sublayer's output was patched"),
+    "log-probability": (_variant(value="log probability"), "log-probabilities of the target were compared"),
+    "clean run without mask": (_variant(clean_mask=False), "clean run had no attention mask"),
+    "model.bert.eval() only": (_variant(mode="encoder only"), r"ran in training mode.*model\.bert\.eval\(\)"),
 }
 
 
@@ -199,6 +260,13 @@ def test_the_course_function_is_refused():
         return torch.as_tensor(result.attributions[:, 0, position])
 
     assert_fails_naming(check_patch_one_position, calls_the_course, "course's own answer")
+
+
+def test_a_model_converted_to_float32_is_named():
+    def converted(model, *args):
+        return patch_one_position(model.float(), *args)
+
+    assert_fails_naming(check_patch_one_position, converted, "converted to another dtype")
 
 
 def test_batch_mean_is_named():

@@ -9,9 +9,11 @@ Grabisch & Roubens (1999), as :func:`bigtut.explain.interactions.exact_interacti
 The checker plays random 2- to 5-player games (one with a dummy player, whose interactions are 0) with the pair in
 both orders, and an xor of two players (``I = −2``); ``i == j`` must raise ``ValueError``. A wrong answer is named
 when it equals a known mistake: the Shapley value's weight, the (M−1)! replaced by M!, no weights (the Banzhaf
-interaction), the single terms left out, the sign flipped, half the index (shap's interaction values), the empty or
-the largest coalitions left out, the last player never in ``S`` (M − 1 players), only S = ∅ or only S = N∖{i,j};
-an answer that calls the course's own ``exact_interaction_game`` / ``shapley_interactions`` or shapiq fails too.
+interaction), the Shapley-Taylor weight 2/(M·C(M−1, |S|)), (|S|+1)! for |S|!, i's marginal v(S ∪ {i}) − v(S) for
+the pair's difference, the single terms left out, the sign flipped, half the index (shap's interaction values), the
+empty or the largest coalitions left out, the last player never in ``S`` (M − 1 players), only S = ∅ or only
+S = N∖{i,j}; an answer that calls the course's own ``exact_interaction_game`` / ``shapley_interactions`` or shapiq
+fails too.
 """
 
 from __future__ import annotations
@@ -100,6 +102,14 @@ def _variants(v: Callable, n: int, i: int, j: int, expected: float) -> dict[str,
             lambda: _pair_sum(v, n, i, j, weight=lambda s, m: 1 / 2 ** (m - 2)),
         "an unweighted sum over the coalitions; each S needs the weight |S|!(M−|S|−2)!/(M−1)!":
             lambda: _pair_sum(v, n, i, j, weight=lambda s, m: 1.0),
+        "2/(M·C(M−1, |S|)) is the Shapley-Taylor interaction's weight (STII); the Shapley interaction index "
+        "weighs each S by |S|!(M−|S|−2)!/(M−1)!":
+            lambda: _pair_sum(v, n, i, j, weight=lambda s, m: 2 / (m * math.comb(m - 1, s))),
+        "(|S|+1)!(M−|S|−2)!/(M−1)!: the weight's first factorial is |S|!, the size of S itself":
+            lambda: _pair_sum(v, n, i, j, weight=lambda s, m: f(s + 1) * f(m - s - 2) / f(m - 1)),
+        "v(S∪{i}) − v(S) is player i's marginal contribution (a Shapley value's term), not the pair's: the "
+        "difference is v(S∪{i,j}) − v(S∪{i}) − v(S∪{j}) + v(S)":
+            lambda: _pair_sum(v, n, i, j, delta=lambda v, s, i, j: v(s | {i}) - v(s)),
         "v(S∪{i,j}) − v(S) leaves out the single terms: the difference is "
         "v(S∪{i,j}) − v(S∪{i}) − v(S∪{j}) + v(S)":
             lambda: _pair_sum(v, n, i, j, delta=lambda v, s, i, j: v(s | {i, j}) - v(s)),

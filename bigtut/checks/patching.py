@@ -6,11 +6,13 @@ checker                        what it holds the candidate to (and the usual mis
 ``check_patch_one_position``   the restored logit difference ``d(patched) − d(corrupted)`` of one block output at
                                one position of a BERT classifier, as :func:`bigtut.explain.activation_patching`
                                computes it (not the whole layer, not the block's input or the next block's
-                               output, not every position from ``position`` on, not the batch row ``position``,
-                               not ``d(patched)`` alone, not the sign flipped or the runs swapped, not the
-                               probability or the target logit alone, not without the attention mask, not the
-                               token patched instead of the activation); every pass in eval mode under
-                               ``torch.no_grad()``, every hook removed, the inputs and weights untouched
+                               output, not the attention sublayer's output, not every position from ``position``
+                               on, not the batch row ``position``, not row 0 alone, not ``d(patched)`` alone, not
+                               the sign flipped or the runs swapped, not the probability, the log-probability or
+                               the target logit alone, not without the attention mask (in every run or in the
+                               clean one), not the token patched instead of the activation); every pass in eval
+                               mode (every dropout off) under ``torch.no_grad()``, every hook removed, the inputs,
+                               weights and dtype untouched
 =============================  ==================================================================================
 
 The model arrives in training mode with dropout, as ``fit`` leaves it: a run in training mode is named, and so is a
@@ -72,13 +74,18 @@ def _case(gen: torch.Generator, num_layers: int, lengths: tuple[int, ...], L: in
 
 
 def _patched_logits(model: nn.Module, clean_ids: torch.Tensor, corrupted_ids: torch.Tensor,
-                    mask: torch.Tensor | None, index: int, where: torch.Tensor) -> torch.Tensor:
+                    mask: torch.Tensor | None, index: int, where: torch.Tensor, *, clean_mask: object = "same",
+                    module: nn.Module | None = None) -> torch.Tensor:
     """The logits ``(B, 2)`` of the corrupted run in which the hidden states entering the stack (``index`` 0) or
-    leaving block ``index − 1`` are the clean run's at the ``where`` ``(B, L)`` cells."""
+    leaving block ``index − 1`` — or, given ``module``, that module's output — are the clean run's at the
+    ``where`` ``(B, L)`` cells; the clean run gets ``clean_mask`` (by default ``mask`` too)."""
     blocks = model.bert.layers
     kept = []
+    clean_mask = mask if isinstance(clean_mask, str) else clean_mask
 
     def site(hook):
+        if module is not None:  # a module that returns (hidden, ...), as the attention does
+            return module.register_forward_hook(lambda _, args, out: hook(out[0], out))
         if index == 0:
             return blocks[0].register_forward_pre_hook(lambda _, args: hook(args[0], args))
         return blocks[index - 1].register_forward_hook(lambda _, args, out: hook(out[0], out))
@@ -92,7 +99,7 @@ def _patched_logits(model: nn.Module, clean_ids: torch.Tensor, corrupted_ids: to
     with eval_mode(model), torch.no_grad():
         handle = site(keep)
         try:
-            model(clean_ids, attention_mask=mask)
+            model(clean_ids, attention_mask=clean_mask)
         finally:
             handle.remove()
         handle = site(patch)
@@ -135,6 +142,11 @@ def _variants(model, clean, corrupted, mask, layer, position, target, expected) 
         where[position] = True
         return where
 
+    def row_0():
+        where = torch.zeros(B, L, dtype=torch.bool)
+        where[0, position] = True
+        return where
+
     def token_swapped():
         ids = corrupted.clone()
         ids[:, position] = clean[:, position]
@@ -148,6 +160,12 @@ def _variants(model, clean, corrupted, mask, layer, position, target, expected) 
             lambda: d(cells(layer + 1, after(position))) - d(logits(corrupted)),
         "the batch row `position` was patched (x[position]): positions are the second axis, x[:, position]":
             lambda: d(cells(layer + 1, batch_row())) - d(logits(corrupted)),
+        "only row 0 was patched (x[0, position]): patch position `position` in every row, x[:, position]":
+            lambda: d(cells(layer + 1, row_0())) - d(logits(corrupted)),
+        "the attention sublayer's output was patched: patch the output of the whole block `layer` (after its "
+        "feed-forward sublayer), model.bert.layers[layer]":
+            lambda: d(_patched_logits(model, clean, corrupted, mask, layer + 1, one(position),
+                                      module=model.bert.layers[layer].self_attn)) - d(logits(corrupted)),
         "the block's input was patched (off by one): patch the OUTPUT of block `layer`, a forward hook on "
         "model.bert.layers[layer] (not a pre-hook, not the output of block layer − 1)":
             lambda: torch.as_tensor(run(layers=[layer]).attributions[:, 0, position]),
@@ -163,6 +181,9 @@ def _variants(model, clean, corrupted, mask, layer, position, target, expected) 
         "probabilities were compared: d is the logit difference logit[target] − logit[1 − target]":
             lambda: (cells(layer + 1, one(position)).softmax(-1)[rows, target]
                      - logits(corrupted).softmax(-1)[rows, target]),
+        "log-probabilities of the target were compared: d is the logit difference logit[target] − "
+        "logit[1 − target]": lambda: (cells(layer + 1, one(position)).log_softmax(-1)[rows, target]
+                                      - logits(corrupted).log_softmax(-1)[rows, target]),
         "the target's logit alone: d is the difference logit[target] − logit[1 − target]":
             lambda: cells(layer + 1, one(position))[rows, target] - logits(corrupted)[rows, target],
         "the target was ignored (d = logit[1] − logit[0] in every row): d = logit[target] − logit[1 − target]":
@@ -171,6 +192,9 @@ def _variants(model, clean, corrupted, mask, layer, position, target, expected) 
         "the attention mask was ignored: pass attention_mask=attention_mask to every run (padding is not text)":
             lambda: torch.as_tensor(activation_patching(model, clean, corrupted, None, target=target,
                                                         layers=[layer + 1]).attributions[:, 0, position]),
+        "the clean run had no attention mask: pass attention_mask=attention_mask to the clean run too (padding "
+        "is not text)": lambda: (d(_patched_logits(model, clean, corrupted, mask, layer + 1, one(position),
+                                                   clean_mask=None)) - d(logits(corrupted))),
         "the restored fraction was returned: return the raw logit difference d(patched) − d(corrupted)":
             lambda: expected / (d(logits(clean)) - d(logits(corrupted))),
         "the token was patched (the clean id put into the corrupted input): patch the block's output activation":
@@ -217,8 +241,9 @@ def check_patch_one_position(candidate: Callable, seed: int | None = None) -> No
             corrupted_logits = model(corrupted, attention_mask=mask)  # (B, 2)
         weights = {key: value.clone() for key, value in model.state_dict().items()}
         hooks = _hook_count(model)
-        runs: list[tuple[bool, bool]] = []  # (training?, autograd on?) of every block call the candidate makes
-        spies = [block.register_forward_pre_hook(partial(_note_run, runs)) for block in model.bert.layers]
+        runs: list[tuple[bool, bool]] = []  # (training?, autograd on?) of every block or dropout call made
+        spied = [*model.bert.layers, *(m for m in model.modules() if isinstance(m, nn.Dropout) or hasattr(m, "q_proj"))]
+        spies = [module.register_forward_pre_hook(partial(_note_run, runs)) for module in spied]
         given = (clean.clone(), corrupted.clone(), mask.clone(), target.clone())
         try:
             got = _as_numbers(guarded(name, f"{name}(model, clean_ids, corrupted_ids, attention_mask, {layer}, "
@@ -229,13 +254,18 @@ def check_patch_one_position(candidate: Callable, seed: int | None = None) -> No
                 spy.remove()
         assert_unchanged(name, inputs, {"clean_ids": (clean, given[0]), "corrupted_ids": (corrupted, given[1]),
                                         "attention_mask": (mask, given[2]), "target": (target, given[3])})
+        if any(value.dtype != weights[key].dtype for key, value in model.state_dict().items()):
+            raise CheckFailure(f"{name}: the model was converted to another dtype for {inputs} — the caller's "
+                               "float64 model came back changed: leave it as it is (model.float() or "
+                               "model.to(...) act in place)")
         if any(not torch.equal(weights[key], value) for key, value in model.state_dict().items()):
             raise CheckFailure(f"{name}: the model's weights changed for {inputs} — patch activations with hooks "
                                "(or a forward written out), never the parameters")
         if any(training for training, _ in runs):
             raise CheckFailure(f"{name}: the model ran in training mode (dropout on) for {inputs} — it arrives in "
                                "training mode: run every pass inside `with bigtut.eval_mode(model):` (or call "
-                               "model.eval() first)")
+                               "model.eval() first, on the whole model: model.bert.eval() leaves the classifier's "
+                               "dropout on)")
         if any(grad for _, grad in runs) or (isinstance(got, torch.Tensor) and got.requires_grad):
             raise CheckFailure(f"{name}: the model ran with autograd on for {inputs} — patching needs no gradient: "
                                "run the passes under `with torch.no_grad():`")

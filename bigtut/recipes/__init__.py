@@ -58,8 +58,8 @@ __all__ = [
 def build_explanation_models(device=None, progress: bool = True) -> None:
     """Load or train (and cache) the models chapters 06–10 explain: chapter 04's GPT and classifier, chapter 05's
     BERT classifier and chapter 09's planted-evidence classifier; and notebook 04's from-scratch baseline.
-    (``make models`` then runs ``python -m bigtut.recipes.explanation_benchmark``, chapter 09's cached benchmark,
-    which imports the explanation methods that no model recipe may import.)
+    (``make models`` then runs ``python -m bigtut.explanation_benchmark``, chapter 09's cached benchmark, which
+    runs the explanation methods that no model recipe may import.)
     ``python -m bigtut.recipes`` runs it; ``make test`` does before the notebooks."""
     load_or_train_gpt(device=device, progress=progress)
     load_or_train_gpt_from_scratch(device=device, progress=progress)

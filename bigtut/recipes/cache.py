@@ -30,9 +30,10 @@ __all__ = ["NOT_TRAINING", "cache_folder", "cache_key", "default_cache_dir", "lo
 T = TypeVar("T")
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # the bigtut folder this module was imported from
 # Parts of the package (relative to it) that no model recipe imports: they read trained models, never build them.
-# (Chapter 09's cached benchmark, recipes/explanation_benchmark.py, runs the explanation methods; its key adds
-# a fingerprint of bigtut/explain itself.)
-NOT_TRAINING = ("checks", "claims.py", "compress", "diagrams.py", "exercises.py", "explain", "plots.py")
+# (Chapter 09's cached benchmark, bigtut/explanation_benchmark, runs the explanation methods; its key adds a
+# fingerprint of bigtut/explain and of itself.)
+NOT_TRAINING = ("checks", "claims.py", "compress", "diagrams.py", "exercises.py", "explain", "explanation_benchmark",
+                "plots.py")
 
 
 def source_fingerprint(package_dir: str | Path | None = None) -> str:

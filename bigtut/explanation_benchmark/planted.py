@@ -1,15 +1,16 @@
-"""Chapter 09's benchmark: every token attribution method run on the same planted sentences and the same
-trained model, scored against two ground truths — the *planted* evidence (what the data made the cause) and
-the *interventional* evidence (what edits show the model uses, :mod:`bigtut.explain.interventions`).
+"""Chapter 09's benchmark on the planted task: every token attribution method run on the same sentences and
+the same trained model, scored against two ground truths — the *planted* evidence (what the data made the
+cause) and the *interventional* evidence (what edits show the model uses, :mod:`bigtut.explain.interventions`).
 
 Shape legend:  B sentences   L positions
 
 * :func:`benchmark_sentences` — the sentences: from ``test`` (``indeed`` goes with label 1, as in training)
-  and from ``shortcut_test`` (``indeed`` independent of the label), negation and xor alike.
+  and from ``shortcut_test`` (``indeed`` independent of the label), negation and xor alike;
+  :func:`sentence_groups` — the groups of the per-group tables.
 * :func:`planted_methods` — the methods with the options the chapter uses, each as
   ``run(model, ids, mask, target) -> (scores (B, L), model rows per text)``.
-* :func:`run_methods` — runs them and times them; :func:`precision_table` — precision@k with bootstrap
-  intervals, overall and per group (negation, xor, shortcut).
+* :func:`run_methods` — runs them and times them; :func:`planted_benchmark_runs` — the same, cached under
+  ``runs/``; :func:`precision_table` — precision@k with bootstrap intervals, overall and per group.
 """
 
 from __future__ import annotations
@@ -23,23 +24,15 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from bigtut.bert import BertVocab, encode_for_classifier
-from bigtut.data import docstring_splits
 from bigtut.data.planted import PlantedExample, encode_planted, planted_splits
 from bigtut.explain import (
-    ERASER_FRACTIONS,
-    aopc,
-    comprehensiveness,
-    deletion_curve,
     gradient_norm,
     gradient_x_input,
-    insertion_curve,
     lime_text,
     permutation_shap,
     precision_at_k,
     raw_attention_scores,
     rollout_scores,
-    sufficiency,
     token_gradient_shap,
     token_integrated_gradients,
     token_occlusion,
@@ -47,27 +40,22 @@ from bigtut.explain import (
     token_smoothgrad,
 )
 from bigtut.explain.common import model_device
-from bigtut.recipes.bert import train_bert_docstring_classifier
 from bigtut.recipes.cache import PACKAGE_DIR, load_or_build, source_fingerprint
 from bigtut.recipes.few_labels import bootstrap_interval
 from bigtut.recipes.planted import train_planted_classifier
 from bigtut.training import progress_bar
 
-__all__ = [
-    "BENCHMARK_PER_KIND", "DocstringInputs", "FAITHFULNESS_COLUMNS", "FAITHFULNESS_FILE", "GROUPS", "MethodRun",
-    "NOISE_SHARE", "StoredFaithfulness", "benchmark_sentences", "docstring_benchmark_inputs", "docstring_methods",
-    "faithfulness_scores", "interval_table", "load_faithfulness", "noise_stdev", "planted_benchmark_runs",
-    "planted_methods", "precision_table", "run_methods", "sentence_groups",
-]
-
-#: Where ``benchmarks/explain_faithfulness.py`` stores the docstring BERT's per-docstring scores.
-FAITHFULNESS_FILE = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "09_faithfulness.json"
+__all__ = ["BENCHMARK_PER_KIND", "GROUPS", "NOISE_SHARE", "MethodRun", "benchmark_sentences", "noise_stdev",
+           "planted_benchmark_runs", "planted_methods", "precision_table", "run_methods", "sentence_groups"]
 
 #: The groups of the per-group tables: sentences without ``indeed`` by kind, and every sentence carrying it.
 GROUPS = ("negation", "xor", "shortcut")
+#: Sentences per kind and split of the chapter's benchmark: 4 x 50 = 200 sentences.
+BENCHMARK_PER_KIND = 50
 
 
-def benchmark_sentences(splits: dict[str, list[PlantedExample]], per_kind: int = 60) -> list[PlantedExample]:
+def benchmark_sentences(splits: dict[str, list[PlantedExample]], per_kind: int = BENCHMARK_PER_KIND
+                        ) -> list[PlantedExample]:
     """``per_kind`` negation and ``per_kind`` xor sentences (with a marker: an xor sentence without one has no
     cause) from each of ``test`` and ``shortcut_test``, first ones first: ``4 * per_kind`` sentences."""
     chosen = []
@@ -236,103 +224,6 @@ def precision_table(runs: dict[str, MethodRun], evidence: np.ndarray, candidates
     return table
 
 
-#: The faithfulness columns per text, and whether higher is better: deletion/insertion AUC (10 steps),
-#: ERASER comprehensiveness and sufficiency at 20 % of the tokens, and their AOPC over ERASER's fractions.
-FAITHFULNESS_COLUMNS = {"deletion AUC": False, "insertion AUC": True, "comprehensiveness": True,
-                        "sufficiency": False, "AOPC comp.": True, "AOPC suff.": False}
-
-
-def faithfulness_scores(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                        target: torch.Tensor, scores: np.ndarray, keep_ids: Sequence[int], steps: int | None = 10,
-                        batch_size: int = 4096) -> dict[str, np.ndarray]:
-    """Every :data:`FAITHFULNESS_COLUMNS` score of one method's ``scores`` ``(B, L)``, per text: ``{column:
-    (B,)}``, on probabilities (as ERASER defines them). Deleting a token = attention mask 0."""
-    kw = dict(target=target, keep_ids=keep_ids, batch_size=batch_size)
-    return {
-        "deletion AUC": deletion_curve(model, input_ids, attention_mask, scores, steps=steps, **kw).area,
-        "insertion AUC": insertion_curve(model, input_ids, attention_mask, scores, steps=steps, **kw).area,
-        "comprehensiveness": comprehensiveness(model, input_ids, attention_mask, scores, fraction=0.2, **kw),
-        "sufficiency": sufficiency(model, input_ids, attention_mask, scores, fraction=0.2, **kw),
-        "AOPC comp.": aopc(model, input_ids, attention_mask, scores, metric="comprehensiveness",
-                           fractions=ERASER_FRACTIONS, **kw),
-        "AOPC suff.": aopc(model, input_ids, attention_mask, scores, metric="sufficiency",
-                           fractions=ERASER_FRACTIONS, **kw),
-    }
-
-
-def interval_table(per_text: dict[str, dict[str, np.ndarray]], resamples: int = 2000
-                   ) -> dict[str, dict[str, tuple[float, float, float]]]:
-    """``{method: {column: (mean, low, high)}}``: each per-text score's mean with its 95 % bootstrap interval
-    over the texts (the same resampling seed for every cell)."""
-    return {name: {column: bootstrap_interval(np.asarray(values, dtype=np.float64)[None], resamples=resamples)
-                   for column, values in columns.items()}
-            for name, columns in per_text.items()}
-
-
-class DocstringInputs(NamedTuple):
-    """The docstring BERT and the test docstrings it is explained on."""
-
-    model: torch.nn.Module  # chapter 05's recipe classifier, eval mode
-    input_ids: torch.Tensor  # (B, L)
-    attention_mask: torch.Tensor  # (B, L)
-    target: torch.Tensor  # (B,): the predicted family, the class explained
-    correct: np.ndarray  # (B,) bool: the prediction is the docstring's family
-    keep_ids: tuple[int, int]  # [CLS], [SEP]: never ranked or removed
-    mask_id: int  # [MASK]
-
-
-def docstring_benchmark_inputs(limit: int | None = None, device=None) -> DocstringInputs:
-    """The whole ``test`` split of the docstrings (or its first ``limit``), encoded for the docstring BERT
-    (:func:`~bigtut.recipes.bert.train_bert_docstring_classifier`, from the ``runs/`` cache)."""
-    run = train_bert_docstring_classifier(device=device, progress=False)
-    model = run.classifier.eval()
-    vocab = BertVocab.from_tokenizer(run.tokenizer)
-    docs = docstring_splits()["test"][:limit]
-    ids, mask = encode_for_classifier([d.text for d in docs], run.tokenizer, run.recipe.max_len)
-    ids, mask = ids.to(model_device(model)), mask.to(model_device(model))
-    with torch.no_grad():
-        target = model(ids, attention_mask=mask).argmax(-1)  # (B,)
-    correct = target.cpu().numpy() == np.array([d.label for d in docs])
-    return DocstringInputs(model, ids, mask, target, correct, (vocab.cls_id, vocab.sep_id), vocab.mask_id)
-
-
-def docstring_methods(keep_ids: Sequence[int], mask_id: int) -> dict[str, Method]:
-    """:func:`planted_methods` with the budgets of texts of up to 62 players: no exact Shapley values (2^62
-    coalitions), LIME and KernelSHAP on 300 samples, permutation SHAP on 2 permutations."""
-    methods = planted_methods(keep_ids, mask_id, lime_samples=300, kernel_samples=300, n_permutations=2)
-    del methods["Shapley [PAD]"], methods["Shapley [MASK]"]
-    return methods
-
-
-class StoredFaithfulness(NamedTuple):
-    """What :func:`load_faithfulness` returns: the stored run of ``benchmarks/explain_faithfulness.py``."""
-
-    scores: dict[str, dict[str, np.ndarray]]  # {method: {column: (B,) per docstring}}
-    rows_per_text: dict[str, float]  # model rows per docstring, per method
-    seconds_per_text: dict[str, float]  # wall time per docstring on the machine that ran it
-    n_docstrings: int
-    correct: np.ndarray  # (B,) bool: the classifier's prediction is the docstring's family
-
-
-def load_faithfulness(path: str | Path = FAITHFULNESS_FILE) -> StoredFaithfulness:
-    """Read the stored faithfulness run (``FileNotFoundError`` naming the command that writes it)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing; write it with `OMP_NUM_THREADS=1 python "
-                                f"benchmarks/explain_faithfulness.py --json {path}`")
-    record = json.loads(path.read_text())
-    methods = record["methods"]
-    return StoredFaithfulness(
-        {name: {c: np.asarray(v, dtype=np.float64) for c, v in m["scores"].items()} for name, m in methods.items()},
-        {name: m["rows_per_text"] for name, m in methods.items()},
-        {name: m["seconds_per_text"] for name, m in methods.items()},
-        record["n_docstrings"], np.asarray(record["correct"], dtype=bool))
-
-
-#: Sentences per kind and split of the chapter's benchmark: 4 x 50 = 200 sentences.
-BENCHMARK_PER_KIND = 50
-
-
 def planted_benchmark_runs(per_kind: int = BENCHMARK_PER_KIND, *, device=None, progress: bool = True,
                            cache_dir: str | Path | None = None, reuse: bool = True) -> dict[str, MethodRun]:
     """Every :func:`planted_methods` method run on the :func:`benchmark_sentences` of chapter 09's planted
@@ -340,10 +231,10 @@ def planted_benchmark_runs(per_kind: int = BENCHMARK_PER_KIND, *, device=None, p
     :func:`run_methods` result, cached under ``runs/`` like the models (``make models`` builds it; about a
     minute on 2 cores). The timings are those of the run that filled the cache.
 
-    The models' cache key leaves ``bigtut/explain`` out (no model depends on it); this entry's key adds a
-    fingerprint of that folder, so an edited explanation method is run again, never read from the cache."""
-    model = train_planted_classifier(device=device, progress=progress).classifier.eval()
-    tokenizer = train_planted_classifier(device=device, progress=False).tokenizer
+    The models' cache key leaves ``bigtut/explain`` and this package out (no model depends on them); this
+    entry's key adds a fingerprint of both folders, so an edited method is run again, never read from the cache."""
+    trained = train_planted_classifier(device=device, progress=progress)
+    model, tokenizer = trained.classifier.eval(), trained.tokenizer
     ids, mask, _, _ = encode_planted(benchmark_sentences(planted_splits(), per_kind), tokenizer)
     ids, mask = ids.to(model_device(model)), mask.to(model_device(model))
     keep = tuple(tokenizer.token_to_id(t) for t in ("[CLS]", "[SEP]"))
@@ -368,11 +259,7 @@ def planted_benchmark_runs(per_kind: int = BENCHMARK_PER_KIND, *, device=None, p
         return {name: MethodRun(s, *meta[name]) for name, s in zip(meta, scores)}
 
     fields = {"per_kind": per_kind, "device": str(model_device(model).type),
-              "explain_source": source_fingerprint(PACKAGE_DIR / "explain")}
+              "explain_source": source_fingerprint(PACKAGE_DIR / "explain"),
+              "benchmark_source": source_fingerprint(PACKAGE_DIR / "explanation_benchmark")}
     return load_or_build("planted_benchmark", fields, build, save, load, cache_dir=cache_dir, reuse=reuse)
 
-
-if __name__ == "__main__":  # make models: python -m bigtut.recipes.explanation_benchmark
-    start = time.perf_counter()
-    planted_benchmark_runs()
-    print(f"chapter 09's benchmark ready ({time.perf_counter() - start:.0f} s)")
