@@ -15,6 +15,7 @@ from torch import nn
 
 import bigtut.explain as E
 from bigtut.bert import BertConfig, BertForSequenceClassification
+from bigtut.gpt import GPT, GPTConfig
 
 
 def namespace() -> dict:
@@ -27,8 +28,10 @@ def namespace() -> dict:
     nan_x = x.clone()
     nan_x[0, 0] = float("nan")
     ids = torch.randint(3, 30, (2, 6))
+    gpt = GPT(GPTConfig(vocab_size=30, block_size=16, n_layer=1, n_head=2, d_model=16)).double().eval()
     return dict(
-        E=E, np=np, nn=nn, torch=torch, mlp=mlp, bert=bert, x=x, nan_x=nan_x, ids=ids, mask=torch.ones_like(ids),
+        E=E, np=np, nn=nn, torch=torch, mlp=mlp, bert=bert, gpt=gpt, x=x, nan_x=nan_x, ids=ids,
+        mask=torch.ones_like(ids),
         bg=np.random.default_rng(0).normal(size=(5, 4)),
         fewer=lambda z: mlp(z)[:-1], wrong3d=lambda z: mlp(z)[:, None, :],
         scores=np.random.default_rng(1).normal(size=(2, 6)),
@@ -237,6 +240,13 @@ CASES = [
     ('patching layer', 'E.activation_patching(bert, ids, ids.flip(1), target=0, layers=[7])', ValueError, 'layers'),
     ('patching head', 'E.activation_patching(bert, ids, ids.flip(1), target=0, site="head", heads=[5])',
      ValueError, 'heads'),
+    ('generation empty prompt', 'E.generation_occlusion(gpt, ids[:, :0], target=ids[:, :2])', ValueError, 'empty'),
+    ('generation too long', 'E.generation_occlusion(gpt, ids.repeat(1, 3), target=ids)', ValueError, 'block_size'),
+    ('generation contrast = target', 'E.generation_occlusion(gpt, ids, target=ids[:, :2], contrast=ids[:, :2])',
+     ValueError, 'contrast'),
+    ('generation step out of range', 'E.generation_integrated_gradients(gpt, ids, target=ids[:, :2], steps=[2], '
+     'baseline="zero")', ValueError, 'steps must'),
+    ('generation no target', 'E.generation_kernel_shap(gpt, ids)', ValueError, 'target'),
     ('patching site', 'E.activation_patching(bert, ids, ids.flip(1), target=0, site="mlp")', ValueError, 'site must'),
 ]
 

@@ -15,10 +15,11 @@ from torch import nn
 
 import bigtut.explain as explain
 from bigtut.bert import BertConfig, BertForSequenceClassification
+from bigtut.gpt import GPT, GPTConfig
 
 SAMPLING = {explain.kernel_shap, explain.permutation_shap, explain.lime_tabular, explain.lime_text,
             explain.lime_image, explain.token_shap, explain.smoothgrad, explain.gradient_shap, explain.token_smoothgrad,
-            explain.token_gradient_shap}
+            explain.token_gradient_shap, explain.generation_kernel_shap}
 IGNORES_TARGET = {explain.raw_attention_scores, explain.rollout_scores}  # attention does not depend on the class
 OLD_NAMES = {"baselines", "internal_batch_size", "removal", "query", "x", "image", "scores", "values"}
 
@@ -146,6 +147,10 @@ def _calls():
     mask[1, 5:] = 0
     ids = ids.masked_fill(mask == 0, 0)
     token = dict(target=[0, 2, 1])
+    torch.manual_seed(5)
+    gpt = GPT(GPTConfig(vocab_size=30, block_size=16, n_layer=1, n_head=2, d_model=16)).double().eval()
+    prompt = torch.randint(0, 30, (3, 5), generator=torch.Generator().manual_seed(6))  # (B, P): no padding
+    continuation = torch.randint(0, 30, (3, 3), generator=torch.Generator().manual_seed(7))  # (B, T)
     return {
         explain.integrated_gradients: (mlp, (rows,), dict(target=[0, 2, 1], n_steps=8)),
         explain.exact_shapley: (mlp, (rows.numpy(),), dict(target=1, background=background)),
@@ -167,6 +172,10 @@ def _calls():
         explain.lime_text: (bert, (ids, mask), dict(**token, n_samples=30, keep_ids=(1,))),
         explain.counterfactual_effects: (bert, (ids, mask), dict(**token, keep_ids=(1,))),
         explain.gradient_x_input: (bert, (ids, mask), token),
+        explain.generation_integrated_gradients: (gpt, (prompt,), dict(target=continuation, n_steps=8,
+                                                                       baseline="zero")),
+        explain.generation_occlusion: (gpt, (prompt,), dict(target=continuation)),
+        explain.generation_kernel_shap: (gpt, (prompt,), dict(target=continuation, n_samples=20)),
         explain.gradient_norm: (bert, (ids, mask), token),
         explain.rollout_scores: (bert, (ids, mask), token),
         explain.raw_attention_scores: (bert, (ids, mask), token),
@@ -189,12 +198,18 @@ def test_result_shape_type_and_rows(method):
     assert isinstance(result, tuple) and result._fields[0] == "attributions"
     attributions = result.attributions
     assert isinstance(attributions, np.ndarray) and attributions.dtype == np.float64
-    assert attributions.shape == tuple(data[0].shape)
+    if method in explain.GENERATION_METHODS:  # (B, steps, P + T): one row of scores per generated token
+        (B, P), T = data[0].shape, options["target"].shape[1]
+        assert attributions.shape == (B, T, P + T)
+    else:
+        assert attributions.shape == tuple(data[0].shape)
     assert np.isfinite(attributions).all()
-    if len(data) == 2:
+    if len(data) == 2 and method not in explain.GENERATION_METHODS:
         assert (attributions[data[1].numpy() == 0] == 0).all()
     row = 1
-    alone_options = {k: (v[row] if k == "target" and isinstance(v, list) else v) for k, v in options.items()}
+    alone_options = {k: (v[row] if k == "target" and isinstance(v, list) else
+                         v[row:row + 1] if k == "target" and isinstance(v, torch.Tensor) else v)
+                     for k, v in options.items()}
     alone = method(model, *(d[row:row + 1] for d in data), **alone_options).attributions
     assert np.allclose(alone[0], attributions[row], atol=1e-10)
 
@@ -204,7 +219,8 @@ def test_bad_input_is_refused_with_a_named_argument(method):
     """The common refusals every method shares: a single example without its batch dimension, an empty batch,
     NaN data, an out-of-range target, a zero batch size."""
     model, data, options = CALLS[method]
-    name = "inputs" if len(data) == 1 else "input_ids"
+    tokens = len(data) == 2 or method in explain.GENERATION_METHODS  # ids, not floats
+    name = "input_ids" if tokens else "inputs"
     first = data[0]
     bad = {
         "batch dimension": (first[0], *data[1:]),
@@ -213,7 +229,7 @@ def test_bad_input_is_refused_with_a_named_argument(method):
     for pattern, args in bad.items():
         with pytest.raises((ValueError, TypeError), match=pattern):
             method(model, *args, **options)
-    if len(data) == 1:
+    if not tokens:
         nan = first.copy() if isinstance(first, np.ndarray) else first.clone()
         nan[0, ...] = np.nan
         with pytest.raises(ValueError, match=f"{name} must be finite"):
@@ -223,6 +239,11 @@ def test_bad_input_is_refused_with_a_named_argument(method):
             method(model, first.double(), *data[1:], **options)
     with pytest.raises(ValueError, match="batch_size"):
         method(model, *data, **{**options, "batch_size": 0})
-    if method not in IGNORES_TARGET:
+    if method in explain.GENERATION_METHODS:  # the target is the continuation's ids: a bare int is the wrong type
+        with pytest.raises(TypeError, match="target"):
+            method(model, *data, **{**options, "target": 7})
+        with pytest.raises(ValueError, match="target"):
+            method(model, *data, **{**options, "target": options["target"] + 100})  # ids outside the vocabulary
+    elif method not in IGNORES_TARGET:
         with pytest.raises(ValueError, match="target"):
             method(model, *data, **{**options, "target": 7})

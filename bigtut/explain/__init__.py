@@ -13,6 +13,8 @@ module                              what it holds (notebook)
 ``explain.integrated_gradients``    path integrals of gradients, every integration rule, tokens (08) — = captum
 ``explain.noise``                   gradients averaged over noise: SmoothGrad, VarGrad, GradientSHAP (09) — = captum
 ``explain.occlusion``               occlusion with a sliding window, features and tokens (09) — = captum
+``explain.generation``              what GPT writes, step by step: IG, occlusion, KernelSHAP per generated token (11)
+``explain.generation_words``        token scores summed to words; a tokenizer adapter for captum's LLM classes (11)
 ``explain.gradients``               one-gradient yardsticks: gradient × input, gradient norm (09)
 ``explain.attention_scores``        attention read as an explanation: raw attention, attention rollout (09)
 ``explain.interventions``           ground truth by editing the input: minimal pairs, smallest flipping sets (09)
@@ -78,6 +80,15 @@ here changes the model's mode, and dropout would make every evaluation see a dif
 
 from bigtut.explain.attention_scores import attention_rollout, model_attentions, raw_attention_scores, rollout_scores
 from bigtut.explain.common import DEFAULT_BATCH_SIZE, DEFAULT_SEED, Attribution
+from bigtut.explain.generation import (
+    GenerationIGResult,
+    GenerationOcclusionResult,
+    GenerationShapResult,
+    generation_integrated_gradients,
+    generation_kernel_shap,
+    generation_occlusion,
+)
+from bigtut.explain.generation_words import WORD_PATTERN, CaptumTokenizer, WordScores, word_scores
 from bigtut.explain.gradients import gradient_norm, gradient_x_input
 from bigtut.explain.integrated_gradients import (
     INTEGRATION_RULES,
@@ -145,22 +156,27 @@ TOKEN_METHODS = (counterfactual_effects, gradient_norm, gradient_x_input, lime_t
                  token_shapley_interactions, token_smoothgrad)
 FEATURE_METHODS = (exact_shapley, gradient_shap, integrated_gradients, kernel_shap, lime_image, lime_tabular, occlusion,
                    permutation_shap, shapley_interactions, smoothgrad)
-ATTRIBUTION_METHODS = FEATURE_METHODS + TOKEN_METHODS
+# Generation (chapter 11): the data is the prompt, target= the continuation; attributions (B, steps, P + T).
+GENERATION_METHODS = (generation_integrated_gradients, generation_kernel_shap, generation_occlusion)
+ATTRIBUTION_METHODS = FEATURE_METHODS + TOKEN_METHODS + GENERATION_METHODS
 
 __all__ = [
-    "ATTRIBUTION_METHODS", "Agreement", "Attribution", "CounterfactualEffects", "Curve", "DEFAULT_BATCH_SIZE",
-    "DEFAULT_SEED", "ERASER_FRACTIONS", "FEATURE_METHODS", "FERRET_FRACTIONS", "GradientShapResult", "IGResult",
-    "INTEGRATION_RULES", "INTERACTION_ORDERS", "InteractionResult", "InterventionalEvidence", "LimeExplanation",
-    "MAX_INTERACTION_PLAYERS", "NOISE_BASES", "NoiseTunnelResult", "OcclusionResult", "PATCHING_SITES",
-    "PatchingResult", "RandomisationResult", "ShapleyValues", "TOKEN_METHODS", "TokenGradientShapResult",
-    "TokenIGResult", "TokenNoiseTunnelResult", "activation_patching", "aopc", "attention_rollout", "auprc",
-    "coalition_weight", "comprehensiveness", "counterfactual_effects", "deletion_curve", "digit_segments",
-    "exact_interaction_game", "exact_shapley", "fit_surrogate", "gradient_norm", "gradient_shap",
-    "gradient_x_input", "insertion_curve", "integrated_gradients", "integration_rule", "interaction_weight",
-    "interventional_evidence", "kernel_shap", "lime_from_neighbourhood", "lime_image", "lime_kernel",
-    "lime_tabular", "lime_text", "model_attentions", "occlusion", "permutation_shap", "plot_image_attributions",
-    "precision_at_k", "randomisation_check", "rank_agreement", "raw_attention_scores", "recall_at_k",
-    "rollout_scores", "shapley_interactions", "smoothgrad", "stability", "sufficiency", "token_attributions_html",
-    "token_f1", "token_gradient_shap", "token_integrated_gradients", "token_occlusion", "token_shap",
-    "token_shapley_interactions", "token_smoothgrad", "transformer_blocks", "window_cover",
+    "ATTRIBUTION_METHODS", "Agreement", "Attribution", "CaptumTokenizer", "CounterfactualEffects", "Curve",
+    "DEFAULT_BATCH_SIZE", "DEFAULT_SEED", "ERASER_FRACTIONS", "FEATURE_METHODS", "FERRET_FRACTIONS",
+    "GENERATION_METHODS", "GenerationIGResult", "GenerationOcclusionResult", "GenerationShapResult",
+    "GradientShapResult", "IGResult", "INTEGRATION_RULES", "INTERACTION_ORDERS", "InteractionResult",
+    "InterventionalEvidence", "LimeExplanation", "MAX_INTERACTION_PLAYERS", "NOISE_BASES", "NoiseTunnelResult",
+    "OcclusionResult", "PATCHING_SITES", "PatchingResult", "RandomisationResult", "ShapleyValues", "TOKEN_METHODS",
+    "TokenGradientShapResult", "TokenIGResult", "TokenNoiseTunnelResult", "WORD_PATTERN", "WordScores",
+    "activation_patching", "aopc", "attention_rollout", "auprc", "coalition_weight", "comprehensiveness",
+    "counterfactual_effects", "deletion_curve", "digit_segments", "exact_interaction_game", "exact_shapley",
+    "fit_surrogate", "generation_integrated_gradients", "generation_kernel_shap", "generation_occlusion",
+    "gradient_norm", "gradient_shap", "gradient_x_input", "insertion_curve", "integrated_gradients",
+    "integration_rule", "interaction_weight", "interventional_evidence", "kernel_shap", "lime_from_neighbourhood",
+    "lime_image", "lime_kernel", "lime_tabular", "lime_text", "model_attentions", "occlusion", "permutation_shap",
+    "plot_image_attributions", "precision_at_k", "randomisation_check", "rank_agreement", "raw_attention_scores",
+    "recall_at_k", "rollout_scores", "shapley_interactions", "smoothgrad", "stability", "sufficiency",
+    "token_attributions_html", "token_f1", "token_gradient_shap", "token_integrated_gradients", "token_occlusion",
+    "token_shap", "token_shapley_interactions", "token_smoothgrad", "transformer_blocks", "window_cover",
+    "word_scores",
 ]
