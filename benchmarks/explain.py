@@ -144,14 +144,59 @@ def shap_rows(repeats: int) -> list:
     return rows
 
 
+def generation_rows(repeats: int) -> list:
+    """Chapter 11: per-step IG and occlusion of a generated continuation, on the course's 5 000-step character
+    GPT in float64, against captum's LLM attribution classes on the same weights in ``GPT2LMHeadModel``."""
+    import copy
+
+    from captum.attr import (
+        FeatureAblation,
+        LayerIntegratedGradients,
+        LLMAttribution,
+        LLMGradientAttribution,
+        TextTokenInput,
+    )
+
+    from bigtut.explain import CaptumTokenizer, generation_integrated_gradients, generation_occlusion
+    from bigtut.gpt import gpt_to_hf
+    from bigtut.recipes.gpt import load_gpt_checkpoint
+
+    checkpoint = load_gpt_checkpoint(device="cpu")
+    gpt, tokenizer = copy.deepcopy(checkpoint.model).double().eval(), checkpoint.tokenizer
+    hf, adapter = gpt_to_hf(gpt).eval(), CaptumTokenizer(tokenizer)
+    prompt = "The built-in function len() returns"
+    ids = torch.tensor([tokenizer.encode(prompt)])  # (1, P)
+    continuation = gpt.generate(ids, 12, temperature=0)[:, ids.shape[1]:]  # (1, T): greedy
+    P, T = ids.shape[1], continuation.shape[1]
+    setting = f"course GPT (4x128, float64), {P}-character prompt, {T} generated characters"
+    gradients = LLMGradientAttribution(LayerIntegratedGradients(hf, hf.transformer.wte), adapter)
+    seconds, out = alternate({
+        "bigtut": lambda: generation_integrated_gradients(gpt, ids, target=continuation, baseline=0, prompt_only=True,
+                                                          captum_compatible=True).attributions[0, :, :P],
+        "captum": lambda: gradients.attribute(TextTokenInput(prompt, adapter), target=continuation[0]
+                                              ).token_attr.double().numpy()}, repeats)
+    rows = [(f"per-step IG vs LLMGradientAttribution(LayerIntegratedGradients), {setting}, 50 steps",
+             seconds["bigtut"], seconds["captum"], float(np.abs(out["bigtut"] - out["captum"]).max()))]
+    ablation = LLMAttribution(FeatureAblation(hf), adapter)
+    seconds, out = alternate({
+        "bigtut": lambda: generation_occlusion(gpt, ids, target=continuation, absent="mask", mask_id=0,
+                                               prompt_only=True).attributions[0, :, :P],
+        "captum": lambda: ablation.attribute(TextTokenInput(prompt, adapter), target=continuation[0],
+                                             use_cached_outputs=False).token_attr.double().numpy()}, repeats)
+    rows.append((f"per-step occlusion vs LLMAttribution(FeatureAblation), {setting}", seconds["bigtut"],
+                 seconds["captum"], float(np.abs(out["bigtut"] - out["captum"]).max())))
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--only", default="ig,lime,shap", help="comma-separated subset of ig, lime, shap")
+    parser.add_argument("--only", default="ig,lime,shap,generation",
+                        help="comma-separated subset of ig, lime, shap, generation")
     args = parser.parse_args()
     print(f"torch {torch.__version__}, threads={torch.get_num_threads()}, OMP_NUM_THREADS="
           f"{os.environ.get('OMP_NUM_THREADS', 'unset')}, load average at start={os.getloadavg()[0]:.2f}\n")
-    parts = {"ig": integrated_gradients_rows, "lime": lime_rows, "shap": shap_rows}
+    parts = {"ig": integrated_gradients_rows, "lime": lime_rows, "shap": shap_rows, "generation": generation_rows}
     rows = [row for name in args.only.split(",") for row in parts[name](args.repeats)]
     print("| method and setting | bigtut s | library s | ratio (goal ≤ 1.0) | max |difference| |")
     print("|---|---|---|---|---|")

@@ -9,8 +9,8 @@ in place) live in :mod:`bigtut.checks.core`; finding a forbidden call in the can
 in :mod:`bigtut.checks.forbidden`. Each chapter's checkers live in modules named after its topic:
 ``bigtut.checks.basics`` (00–01), ``.attention`` and ``.multihead`` (02), ``.transformer`` and
 ``.normalization`` (03), ``.gpt`` (04), ``.bert`` (05), ``.explain`` (06–07), ``.integrated_gradients`` (08),
-``.evaluating_explanations``, ``.patching`` and ``.interactions`` (09), ``.compress`` (10), ``.distributed``
-(A1); ``.tokenizers`` holds chapter 00's BPE exercise.
+``.evaluating_explanations``, ``.patching`` and ``.interactions`` (09), ``.compress`` (10), ``.generation`` (11),
+``.distributed`` (A1); ``.tokenizers`` holds chapter 00's BPE exercise.
 """
 
 from bigtut.checks.core import (

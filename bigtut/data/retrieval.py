@@ -1,26 +1,26 @@
-"""A generated key–value retrieval task whose evidence position is known, for chapter 11: which prompt token
-made a GPT write its answer?
+"""A generated retrieval task whose evidence position is known, for chapter 11: which prompt token made a GPT
+write its answer?
 
-A prompt lists a few ``key=value`` pairs, each followed by ``;``, then asks for one of the keys with ``?``::
+A prompt is a row of distractors — lowercase letters and digits — in which exactly one ``@`` marks a digit,
+and it ends with ``?``::
 
-    c=7;a=2;e=0;c?      ->  7
+    ab7q@5ckz3?      ->  5
 
-The rule: **the answer is the value written after the queried key**. Keys are distinct letters of
-:data:`KEYS` and values distinct digits of :data:`VALUES` within a prompt, so the answer is defined — the
-queried key occurs once among the pairs — and the answer's digit occurs exactly once in the prompt: one
-position holds it. The exact-match ceiling is therefore 100 %; nothing but the model stands between a
+The rule: **the answer is the digit right after the** ``@``. The marked digit is one of :data:`VALUES`; the
+distractors are drawn from :data:`LETTERS` and :data:`VALUES`, so the answer's digit may occur again elsewhere
+(a copy that does not decide the answer) and a model has to find the marker, not the digit. The answer is
+defined by the prompt alone, so the exact-match ceiling is 100 %; nothing but the model stands between a
 prompt and its answer.
 
-Every character is a token (:func:`retrieval_tokenizer`): a prompt of ``n`` pairs has ``4n + 2`` tokens,
-pair ``j`` (from 0) at positions ``4j`` (key), ``4j + 1`` (``=``), ``4j + 2`` (value), ``4j + 3`` (``;``),
-the queried key at ``4n`` and ``?`` at ``4n + 1``, the last prompt token, where the answer is predicted.
-**Evidence**: the value of the queried pair (``value_position``) — the token the answer copies. Its key
-(``key_position``) and the query's key (``query_position``) decide *which* value is copied: they are causes
-too, recorded apart so a score can count either.
+Every character is a token (:func:`retrieval_tokenizer`): a prompt of ``n`` distractor-or-marked tokens has
+``n + 1`` tokens, the ``?`` last, at position ``n``, where the answer is predicted. **Evidence**: the marked
+digit (``evidence_position``, the token the answer copies). The ``@`` (``marker_position``, right before it)
+decides *which* token is copied: it is a cause too, recorded apart so a score can count either.
 
-Splits are balanced: the number of pairs (:data:`MIN_PAIRS` to :data:`MAX_PAIRS`) equally often, the queried
-pair equally often at each place among them (so the distance to the query varies), and every answer digit
-equally often; no prompt occurs twice, within or across splits.
+Splits are balanced: the length ``n`` (:data:`MIN_LENGTH` to :data:`MAX_LENGTH`) equally often, the marker
+equally often at each of its ``n - 1`` places for each length (so the distance from the evidence to the ``?``
+varies from 0 to ``n - 2``), and every answer digit equally often; no prompt occurs twice, within or across
+splits.
 """
 
 from __future__ import annotations
@@ -34,32 +34,34 @@ import torch
 
 from bigtut.tokenizers import CharTokenizer
 
-__all__ = ["KEYS", "MAX_PAIRS", "MIN_PAIRS", "RETRIEVAL_PAD", "VALUES", "RetrievalBatch", "RetrievalExample",
-           "encode_retrieval", "retrieval_answer", "retrieval_example", "retrieval_splits", "retrieval_tokenizer"]
+__all__ = ["LETTERS", "MARKER", "MAX_LENGTH", "MIN_LENGTH", "QUERY", "RETRIEVAL_PAD", "VALUES", "RetrievalBatch",
+           "RetrievalExample", "encode_retrieval", "retrieval_answer", "retrieval_example", "retrieval_splits",
+           "retrieval_tokenizer"]
 
-KEYS = "abcdefgh"  # 8 keys: a prompt uses up to MAX_PAIRS distinct ones
-VALUES = "0123456789"  # 10 values (the answers): distinct within a prompt
-MIN_PAIRS, MAX_PAIRS = 2, 6  # prompts of 10 to 26 characters
+LETTERS = "abcdefghijklmnopqrstuvwxyz"  # distractors only
+VALUES = "0123456789"  # the answers, and distractors too
+MARKER, QUERY = "@", "?"  # '@' marks the answer's digit; '?' ends the prompt
+MIN_LENGTH, MAX_LENGTH = 4, 16  # tokens before the '?': prompts of 5 to 17 characters
 RETRIEVAL_PAD = "<pad>"  # the one special token (id 0): right padding, attention mask 0
 
 
 @dataclass(frozen=True)
 class RetrievalExample:
     """One prompt: its text (``prompt``), the ``answer`` (one digit), and where the evidence is — positions
-    (= token positions, one token per character) of the queried pair's value and key; ``n_pairs``; and
-    ``distance``, the number of pairs between the queried pair and the query (0: the last pair)."""
+    (= token positions, one token per character) of the marked digit and of the ``@``; ``length``, the tokens
+    before the ``?``; and ``distance``, the tokens between the evidence and the ``?`` (0: right before it)."""
 
     prompt: str
     answer: str
-    value_position: int
-    key_position: int
-    n_pairs: int
+    evidence_position: int
+    marker_position: int
+    length: int
     distance: int
 
     @property
     def query_position(self) -> int:
-        """Position of the queried key, right before the final ``?``."""
-        return len(self.prompt) - 2
+        """Position of the final ``?``, whose next-token prediction is the answer."""
+        return len(self.prompt) - 1
 
     @property
     def text(self) -> str:
@@ -68,35 +70,39 @@ class RetrievalExample:
 
 
 def retrieval_answer(prompt: str) -> str:
-    """The rule: the value written after the queried key of ``prompt`` (``"c=7;a=2;c?"`` -> ``"7"``).
+    """The rule: the digit right after the one ``@`` of ``prompt`` (``"ab7q@5ckz3?"`` -> ``"5"``).
 
     Raises:
-        ValueError: a prompt that is not ``k=v;...;k?`` with distinct keys, the queried one among them.
+        ValueError: a prompt that is not letters and digits with one ``@`` before a digit, ending in ``?``.
     """
     return _parse(prompt)[0]
 
 
-def _parse(prompt: str) -> tuple[str, int, int]:
-    """``(answer, key_position, value_position)`` of a prompt, checking its form."""
-    if not isinstance(prompt, str) or len(prompt) < 6 or (len(prompt) - 2) % 4 or prompt[-1] != "?":
-        raise ValueError(f"a retrieval prompt is 'k=v;' pairs then 'k?', got {prompt!r}")
-    pairs = [prompt[i:i + 4] for i in range(0, len(prompt) - 2, 4)]
-    if any(p[1] != "=" or p[3] != ";" or p[0] not in KEYS or p[2] not in VALUES for p in pairs):
-        raise ValueError(f"every pair must be <key in {KEYS}>=<digit>;, got {pairs} in {prompt!r}")
-    keys = [p[0] for p in pairs]
-    if len(set(keys)) != len(keys) or prompt[-2] not in keys:
-        raise ValueError(f"keys must be distinct and the queried key {prompt[-2]!r} one of them, got {keys}")
-    j = keys.index(prompt[-2])
-    return pairs[j][2], 4 * j, 4 * j + 2
+def _parse(prompt: str) -> tuple[str, int]:
+    """``(answer, marker_position)`` of a prompt, checking its form."""
+    if not isinstance(prompt, str) or len(prompt) < 3 or prompt[-1] != QUERY:
+        raise ValueError(f"a retrieval prompt is letters and digits with one '@', then '?', got {prompt!r}")
+    body = prompt[:-1]
+    if any(c not in LETTERS + VALUES + MARKER for c in body):
+        raise ValueError(f"a prompt holds only letters, digits and one '@' before its '?', got {prompt!r}")
+    if body.count(MARKER) != 1:
+        raise ValueError(f"a prompt needs exactly one marker '@', got {body.count(MARKER)} in {prompt!r}")
+    m = body.index(MARKER)
+    if m + 1 >= len(body) or body[m + 1] not in VALUES:
+        raise ValueError(f"the marker '@' must be followed by a digit, got {prompt!r}")
+    return body[m + 1], m
 
 
-def retrieval_example(pairs: Sequence[tuple[str, str]], query: int) -> RetrievalExample:
-    """The example that lists ``pairs`` (``(key, value)``, keys distinct) and asks for pair ``query``."""
-    if not 0 <= query < len(pairs):
-        raise ValueError(f"query must index one of the {len(pairs)} pairs, got {query}")
-    prompt = "".join(f"{k}={v};" for k, v in pairs) + f"{pairs[query][0]}?"
-    answer, key_position, value_position = _parse(prompt)
-    return RetrievalExample(prompt, answer, value_position, key_position, len(pairs), len(pairs) - 1 - query)
+def retrieval_example(distractors: str, marker: int, answer: str) -> RetrievalExample:
+    """The example whose ``distractors`` (letters and digits) get ``"@" + answer`` inserted before index
+    ``marker`` (0 to ``len(distractors)``), then ``?``."""
+    if not isinstance(marker, int) or not 0 <= marker <= len(distractors):
+        raise ValueError(f"marker must be a place among the {len(distractors)} distractors (0 to "
+                         f"{len(distractors)}), got {marker!r}")
+    prompt = distractors[:marker] + MARKER + answer + distractors[marker:] + QUERY
+    answer, m = _parse(prompt)
+    n = len(prompt) - 1
+    return RetrievalExample(prompt, answer, m + 1, m, n, n - 2 - m)
 
 
 def _balanced(rng: random.Random, items: Sequence, n: int) -> list:
@@ -109,10 +115,11 @@ def _balanced(rng: random.Random, items: Sequence, n: int) -> list:
 def retrieval_splits(n_train: int = 20000, n_test: int = 1000, seed: int = 0) -> dict[str, list[RetrievalExample]]:
     """Deterministic ``{"train", "test"}`` splits of generated prompts.
 
-    Each split draws from its own random stream (``seed`` and the split's name). Per split, the number of pairs
-    cycles through ``MIN_PAIRS..MAX_PAIRS``, the queried pair through every place for each number, and the answer
-    through the ten digits, each list shuffled apart; the other keys and values are drawn without replacement.
-    A prompt already drawn (in this split or an earlier one) is redrawn with new keys and values.
+    Each split draws from its own random stream (``seed`` and the split's name). Per split, the length cycles
+    through ``MIN_LENGTH..MAX_LENGTH``, the marker through its every place for each length, and the answer
+    through the ten digits, each list shuffled apart; the distractors are drawn uniformly (with replacement)
+    from the letters and digits. A prompt already drawn (in this split or an earlier one) is redrawn with new
+    distractors.
 
     Raises:
         ValueError: a split size that is not a positive int.
@@ -123,19 +130,18 @@ def retrieval_splits(n_train: int = 20000, n_test: int = 1000, seed: int = 0) ->
             raise ValueError(f"n_{name} must be a positive int, got {n!r}")
     seen: set[str] = set()
     splits: dict[str, list[RetrievalExample]] = {}
+    lengths = range(MIN_LENGTH, MAX_LENGTH + 1)
     for name, size in sizes.items():
         rng = random.Random(f"retrieval-{seed}-{name}")  # str seeds are hashed with SHA-512: stable everywhere
-        counts = _balanced(rng, range(MIN_PAIRS, MAX_PAIRS + 1), size)  # number of pairs, balanced
+        counts = _balanced(rng, lengths, size)  # tokens before the '?', balanced
         answers = _balanced(rng, VALUES, size)
-        places = {n: iter(_balanced(rng, range(n), counts.count(n))) for n in range(MIN_PAIRS, MAX_PAIRS + 1)}
+        places = {n: iter(_balanced(rng, range(n - 1), counts.count(n))) for n in lengths}
         examples = []
         for n, answer in zip(counts, answers):
-            query = next(places[n])  # each place equally often among prompts of n pairs
+            marker = next(places[n])  # each place equally often among prompts of length n
             while True:
-                keys = rng.sample(KEYS, n)
-                values = rng.sample([v for v in VALUES if v != answer], n - 1)
-                values.insert(query, answer)
-                example = retrieval_example(list(zip(keys, values)), query)
+                distractors = "".join(rng.choices(LETTERS + VALUES, k=n - 2))
+                example = retrieval_example(distractors, marker, answer)
                 if example.prompt not in seen:
                     break
             seen.add(example.prompt)
@@ -145,9 +151,9 @@ def retrieval_splits(n_train: int = 20000, n_test: int = 1000, seed: int = 0) ->
 
 
 def retrieval_tokenizer() -> CharTokenizer:
-    """The task's character tokenizer: ``<pad>`` (id 0), then ``; = ?``, the digits and the keys in sorted
-    order — 22 ids."""
-    return CharTokenizer(sorted(set(KEYS + VALUES + "=;?")), special_tokens=(RETRIEVAL_PAD,))
+    """The task's character tokenizer: ``<pad>`` (id 0), then ``? @``, the digits and the letters in sorted
+    order — 39 ids."""
+    return CharTokenizer(sorted(set(LETTERS + VALUES + MARKER + QUERY)), special_tokens=(RETRIEVAL_PAD,))
 
 
 class RetrievalBatch(NamedTuple):
@@ -156,8 +162,8 @@ class RetrievalBatch(NamedTuple):
     input_ids: torch.Tensor  # (N, L) long: the prompts (and answers, with_answer=True), then <pad>
     attention_mask: torch.Tensor  # (N, L) bool: True at real tokens
     answer_ids: torch.Tensor  # (N,) long: the answer's token id
-    evidence: torch.Tensor  # (N, L) bool: True at the queried pair's value
-    key_evidence: torch.Tensor  # (N, L) bool: True at the queried pair's key and at the query's key
+    evidence: torch.Tensor  # (N, L) bool: True at the marked digit
+    marker: torch.Tensor  # (N, L) bool: True at the '@'
     answer_positions: torch.Tensor  # (N,) long: the last prompt token ('?'), whose logits predict the answer
 
 
@@ -175,12 +181,12 @@ def encode_retrieval(examples: Sequence[RetrievalExample], tokenizer: CharTokeni
     pad = tokenizer.token_to_id(RETRIEVAL_PAD)
     ids = torch.full((len(texts), L), pad, dtype=torch.long)  # (N, L)
     mask = torch.zeros(len(texts), L, dtype=torch.bool)  # (N, L)
-    evidence, key_evidence = torch.zeros_like(mask), torch.zeros_like(mask)  # (N, L), (N, L)
+    evidence, marker = torch.zeros_like(mask), torch.zeros_like(mask)  # (N, L), (N, L)
     for row, (text, e) in enumerate(zip(texts, examples)):
         ids[row, :len(text)] = torch.tensor(tokenizer.encode(text))
         mask[row, :len(text)] = True
-        evidence[row, e.value_position] = True
-        key_evidence[row, [e.key_position, e.query_position]] = True
+        evidence[row, e.evidence_position] = True
+        marker[row, e.marker_position] = True
     answers = torch.tensor([tokenizer.token_to_id(e.answer) for e in examples])  # (N,)
-    positions = torch.tensor([len(e.prompt) - 1 for e in examples])  # (N,)
-    return RetrievalBatch(ids, mask, answers, evidence, key_evidence, positions)
+    positions = torch.tensor([e.query_position for e in examples])  # (N,)
+    return RetrievalBatch(ids, mask, answers, evidence, marker, positions)

@@ -15,6 +15,7 @@ module                              what it holds (notebook)
 ``explain.occlusion``               occlusion with a sliding window, features and tokens (09) — = captum
 ``explain.generation``              what GPT writes, step by step: IG, occlusion, KernelSHAP per generated token (11)
 ``explain.generation_words``        token scores summed to words; a tokenizer adapter for captum's LLM classes (11)
+``explain.logit_lens``              what each layer of a GPT predicts; which heads attend where (11)
 ``explain.gradients``               one-gradient yardsticks: gradient × input, gradient norm (09)
 ``explain.attention_scores``        attention read as an explanation: raw attention, attention rollout (09)
 ``explain.interventions``           ground truth by editing the input: minimal pairs, smallest flipping sets (09)
@@ -116,6 +117,7 @@ from bigtut.explain.interventions import (
 from bigtut.explain.lime import LimeExplanation, fit_surrogate, lime_from_neighbourhood, lime_kernel, lime_tabular
 from bigtut.explain.lime_images import digit_segments, lime_image
 from bigtut.explain.lime_tokens import lime_text
+from bigtut.explain.logit_lens import LogitLens, attention_to_positions, evidence_in_top_k, logit_lens
 from bigtut.explain.metrics import (
     ERASER_FRACTIONS,
     FERRET_FRACTIONS,
@@ -165,15 +167,16 @@ __all__ = [
     "DEFAULT_BATCH_SIZE", "DEFAULT_SEED", "ERASER_FRACTIONS", "FEATURE_METHODS", "FERRET_FRACTIONS",
     "GENERATION_METHODS", "GenerationIGResult", "GenerationOcclusionResult", "GenerationShapResult",
     "GradientShapResult", "IGResult", "INTEGRATION_RULES", "INTERACTION_ORDERS", "InteractionResult",
-    "InterventionalEvidence", "LimeExplanation", "MAX_INTERACTION_PLAYERS", "NOISE_BASES", "NoiseTunnelResult",
-    "OcclusionResult", "PATCHING_SITES", "PatchingResult", "RandomisationResult", "ShapleyValues", "TOKEN_METHODS",
-    "TokenGradientShapResult", "TokenIGResult", "TokenNoiseTunnelResult", "WORD_PATTERN", "WordScores",
-    "activation_patching", "aopc", "attention_rollout", "auprc", "coalition_weight", "comprehensiveness",
-    "counterfactual_effects", "deletion_curve", "digit_segments", "exact_interaction_game", "exact_shapley",
-    "fit_surrogate", "generation_integrated_gradients", "generation_kernel_shap", "generation_occlusion",
-    "gradient_norm", "gradient_shap", "gradient_x_input", "insertion_curve", "integrated_gradients",
-    "integration_rule", "interaction_weight", "interventional_evidence", "kernel_shap", "lime_from_neighbourhood",
-    "lime_image", "lime_kernel", "lime_tabular", "lime_text", "model_attentions", "occlusion", "permutation_shap",
+    "InterventionalEvidence", "LimeExplanation", "LogitLens", "MAX_INTERACTION_PLAYERS", "NOISE_BASES",
+    "NoiseTunnelResult", "OcclusionResult", "PATCHING_SITES", "PatchingResult", "RandomisationResult",
+    "ShapleyValues", "TOKEN_METHODS", "TokenGradientShapResult", "TokenIGResult", "TokenNoiseTunnelResult",
+    "WORD_PATTERN", "WordScores", "activation_patching", "aopc", "attention_rollout", "attention_to_positions",
+    "auprc", "coalition_weight", "comprehensiveness", "counterfactual_effects", "deletion_curve", "digit_segments",
+    "evidence_in_top_k", "exact_interaction_game", "exact_shapley", "fit_surrogate",
+    "generation_integrated_gradients", "generation_kernel_shap", "generation_occlusion", "gradient_norm",
+    "gradient_shap", "gradient_x_input", "insertion_curve", "integrated_gradients", "integration_rule",
+    "interaction_weight", "interventional_evidence", "kernel_shap", "lime_from_neighbourhood", "lime_image",
+    "lime_kernel", "lime_tabular", "lime_text", "logit_lens", "model_attentions", "occlusion", "permutation_shap",
     "plot_image_attributions", "precision_at_k", "randomisation_check", "rank_agreement", "raw_attention_scores",
     "recall_at_k", "rollout_scores", "shapley_interactions", "smoothgrad", "stability", "sufficiency",
     "token_attributions_html", "token_f1", "token_gradient_shap", "token_integrated_gradients", "token_occlusion",

@@ -43,6 +43,7 @@ from bigtut.recipes.planted import (
     shortcut_breakdown,
     train_planted_classifier,
 )
+from bigtut.recipes.retrieval import RETRIEVAL_MODEL, TrainedRetrieval, train_retrieval_gpt
 
 __all__ = [
     "BertRecipe", "DatesRun", "GPTClassifierRun", "PretrainRun", "TrainedBert", "TrainedGPT",
@@ -52,12 +53,14 @@ __all__ = [
     "pretrain_char_gpt", "pretraining_batches", "python_docs_char_tokenizer", "source_fingerprint",
     "train_bert_docstring_classifier", "train_dates_transformer", "train_gpt_docstring_classifier",
     "PLANTED_MODEL", "TrainedPlanted", "planted_config", "shortcut_breakdown", "train_planted_classifier",
+    "RETRIEVAL_MODEL", "TrainedRetrieval", "train_retrieval_gpt",
 ]
 
 
 def build_explanation_models(device=None, progress: bool = True) -> None:
     """Load or train (and cache) the models chapters 06–10 explain: chapter 04's GPT and classifier, chapter 05's
-    BERT classifier and chapter 09's planted-evidence classifier; and notebook 04's from-scratch baseline.
+    BERT classifier, chapter 09's planted-evidence classifier and chapter 11's retrieval GPT; and notebook 04's
+    from-scratch baseline.
     (``make models`` then runs ``python -m bigtut.explanation_benchmark``, chapter 09's cached benchmark, which
     runs the explanation methods that no model recipe may import.)
     ``python -m bigtut.recipes`` runs it; ``make test`` does before the notebooks."""
@@ -65,3 +68,4 @@ def build_explanation_models(device=None, progress: bool = True) -> None:
     load_or_train_gpt_from_scratch(device=device, progress=progress)
     train_bert_docstring_classifier(device=device, progress=progress)
     train_planted_classifier(device=device, progress=progress)
+    train_retrieval_gpt(device=device, progress=progress)
