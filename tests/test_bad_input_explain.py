@@ -16,6 +16,7 @@ from torch import nn
 import bigtut.explain as E
 from bigtut.bert import BertConfig, BertForSequenceClassification
 from bigtut.gpt import GPT, GPTConfig
+from bigtut.tokenizers import CharTokenizer
 
 
 def namespace() -> dict:
@@ -30,6 +31,7 @@ def namespace() -> dict:
     ids = torch.randint(3, 30, (2, 6))
     gpt = GPT(GPTConfig(vocab_size=30, block_size=16, n_layer=1, n_head=2, d_model=16)).double().eval()
     return dict(
+        chars=CharTokenizer(list("abcdefghijklmnopqrstuvwxyz "), ["<pad>"], unk_token="<unk>"),
         E=E, np=np, nn=nn, torch=torch, mlp=mlp, bert=bert, gpt=gpt, x=x, nan_x=nan_x, ids=ids,
         mask=torch.ones_like(ids),
         bg=np.random.default_rng(0).normal(size=(5, 4)),
@@ -247,6 +249,8 @@ CASES = [
     ('generation step out of range', 'E.generation_integrated_gradients(gpt, ids, target=ids[:, :2], steps=[2], '
      'baseline="zero")', ValueError, 'steps must'),
     ('generation no target', 'E.generation_kernel_shap(gpt, ids)', ValueError, 'target'),
+    ('generation text not encodable', 'E.encode_text(chars, "h\u2211llo", name="target")', ValueError, 'vocabulary'),
+    ('generation text empty', 'E.encode_text(chars, "", name="prompt")', ValueError, 'prompt is empty'),
     ('patching site', 'E.activation_patching(bert, ids, ids.flip(1), target=0, site="mlp")', ValueError, 'site must'),
 ]
 

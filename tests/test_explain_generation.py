@@ -249,3 +249,14 @@ def test_method_specific_refusals():
         word_scores(np.zeros(3), "abc")
     with pytest.raises(ValueError, match="one score per token"):
         word_scores(np.zeros(2), ["a", "b", "c"])
+
+
+def test_encode_text_reads_back_exactly():
+    from bigtut.explain import encode_text
+    from bigtut.tokenizers import CharTokenizer
+
+    tok = CharTokenizer(list("ab ()"), ["<pad>"], unk_token="<unk>")
+    ids = encode_text(tok, "ab (a)")
+    assert ids.shape == (1, 6) and tok.decode(ids[0].tolist()) == "ab (a)"
+    with pytest.raises(ValueError, match=r"\['c'\] are not in its vocabulary"):
+        encode_text(tok, "abc", name="target")

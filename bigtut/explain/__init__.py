@@ -89,7 +89,7 @@ from bigtut.explain.generation import (
     generation_kernel_shap,
     generation_occlusion,
 )
-from bigtut.explain.generation_words import WORD_PATTERN, CaptumTokenizer, WordScores, word_scores
+from bigtut.explain.generation_words import WORD_PATTERN, CaptumTokenizer, WordScores, encode_text, word_scores
 from bigtut.explain.gradients import gradient_norm, gradient_x_input
 from bigtut.explain.integrated_gradients import (
     INTEGRATION_RULES,
@@ -172,7 +172,7 @@ __all__ = [
     "ShapleyValues", "TOKEN_METHODS", "TokenGradientShapResult", "TokenIGResult", "TokenNoiseTunnelResult",
     "WORD_PATTERN", "WordScores", "activation_patching", "aopc", "attention_rollout", "attention_to_positions",
     "auprc", "coalition_weight", "comprehensiveness", "counterfactual_effects", "deletion_curve", "digit_segments",
-    "evidence_in_top_k", "exact_interaction_game", "exact_shapley", "fit_surrogate",
+    "encode_text", "evidence_in_top_k", "exact_interaction_game", "exact_shapley", "fit_surrogate",
     "generation_integrated_gradients", "generation_kernel_shap", "generation_occlusion", "gradient_norm",
     "gradient_shap", "gradient_x_input", "insertion_curve", "integrated_gradients", "integration_rule",
     "interaction_weight", "interventional_evidence", "kernel_shap", "lime_from_neighbourhood", "lime_image",

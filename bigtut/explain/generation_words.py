@@ -14,9 +14,29 @@ import torch
 
 from bigtut.explain.common import as_numpy
 
-__all__ = ["WORD_PATTERN", "CaptumTokenizer", "WordScores", "word_scores"]
+__all__ = ["WORD_PATTERN", "CaptumTokenizer", "WordScores", "encode_text", "word_scores"]
 
 WORD_PATTERN = r"\w+|[^\w\s]+"  # a word: a run of letters/digits/_, or a run of punctuation ("==", "()")
+
+
+def encode_text(tokenizer: Any, text: str, *, name: str = "text") -> torch.Tensor:
+    """``text`` as ids ``(1, L)`` for the generation methods (a prompt, or a continuation to explain).
+
+    Refused with a ``ValueError`` naming the fix: an empty text, and a text the tokenizer cannot encode exactly —
+    characters outside its vocabulary, which a tokenizer with an unknown token would silently turn into
+    ``<unk>`` (found because the ids do not decode back to the text). ``name`` is how the message calls it.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"{name} must be a string, got {type(text).__name__}")
+    if not text:
+        raise ValueError(f"{name} is empty: give at least one character to encode")
+    ids = list(tokenizer.encode(text))
+    back = tokenizer.decode(ids)
+    if back != text:
+        unknown = sorted({c for c in text if c not in back}) or sorted(set(text) - set(back))
+        raise ValueError(f"{name} {text!r} cannot be encoded by this tokenizer: it reads back as {back!r}; the "
+                         f"characters {unknown} are not in its vocabulary: remove or replace them")
+    return torch.tensor([ids], dtype=torch.long)
 
 
 class WordScores(NamedTuple):
