@@ -253,21 +253,29 @@ class _Quartiles:
     training values' frequency, mean and std in each; :meth:`neighbourhood` samples around a row."""
 
     def __init__(self, train: np.ndarray):
+        inner = np.percentile(train, [25, 50, 75], axis=0)  # (3, M): every feature's quartiles at once
+        distinct = np.ones_like(inner, dtype=bool)  # (3, M): np.unique's edges (equal quartiles count once)
+        distinct[1:] = inner[1:] != inner[:-1]
+        bins = ((inner[:, None, :] < train[None]) & distinct[:, None, :]).sum(0)  # (T, M): = searchsorted(edges, x)
+        one_hot = bins[..., None] == np.arange(4)  # (T, M, 4): a feature has at most 4 bins
+        counts = one_hot.sum(0)  # (M, 4)
+        safe = np.maximum(counts, 1)
+        means = np.einsum("tmb,tm->mb", one_hot, train) / safe  # (M, 4); 0 for an empty bin
+        spread = train[..., None] - means[None]  # (T, M, 4): deviation from each bin's mean
+        stds = np.sqrt(np.einsum("tmb,tmb->mb", one_hot, spread ** 2) / safe)  # (M, 4): ddof 0, as np.std
+        low, high = train.min(0), train.max(0)  # (M,)
         self.edges, self.present, self.frequency, self.low, self.high, self.means, self.stds = ([] for _ in range(7))
-        for column in train.T:
-            edges = np.unique(np.percentile(column, [25, 50, 75]))  # (≤3,) inner bin borders
-            train_bins = np.searchsorted(edges, column)  # (T,) bin of every training value
-            present, counts = np.unique(train_bins, return_counts=True)
-            bin_ids = range(len(edges) + 1)
+        for j in range(train.shape[1]):  # per feature: only slicing, the arithmetic is done above
+            edges = inner[distinct[:, j], j]  # (≤3,) inner bin borders
+            n_bins = len(edges) + 1
+            present = np.flatnonzero(counts[j, :n_bins])
             self.edges.append(edges)
             self.present.append(present)
-            self.frequency.append(counts / counts.sum())
-            self.low.append(np.concatenate([[column.min()], edges]))  # (bins,) each bin's borders
-            self.high.append(np.concatenate([edges, [column.max()]]))
-            self.means.append(np.array([column[train_bins == b].mean() if (train_bins == b).any() else 0.0
-                                        for b in bin_ids]))
-            self.stds.append(np.array([column[train_bins == b].std() if (train_bins == b).any() else 0.0
-                                       for b in bin_ids]) + 1e-11)  # lime's guard against a zero width
+            self.frequency.append(counts[j, present] / counts[j].sum())
+            self.low.append(np.concatenate([[low[j]], edges]))  # (bins,) each bin's borders
+            self.high.append(np.concatenate([edges, [high[j]]]))
+            self.means.append(means[j, :n_bins])
+            self.stds.append(stds[j, :n_bins] + 1e-11)  # lime's guard against a zero width
 
     def neighbourhood(self, x: np.ndarray, n: int, rng: np.random.RandomState) -> tuple[np.ndarray, np.ndarray]:
         """``(features (n, M) binary "same bin as x", inputs (n, M))``, row 0 being ``x``.
