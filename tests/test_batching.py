@@ -102,3 +102,20 @@ def test_minibatches_cover_every_row_once_and_stay_aligned():
     assert torch.equal(ordered, a)
     with pytest.raises(ValueError, match="first size"):
         list(minibatches(a, torch.arange(3), batch_size=2))
+
+
+def test_epoch_batches_deal_shuffled_epochs_without_a_gap():
+    from bigtut.data import epoch_batches
+
+    x, y = torch.arange(10), torch.arange(10) * 2
+    next_batch = epoch_batches(x, y, batch_size=4, generator=torch.Generator().manual_seed(0))
+    batches = [next_batch() for _ in range(5)]  # 20 rows: exactly two epochs
+    dealt = torch.cat([b[0] for b in batches])
+    assert all(torch.equal(b[1], 2 * b[0]) for b in batches)  # rows stay aligned
+    gen = torch.Generator().manual_seed(0)
+    expected = torch.cat([torch.randperm(10, generator=gen), torch.randperm(10, generator=gen)])
+    assert torch.equal(dealt, expected)  # epoch 1 then epoch 2; batch 3 straddles them
+    with pytest.raises(ValueError, match="batch_size"):
+        epoch_batches(x, batch_size=0, generator=gen)
+    with pytest.raises(ValueError, match="same first size"):
+        epoch_batches(x, y[:3], batch_size=2, generator=gen)

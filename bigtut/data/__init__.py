@@ -18,7 +18,7 @@ what                           for                                              
 =============================  ======================================================  ==========
 """
 
-from bigtut.data.batching import encode_texts, minibatches, random_lm_batch, sequential_lm_batches
+from bigtut.data.batching import encode_texts, epoch_batches, minibatches, random_lm_batch, sequential_lm_batches
 from bigtut.data.corpus import python_docs_corpus, python_docs_topics, train_val_split
 from bigtut.data.dates import DatePair, date_pairs, date_splits, date_tokenizer, encode_date_pairs
 from bigtut.data.docstrings import LABELS, Docstring, docstring_dataset, docstring_splits
@@ -39,7 +39,7 @@ from bigtut.data.tabular import TabularSplit, breast_cancer, digits
 __all__ = [
     "LABELS", "Docstring", "TabularSplit", "breast_cancer", "digits", "docstring_dataset", "docstring_splits",
     "package_docstrings", "python_docs_corpus", "python_docs_topics", "train_val_split",
-    "encode_texts", "minibatches", "random_lm_batch", "sequential_lm_batches",
+    "encode_texts", "epoch_batches", "minibatches", "random_lm_batch", "sequential_lm_batches",
     "NSPPair", "NSPSampler", "docs_sentences", "encode_pairs", "sample_nsp_pairs",
     "DatePair", "date_pairs", "date_splits", "date_tokenizer", "encode_date_pairs",
     "PLANTED_VOCAB", "PlantedExample", "WordTokenizer", "encode_planted", "planted_evidence", "planted_label",

@@ -8,12 +8,12 @@ Shape legend:  N  number of texts    B  batch size    L  block (context) length 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Protocol
 
 import torch
 
-__all__ = ["encode_texts", "minibatches", "random_lm_batch", "sequential_lm_batches"]
+__all__ = ["encode_texts", "epoch_batches", "minibatches", "random_lm_batch", "sequential_lm_batches"]
 
 
 class TextEncoder(Protocol):
@@ -157,3 +157,28 @@ def minibatches(
     for start in range(0, n, batch_size):
         idx = order[start : start + batch_size]  # (B,)
         yield tuple(t[idx].to(device) for t in tensors)
+
+
+def epoch_batches(*tensors: torch.Tensor, batch_size: int, generator: torch.Generator
+                  ) -> Callable[[], tuple[torch.Tensor, ...]]:
+    """A ``next_batch()`` for a training loop that counts steps, not epochs: each call returns the next aligned
+    mini-batch ``(t1[idx], t2[idx], ...)`` of ``batch_size`` rows, dealt from shuffled epochs without a gap (when
+    fewer rows than ``batch_size`` are left of one permutation, the next is drawn from ``generator`` and
+    appended, so a batch may straddle two epochs). Deterministic given the generator's seed."""
+    if not tensors:
+        raise ValueError("epoch_batches needs at least one tensor")
+    n = tensors[0].shape[0]
+    if any(t.shape[0] != n for t in tensors):
+        raise ValueError(f"all tensors need the same first size, got {[tuple(t.shape) for t in tensors]}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    queue: list[int] = []
+
+    def next_batch() -> tuple[torch.Tensor, ...]:
+        nonlocal queue
+        if len(queue) < batch_size:
+            queue += torch.randperm(n, generator=generator).tolist()
+        idx, queue = queue[:batch_size], queue[batch_size:]
+        return tuple(t[idx] for t in tensors)
+
+    return next_batch

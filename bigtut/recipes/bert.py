@@ -31,7 +31,7 @@ from bigtut.bert import (
     pretraining_loss,
     trim_to_longest,
 )
-from bigtut.data import LABELS, docstring_splits, python_docs_corpus
+from bigtut.data import LABELS, docstring_splits, epoch_batches, python_docs_corpus
 from bigtut.data.sentences import NSPSampler, docs_sentences, encode_pairs
 from bigtut.recipes.cache import load_or_build
 from bigtut.runtime import get_device, seed_everything
@@ -242,14 +242,8 @@ def finetune_bert(encoder: Bert, tokenizer, recipe: BertRecipe, *, progress: boo
     for name in ("train", "val"):  # the test split stays untouched until the final evaluation
         ids, mask = encode_for_classifier([d.text for d in splits[name]], tokenizer, recipe.max_len)  # (N, L) x2
         data[name] = (ids, mask, torch.tensor([d.label for d in splits[name]]))
-    gen, queue = torch.Generator().manual_seed(recipe.seed), []
-
-    def next_batch():  # epochs of shuffled mini-batches
-        nonlocal queue
-        if len(queue) < recipe.finetune_batch:
-            queue += torch.randperm(len(data["train"][2]), generator=gen).tolist()
-        idx, queue = queue[: recipe.finetune_batch], queue[recipe.finetune_batch :]
-        return tuple(t[idx] for t in data["train"])
+    next_batch = epoch_batches(*data["train"], batch_size=recipe.finetune_batch,
+                               generator=torch.Generator().manual_seed(recipe.seed))
 
     def loss_fn(model, batch):
         ids, mask, labels = batch

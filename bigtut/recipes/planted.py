@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from bigtut.bert import BertConfig, BertForSequenceClassification
+from bigtut.data.batching import epoch_batches
 from bigtut.data.planted import WordTokenizer, encode_planted, planted_splits, planted_tokenizer
 from bigtut.evaluation import accuracy, predict_logits
 from bigtut.recipes.cache import load_or_build
@@ -92,14 +93,8 @@ def train_planted_classifier(*, seed: int = 0, steps: int = 1000, batch_size: in
         seed_everything(seed)
         model = BertForSequenceClassification(planted_config(tokenizer))
         train_ids, train_mask, train_labels, _ = data["train"]
-        gen, queue = torch.Generator().manual_seed(seed), []
-
-        def next_batch():  # epochs of shuffled mini-batches
-            nonlocal queue
-            if len(queue) < batch_size:
-                queue += torch.randperm(len(train_labels), generator=gen).tolist()
-            idx, queue = queue[:batch_size], queue[batch_size:]
-            return train_ids[idx], train_mask[idx], train_labels[idx]
+        next_batch = epoch_batches(train_ids, train_mask, train_labels, batch_size=batch_size,
+                                   generator=torch.Generator().manual_seed(seed))
 
         def loss_fn(model, batch):
             ids, mask, labels = batch

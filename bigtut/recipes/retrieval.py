@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from bigtut.data.batching import epoch_batches
 from bigtut.data.retrieval import (
     MAX_LENGTH,
     RetrievalBatch,
@@ -108,14 +109,8 @@ def train_retrieval_gpt(*, seed: int = 0, steps: int = 500, batch_size: int = 64
         train_targets = answer_targets(train)  # (N, L)
         seed_everything(seed)
         model = GPT(retrieval_config(tokenizer))
-        gen, queue = torch.Generator().manual_seed(seed), []
-
-        def next_batch():  # epochs of shuffled mini-batches
-            nonlocal queue
-            if len(queue) < batch_size:
-                queue += torch.randperm(len(train_targets), generator=gen).tolist()
-            idx, queue = queue[:batch_size], queue[batch_size:]
-            return train.input_ids[idx], train_targets[idx]
+        next_batch = epoch_batches(train.input_ids, train_targets, batch_size=batch_size,
+                                   generator=torch.Generator().manual_seed(seed))
 
         def loss_fn(model, batch):
             ids, targets = batch
