@@ -188,15 +188,28 @@ def generation_rows(repeats: int) -> list:
     return rows
 
 
+def token_lime_rows(repeats: int) -> list:
+    """Token LIME (``lime_text``) vs lime's ``LimeTextExplainer.explain_instance`` on the docstring BERT and the
+    GPT classifier: to be written."""
+    return []
+
+
+def token_shap_rows(repeats: int) -> list:
+    """Token SHAP vs shap's ``KernelExplainer`` and ``PermutationExplainer`` over a masking function, on the
+    docstring BERT and the GPT classifier: to be written."""
+    return []
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--only", default="ig,lime,shap,generation",
-                        help="comma-separated subset of ig, lime, shap, generation")
+    parser.add_argument("--only", default="ig,lime,shap,token_lime,token_shap,generation",
+                        help="comma-separated subset of ig, lime, shap, token_lime, token_shap, generation")
     args = parser.parse_args()
     print(f"torch {torch.__version__}, threads={torch.get_num_threads()}, OMP_NUM_THREADS="
           f"{os.environ.get('OMP_NUM_THREADS', 'unset')}, load average at start={os.getloadavg()[0]:.2f}\n")
-    parts = {"ig": integrated_gradients_rows, "lime": lime_rows, "shap": shap_rows, "generation": generation_rows}
+    parts = {"ig": integrated_gradients_rows, "lime": lime_rows, "shap": shap_rows, "token_lime": token_lime_rows,
+             "token_shap": token_shap_rows, "generation": generation_rows}
     rows = [row for name in args.only.split(",") for row in parts[name](args.repeats)]
     print("| method and setting | bigtut s | library s | ratio (goal ≤ 1.0) | max |difference| |")
     print("|---|---|---|---|---|")
