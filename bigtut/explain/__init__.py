@@ -14,6 +14,7 @@ module                              what it holds (notebook)
 ``explain.noise``                   gradients averaged over noise: SmoothGrad, VarGrad, GradientSHAP (09) — = captum
 ``explain.occlusion``               occlusion with a sliding window, features and tokens (09) — = captum
 ``explain.generation``              what GPT writes, step by step: IG, occlusion, KernelSHAP per generated token (11)
+``explain.generation_task``         the arguments the generation methods share: prompt, continuation, steps (11)
 ``explain.generation_words``        token scores summed to words; a tokenizer adapter for captum's LLM classes (11)
 ``explain.logit_lens``              what each layer of a GPT predicts; which heads attend where (11)
 ``explain.gradients``               one-gradient yardsticks: gradient × input, gradient norm (09)
@@ -24,6 +25,7 @@ module                              what it holds (notebook)
 ``explain.sanity``                  is a *method* sane? cascading model randomisation, stability across seeds (09)
 ``explain.render``                  token attributions as coloured HTML, pixel attributions beside the image
 ``explain.common``                  what they share: the explained output (logits), positions, token deletion
+``explain.token_rows``              perturbed copies of a text through a model: repeats once, short rows together
 ``explain.arguments``               the refusals they share: shapes, dtypes, NaN/inf, targets, budgets
 ==================================  =========================================================================
 

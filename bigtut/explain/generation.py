@@ -29,7 +29,6 @@ import torch
 from bigtut.explain.arguments import (
     check_budget,
     check_flag,
-    check_token_batch,
     check_token_id,
     input_embeddings,
     resolve_batch_size,
@@ -37,7 +36,8 @@ from bigtut.explain.arguments import (
     resolve_seed,
     vocab_size_of,
 )
-from bigtut.explain.common import as_numpy, delete_tokens, logits_of, model_device
+from bigtut.explain.common import as_numpy, delete_tokens, logits_of
+from bigtut.explain.generation_task import GenerationTask, checked_ids, generation_task
 from bigtut.explain.integrated_gradients import integration_rule
 from bigtut.explain.shap import MAX_EXACT_PLAYERS, exact_game, kernel_budget, kernel_game
 from bigtut.explain.shap_tokens import ABSENT_MODES
@@ -78,85 +78,6 @@ class GenerationShapResult(NamedTuple):
     n_evaluations: int
 
 
-class _Task(NamedTuple):
-    ids: torch.Tensor  # (B, L) prompt + continuation, on the model's device
-    P: int
-    steps: torch.Tensor  # (S,) step indices
-    a: torch.Tensor  # (B, S) the written tokens of the explained steps
-    b: torch.Tensor | None  # (B, S) their alternatives (contrast), or None
-    probabilities: bool  # explain p (captum's attr_target="prob") instead of log p
-
-
-def _ids(name: str, value: Any, B: int, T: int | None, vocab: int | None, what: str) -> torch.Tensor:
-    """``value`` as a long ``(B, T)`` tensor of token ids (``(T,)`` is repeated for every row when allowed)."""
-    if isinstance(value, (list, tuple, np.ndarray)) and np.asarray(value).dtype.kind in "iu":
-        value = torch.as_tensor(np.asarray(value))
-    if not isinstance(value, torch.Tensor) or value.is_floating_point() or value.dtype == torch.bool:
-        raise TypeError(f"{name} must be {what}: an integer tensor of token ids, got "
-                        f"{getattr(value, 'dtype', type(value).__name__)}; encode a text with the model's tokenizer "
-                        "first (e.g. torch.tensor([tok.encode(text)]))")
-    if value.dim() == 1 and T is not None:
-        value = value[None].expand(B, -1)
-    if value.dim() != 2 or value.shape[0] != B or (T is not None and value.shape[1] != T):
-        hint = "; add the batch dimension for one text (ids[None])" if value.dim() == 1 else ""
-        raise ValueError(f"{name} must be {what} shaped ({B}, {'T' if T is None else T}) like the prompt's batch, "
-                         f"got {tuple(value.shape)}{hint}")
-    if value.shape[1] == 0:
-        raise ValueError(f"{name} is empty: pass at least one generated token id to explain")
-    if int(value.min()) < 0 or (vocab is not None and int(value.max()) >= vocab):
-        raise ValueError(f"{name} must hold token ids in [0, {vocab}), got values from {int(value.min())} to "
-                         f"{int(value.max())}")
-    return value.long()
-
-
-def _task(model: Any, input_ids: Any, attention_mask: Any, target: Any, contrast: Any, steps: Any,
-          probabilities: Any) -> _Task:
-    """Check every argument the three methods share (before any model call) and gather the task."""
-    if target is None:
-        raise ValueError("target= is required: the continuation's token ids (B, T), e.g. what model.generate wrote "
-                         "after the prompt (out[:, P:])")
-    probabilities = check_flag("probabilities", probabilities)
-    if isinstance(input_ids, torch.Tensor) and input_ids.dim() == 2 and input_ids.shape[1] == 0:
-        raise ValueError("the prompt input_ids is empty: the first generated token needs at least one token before "
-                         "it (start the prompt with a BOS or newline token)")
-    vocab = vocab_size_of(model)
-    prompt, real = check_token_batch(input_ids, attention_mask, vocab)  # (B, P), (B, P)
-    if not bool(real.all()):
-        raise ValueError("attention_mask has padding (0): rows must be unpadded and of equal length here; explain "
-                         "prompts of different lengths in separate calls")
-    B, P = prompt.shape
-    written = _ids("target", target, B, None, vocab, "the continuation's token ids (B, T)")  # (B, T)
-    T = written.shape[1]
-    config = getattr(model, "config", None)
-    context = getattr(config, "block_size", None) or getattr(config, "n_positions", None)
-    if context is not None and P + T > context:
-        fix = (f"keep the last {context - T} prompt tokens (input_ids[:, -{context - T}:])" if T < context
-               else "explain a shorter continuation")
-        raise ValueError(f"prompt ({P}) + continuation ({T}) = {P + T} tokens exceed the model's context "
-                         f"block_size={context}; {fix}")
-    if steps is None:
-        chosen = list(range(T))
-    else:
-        chosen = steps.tolist() if isinstance(steps, (torch.Tensor, np.ndarray)) else steps
-        if isinstance(chosen, (int, np.integer)) or not isinstance(chosen, (list, tuple)) or not chosen \
-                or not all(isinstance(s, (int, np.integer)) and not isinstance(s, (bool, np.bool_)) for s in chosen):
-            raise TypeError(f"steps must be None (every step) or a non-empty list of step indices, got {steps!r}")
-        if any(not 0 <= s < T for s in chosen):
-            raise ValueError(f"steps must lie in [0, {T}) (the continuation has {T} tokens), got {list(chosen)}")
-    index = torch.as_tensor([int(s) for s in chosen], dtype=torch.long)  # (S,)
-    alternative = None
-    if contrast is not None:
-        alternative = _ids("contrast", contrast, B, T, vocab, "the alternative token ids (B, T) or (T,)")[:, index]
-        same = (alternative == written[:, index]).any(0)  # (S,)
-        if bool(same.any()):
-            raise ValueError(f"contrast equals target at steps {index[same].tolist()}: log p(a) − log p(a) is 0; "
-                             "pick another alternative there, or leave those steps out with steps=")
-    device = model_device(model)
-    ids = torch.cat([prompt, written.to(prompt.device)], 1).to(device)  # (B, L)
-    return _Task(ids, P, index.to(device), written[:, index].to(device),
-                 None if alternative is None else alternative.to(device), probabilities)
-
-
 def _read(logits: torch.Tensor, where: torch.Tensor, a: torch.Tensor, b: torch.Tensor | None,
           probabilities: bool) -> torch.Tensor:
     """F of each row and step ``(N, S)``: ``log p(a) [− log p(b)]`` (or ``p(a) [− p(b)]``) from ``logits``
@@ -168,7 +89,7 @@ def _read(logits: torch.Tensor, where: torch.Tensor, a: torch.Tensor, b: torch.T
     return out if b is None else out - log_p.gather(-1, b[..., None])[..., 0]
 
 
-def _scores(model: Any, task: _Task, rows: torch.Tensor, seen: torch.Tensor | None = None,
+def _scores(model: Any, task: GenerationTask, rows: torch.Tensor, seen: torch.Tensor | None = None,
             where: torch.Tensor | None = None, example: torch.Tensor | None = None) -> torch.Tensor:
     """F ``(N, S)`` of ``rows`` (ids ``(N, L)`` or embeddings ``(N, L, d)``) of examples ``example`` ``(N,)``."""
     N = len(rows)
@@ -180,7 +101,7 @@ def _scores(model: Any, task: _Task, rows: torch.Tensor, seen: torch.Tensor | No
                  task.probabilities)
 
 
-def _causal(task: _Task, L: int) -> torch.Tensor:
+def _causal(task: GenerationTask, L: int) -> torch.Tensor:
     """``(S, L)`` True where a step may have a score: positions before the token it explains."""
     return torch.arange(L, device=task.ids.device)[None, :] < (task.P + task.steps)[:, None]
 
@@ -208,7 +129,7 @@ def generation_integrated_gradients(model: torch.nn.Module, input_ids: torch.Ten
     Returns :class:`GenerationIGResult`. ``n_steps``, ``method``, ``batch_size`` (path points per call) as
     :func:`~bigtut.explain.integrated_gradients.integrated_gradients`; the parameters' ``.grad`` stay untouched.
     """
-    task = _task(model, input_ids, attention_mask, target, contrast, steps, probabilities)
+    task = generation_task(model, input_ids, attention_mask, target, contrast, steps, probabilities)
     embedding, prompt_only = input_embeddings(model), check_flag("prompt_only", prompt_only)
     chunk = resolve_batch_size(batch_size)
     alphas, weights = integration_rule(method, n_steps, captum_compatible=captum_compatible)  # (n,), (n,)
@@ -225,7 +146,7 @@ def generation_integrated_gradients(model: torch.nn.Module, input_ids: torch.Ten
     elif isinstance(baseline, (int, np.integer)) and not isinstance(baseline, (bool, np.bool_)):
         base_ids = torch.full_like(ids, check_token_id("baseline", baseline, vocab))  # (B, L)
     elif isinstance(baseline, torch.Tensor):
-        base_ids = _ids("baseline", baseline, B, L, vocab, f"baseline ids ({B}, {L})").to(ids.device)
+        base_ids = checked_ids("baseline", baseline, B, L, vocab, f"baseline ids ({B}, {L})").to(ids.device)
     else:
         raise TypeError(f"baseline must be 'pad', 'zero', a token id or (B, L) ids, got {type(baseline).__name__}")
     with torch.no_grad():
@@ -257,7 +178,7 @@ def generation_integrated_gradients(model: torch.nn.Module, input_ids: torch.Ten
     return GenerationIGResult(as_numpy(attributions), as_numpy(delta), as_numpy(ends[0]), task.steps.cpu().numpy())
 
 
-def _absent_model(model: Any, task: _Task, absent: str, mask_id: Any, pad_id: Any, batch_size: Any):
+def _absent_model(model: Any, task: GenerationTask, absent: str, mask_id: Any, pad_id: Any, batch_size: Any):
     """Checks the perturbation arguments; returns ``values(present (N, L) bool, example (N,)) -> (N, S)``: F of
     each example's text with the tokens not ``present`` masked, hidden (``"pad"``) or deleted."""
     if absent not in ABSENT_MODES:
@@ -308,7 +229,7 @@ def generation_occlusion(model: torch.nn.Module, input_ids: torch.Tensor, attent
     ``LLMAttribution(FeatureAblation(model), tokenizer).attribute(TextTokenInput(prompt, tokenizer),
     target=ids).token_attr`` (captum accumulates in float32: about 1e-7).
     """
-    task = _task(model, input_ids, attention_mask, target, contrast, steps, probabilities)
+    task = generation_task(model, input_ids, attention_mask, target, contrast, steps, probabilities)
     prompt_only = check_flag("prompt_only", prompt_only)
     if absent == "delete" and task.P == 1 and bool((task.steps == 0).any()):
         raise ValueError("absent='delete' of the only prompt token leaves nothing to predict step 0 from; use a "
@@ -344,7 +265,7 @@ def generation_kernel_shap(model: torch.nn.Module, input_ids: torch.Tensor, atte
     :func:`~bigtut.explain.kernel_shap`, the same seed for every row and step). ``absent`` as
     :func:`generation_occlusion`.
     """
-    task = _task(model, input_ids, attention_mask, target, contrast, steps, probabilities)
+    task = generation_task(model, input_ids, attention_mask, target, contrast, steps, probabilities)
     if check_budget("exact_up_to", exact_up_to, 0) > MAX_EXACT_PLAYERS:
         raise ValueError(f"exact_up_to must be <= {MAX_EXACT_PLAYERS}, got {exact_up_to}")
     n_samples, seed = (None if n_samples is None else check_budget("n_samples", n_samples)), resolve_seed(seed)
