@@ -10,15 +10,24 @@ import torch
 from lime.lime_base import LimeBase
 from lime.lime_image import LimeImageExplainer
 from lime.lime_tabular import LimeTabularExplainer
-from lime.lime_text import LimeTextExplainer
+from lime.lime_text import IndexedString, LimeTextExplainer
 from sklearn.linear_model import Ridge
 from torch import nn
 
 from bigtut.bert import BertConfig, BertForSequenceClassification
-from bigtut.explain.lime import LimeExplanation, fit_surrogate, lime_from_neighbourhood, lime_kernel, lime_tabular
+from bigtut.explain import lime_tokens
+from bigtut.explain.lime import (
+    LimeExplanation,
+    cosine_to_ones,
+    explain_neighbourhood,
+    fit_surrogate,
+    lime_from_neighbourhood,
+    lime_kernel,
+    lime_tabular,
+)
 from bigtut.explain.lime_images import digit_segments, lime_image
-from bigtut.explain.lime_tokens import lime_text
-from bigtut.gpt import GPT, GPTConfig
+from bigtut.explain.lime_tokens import lime_text, token_neighbourhood
+from bigtut.gpt import GPT, GPTClassifier, GPTConfig
 
 TOL = 1e-8
 DIAGNOSTICS = ("intercept", "score", "prediction", "value")
@@ -345,6 +354,222 @@ def test_lime_text_language_model_batch_per_row_positions():
                          absent="delete") for b, (t, p) in enumerate(zip([9, 3, 5], [-1, 2, -2], strict=True))]
     assert_rows_equal(batched, singles, atol=1e-12)
     assert batched.attributions[0, 7] == 0 and batched.attributions[1, 2] == 0 and batched.attributions[2, 8] == 0
+
+
+# ------------------------------------------------ text: lime's own neighbourhood, the fast path = a plain loop
+
+CLS, SEP, MASK_ID, VOCAB = 1, 2, 3, 60  # special ids of the 48-token models below; words are ids 4..59
+
+
+def text_bert(seed: int) -> BertForSequenceClassification:
+    torch.manual_seed(seed)
+    config = BertConfig(vocab_size=VOCAB, max_len=64, d_model=16, num_layers=2, num_heads=2, d_ff=32, num_labels=3,
+                        pad_id=0)
+    return spread(BertForSequenceClassification(config).double().eval())
+
+
+def text_gpt_classifier(seed: int) -> GPTClassifier:
+    torch.manual_seed(seed)
+    body = GPT(GPTConfig(vocab_size=VOCAB, block_size=64, n_layer=2, n_head=2, d_model=16))
+    return spread(GPTClassifier(body, 3).double().eval())
+
+
+def spread(model: nn.Module) -> nn.Module:
+    """Every parameter drawn afresh from N(0, 0.5²): at the usual 0.02 scale a random model's probabilities
+    hardly move when words go (LIME slopes ~1e-6), too little for a 1e-8 comparison to mean anything."""
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.normal_(0.0, 0.5)
+    return model
+
+
+def texts_of_48(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """3 texts ``(3, 48)``: [CLS] + 46 words + [SEP] twice, then one of 28 words padded to 48."""
+    words = torch.randint(4, VOCAB, (3, 46), generator=torch.Generator().manual_seed(seed))
+    ids = torch.cat([torch.full((3, 1), CLS), words, torch.full((3, 1), SEP)], dim=1)  # (3, 48)
+    ids[2, 29], ids[2, 30:] = SEP, 0  # [CLS] + 28 words + [SEP], then [PAD]
+    return ids, (ids != 0).long()
+
+
+def as_words(ids: list[int]) -> str:
+    """The text lime is handed: the explained tokens as whitespace-separated ids."""
+    return " ".join(str(i) for i in ids)
+
+
+def probabilities_of_texts(model, seen: list | None = None):
+    """lime's classifier_fn: texts -> [CLS] + ids + [SEP], padded on the right -> softmax of the model's logits
+    ``(N, C)``; the id sequences are appended to ``seen`` when given."""
+    def classifier_fn(texts):
+        rows = [[CLS] + [int(word) for word in text.split()] + [SEP] for text in texts]
+        if seen is not None:
+            seen.extend(tuple(row) for row in rows)
+        ids = torch.zeros(len(rows), max(map(len, rows)), dtype=torch.long)
+        for i, row in enumerate(rows):
+            ids[i, :len(row)] = torch.tensor(row)
+        with torch.no_grad():
+            return model(ids, attention_mask=(ids != 0).long()).softmax(-1).numpy()
+    return classifier_fn
+
+
+class Recording(nn.Module):
+    """The model as it is, remembering the real tokens of every row it is called on."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model, self.config, self.rows = model, model.config, []
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.model.get_input_embeddings()
+
+    def forward(self, input_ids, attention_mask=None):
+        self.rows.extend(tuple(row[seen.bool()].tolist()) for row, seen in zip(input_ids, attention_mask, strict=True))
+        return self.model(input_ids, attention_mask=attention_mask)
+
+
+@pytest.mark.parametrize("kind, absent, seed", [("bert", "delete", 0), ("bert", "delete", 1), ("bert", "mask", 2),
+                                                ("bert", "mask", 3), ("gpt", "delete", 4), ("gpt", "delete", 5)])
+def test_lime_compatible_equals_lime_text_explainer_on_48_tokens(kind, absent, seed):
+    """lime_compatible=True: 3 texts of 48 tokens (one padded) in one call; each row equals lime's
+    LimeTextExplainer.explain_instance on the same model (texts -> probabilities), seed and samples, to 1e-8.
+    A taken-out word becomes "" (absent="delete") or the [MASK] id's word (absent="mask")."""
+    model = text_bert(seed) if kind == "bert" else text_gpt_classifier(seed)
+    ids, mask = texts_of_48(seed)
+    targets = [0, 2, 1]
+    ours = lime_text(model, ids, mask, target=targets, absent=absent, mask_id=MASK_ID, keep_ids=(CLS, SEP),
+                     n_samples=300, seed=seed, probabilities=True, lime_compatible=True, batch_size=64)
+    assert_result_shape(ours, (3, 48))
+    for b, target in enumerate(targets):
+        words = ids[b, 1:int(mask[b].sum()) - 1].tolist()
+        explainer = LimeTextExplainer(bow=False, split_expression=r"\s+", feature_selection="none",
+                                      mask_string="" if absent == "delete" else str(MASK_ID), random_state=seed)
+        theirs = explainer.explain_instance(as_words(words), probabilities_of_texts(model), labels=(target,),
+                                            num_features=len(words), num_samples=300)
+        expected = np.zeros(48)
+        expected[1:len(words) + 1] = lime_coefficients(theirs.local_exp[target], len(words))
+        assert np.abs(expected).max() > 1e-4  # slopes 1e4 times the tolerance at least
+        np.testing.assert_allclose(ours.attributions[b], expected, rtol=0, atol=TOL)
+        assert abs(ours.intercept[b] - theirs.intercept[target]) <= TOL and abs(ours.score[b] - theirs.score) <= TOL
+        assert abs(ours.prediction[b] - theirs.local_pred[0]) <= TOL
+
+
+@pytest.mark.parametrize("absent, seed", [("delete", 0), ("delete", 7), ("mask", 8)])
+def test_lime_compatible_neighbourhood_is_lime_s(absent, seed):
+    """The on/off matrix and distances are lime's draw for draw (all words out included), and the model sees
+    exactly the texts lime hands its classifier_fn, each distinct one once."""
+    model = text_bert(seed)
+    ids, mask = texts_of_48(seed)
+    words = ids[0, 1:47].tolist()
+    mask_string = "" if absent == "delete" else str(MASK_ID)
+    explainer = LimeTextExplainer(bow=False, split_expression=r"\s+", mask_string=mask_string, random_state=seed)
+    texts_lime_sends = []
+    Z, _, distances = explainer._LimeTextExplainer__data_labels_distances(
+        IndexedString(as_words(words), split_expression=r"\s+", bow=False, mask_string=mask_string),
+        probabilities_of_texts(model, texts_lime_sends), 400)
+    np.testing.assert_array_equal(token_neighbourhood(46, 400, seed, lime_compatible=True), Z)
+    assert (Z.sum(1) == 0).any()  # lime takes every word out now and then
+    np.testing.assert_allclose(100 * cosine_to_ones(Z), distances, rtol=0, atol=1e-10)
+    recording = Recording(model)
+    lime_text(recording, ids[:1], mask[:1], target=1, absent=absent, mask_id=MASK_ID, keep_ids=(CLS, SEP),
+              n_samples=400, seed=seed, lime_compatible=True)
+    model_saw = recording.rows[1:]  # after the one probe row (the full text)
+    assert set(model_saw) == set(texts_lime_sends) and len(model_saw) == len(set(model_saw))
+
+
+def test_lime_compatible_refuses_an_empty_sample():
+    """k = n takes every feature out: with "pad"/"delete" and no token kept aside, the model would see nothing."""
+    model = text_bert(0)
+    ids, mask = texts_of_48(0)
+    for absent in ("pad", "delete"):
+        with pytest.raises(ValueError, match="lime_compatible"):
+            lime_text(model, ids, mask, target=0, absent=absent, n_samples=100, lime_compatible=True)
+    out = lime_text(model, ids, mask, target=0, absent="mask", mask_id=MASK_ID, n_samples=100, lime_compatible=True)
+    assert (out.attributions[mask == 1] != 0).all()  # [CLS] and [SEP] are features too
+    with pytest.raises(TypeError, match="lime_compatible"):
+        lime_text(model, ids, mask, target=0, keep_ids=(CLS, SEP), n_samples=100, lime_compatible=1)
+
+
+def lime_text_one_sample_at_a_time(model, ids, mask, *, target, absent, keep_ids, n_samples, seed, probabilities,
+                                   lime_compatible, position=None):
+    """The plain reference: every sample built on its own and run through the model alone (a deleted token is
+    really gone: no padding at all), then the same kernel and ridge fit. ``(attributions (B, L), diagnostics)``."""
+    B, L = ids.shape
+    attributions, rows = np.zeros((B, L)), []
+    for b in range(B):
+        n_real = int(mask[b].sum())
+        read = None if position is None else (position[b] if position[b] >= 0 else n_real + position[b])
+        players = [i for i in range(n_real) if int(ids[b, i]) not in keep_ids and i != read]
+        n = len(players)
+        rng = np.random.RandomState(seed)
+        Z = np.ones((n_samples, n))
+        for i, size in enumerate(rng.randint(1, n + 1 if lime_compatible else n, n_samples - 1), start=1):
+            Z[i, rng.choice(n, size, replace=False)] = 0
+        values = []
+        for z in Z:
+            gone = {players[j] for j in range(n) if z[j] == 0}
+            if absent == "delete":
+                kept = [i for i in range(n_real) if i not in gone]
+                sample, attended = ids[b, kept][None], torch.ones(1, len(kept), dtype=torch.long)
+                at = None if read is None else kept.index(read)
+            else:
+                sample, attended, at = ids[b, :n_real].clone()[None], torch.ones(1, n_real, dtype=torch.long), read
+                for i in gone:
+                    if absent == "mask":
+                        sample[0, i] = MASK_ID
+                    else:
+                        attended[0, i] = 0
+            with torch.no_grad():
+                out = model(sample, attention_mask=attended)
+            out = out.logits[0, at] if at is not None else out[0]  # (C,) or (V,)
+            t = target[b] if isinstance(target, list) else target
+            values.append(float((out.softmax(-1) if probabilities else out)[t]))
+        rows.append(explain_neighbourhood(np.array(values), Z, 100 * cosine_to_ones(Z), 25.0, 1.0))
+        attributions[b, players] = rows[-1][0]
+    return attributions, rows
+
+
+@pytest.mark.parametrize("kind, absent, seed, probabilities, lime_compatible", [
+    ("bert", "pad", 0, False, False), ("bert", "delete", 1, True, False), ("bert", "mask", 2, False, True),
+    ("bert", "delete", 3, False, True), ("gpt", "delete", 4, True, False), ("gpt", "pad", 5, False, True),
+    ("gpt_lm", "pad", 6, False, False), ("gpt_lm", "delete", 7, True, True)])
+def test_lime_text_equals_one_sample_at_a_time(kind, absent, seed, probabilities, lime_compatible):
+    """Deduplicated, length-sorted, cut batches give the answer of running every sample alone, to 1e-10."""
+    ids, mask = texts_of_48(seed)
+    ids, mask = ids[:, :20].clone(), mask[:, :20].clone()  # short texts: the reference runs 3 x 150 forwards
+    ids[:, 19] = SEP
+    ids[1, 12:] = 0
+    ids[1, 11] = SEP
+    mask = (ids != 0).long()
+    target, position = [0, 2, 1], None
+    if kind == "bert":
+        model = text_bert(seed)
+    elif kind == "gpt":
+        model = text_gpt_classifier(seed)
+    else:
+        model, target, position = text_gpt_classifier(seed).gpt, [9, 30, 41], [-1, 4, -3]
+    keep_ids = (CLS, SEP)
+    ours = lime_text(model, ids, mask, target=target, absent=absent, mask_id=MASK_ID, keep_ids=keep_ids,
+                     n_samples=150, seed=seed, probabilities=probabilities, lime_compatible=lime_compatible,
+                     position=position, batch_size=32)
+    attributions, rows = lime_text_one_sample_at_a_time(
+        model, ids, mask, target=target, absent=absent, keep_ids=keep_ids, n_samples=150, seed=seed,
+        probabilities=probabilities, lime_compatible=lime_compatible, position=position)
+    np.testing.assert_allclose(ours.attributions, attributions, rtol=0, atol=1e-10)
+    for i, name in enumerate(("intercept", "score", "prediction", "value"), start=1):
+        np.testing.assert_allclose(getattr(ours, name), [row[i] for row in rows], rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("kind", ["bert", "gpt_lm"])
+def test_lime_text_groups_of_texts_change_nothing(kind, monkeypatch):
+    """Texts go through the model in groups that bound the memory; one text per group gives the same answer."""
+    ids, mask = texts_of_48(9)
+    model, target, position = text_bert(9), [0, 2, 1], None
+    if kind == "gpt_lm":
+        model, target, position = text_gpt_classifier(9).gpt, [9, 30, 41], [-2, 5, -1]
+    run = lambda: lime_text(model, ids, mask, target=target, absent="delete", keep_ids=(CLS, SEP),  # noqa: E731
+                            n_samples=120, seed=9, position=position, batch_size=50)
+    together = run()
+    monkeypatch.setattr(lime_tokens, "VALUES_PER_CALL", 1)
+    np.testing.assert_allclose(run().attributions, together.attributions, rtol=0, atol=1e-12)
 
 
 # ---------------------------------------------------------------- image
