@@ -18,8 +18,9 @@ from bigtut.bert import BertConfig, BertForSequenceClassification
 from bigtut.gpt import GPT, GPTConfig
 
 SAMPLING = {explain.kernel_shap, explain.permutation_shap, explain.lime_tabular, explain.lime_text,
-            explain.lime_image, explain.token_shap, explain.smoothgrad, explain.gradient_shap, explain.token_smoothgrad,
-            explain.token_gradient_shap, explain.generation_kernel_shap}
+            explain.lime_image, explain.token_shap, explain.token_permutation_shap, explain.smoothgrad,
+            explain.gradient_shap, explain.token_smoothgrad, explain.token_gradient_shap,
+            explain.generation_kernel_shap}
 IGNORES_TARGET = {explain.raw_attention_scores, explain.rollout_scores}  # attention does not depend on the class
 OLD_NAMES = {"baselines", "internal_batch_size", "removal", "query", "x", "image", "scores", "values"}
 
@@ -168,6 +169,8 @@ def _calls():
         explain.lime_image: (conv, (images,), dict(target=2, n_samples=40, segments=np.arange(16).reshape(4, 4) // 4)),
         explain.token_integrated_gradients: (bert, (ids, mask), dict(**token, n_steps=8)),
         explain.token_shap: (bert, (ids, mask), dict(**token, absent="mask", mask_id=2, keep_ids=(1,))),
+        explain.token_permutation_shap: (bert, (ids, mask), dict(**token, absent="delete", keep_ids=(1,),
+                                                                 n_permutations=2)),
         explain.token_shapley_interactions: (bert, (ids, mask), dict(**token, keep_ids=(1,))),
         explain.lime_text: (bert, (ids, mask), dict(**token, n_samples=30, keep_ids=(1,))),
         explain.counterfactual_effects: (bert, (ids, mask), dict(**token, keep_ids=(1,))),

@@ -1,6 +1,8 @@
 """Tests of bigtut.explain.shap: exact Shapley values equal a brute-force sum and shap's ExactExplainer, KernelSHAP
 equals shap's KernelExplainer when every coalition is enumerated and converges when it samples, permutation
-sampling converges, the Shapley axioms hold, token_shap explains BERT, GPT classifiers and GPT itself, and every
+sampling converges, the Shapley axioms hold, token_shap explains BERT, GPT classifiers and GPT itself, the
+vectorised token game equals a loop over coalitions, token_shap / token_permutation_shap with shap_compatible=True
+equal shap's KernelExplainer / PermutationExplainer on 48-token texts at the very same coalitions, and every
 method keeps the family's shape: a batch in, one row = that row alone, bad arguments refused by name."""
 
 import itertools
@@ -23,7 +25,8 @@ from bigtut.explain.shap import (
     kernel_shap,
     permutation_shap,
 )
-from bigtut.explain.shap_tokens import token_shap
+from bigtut.explain.shap_designs import _shap_kernel_design, _shap_permutation_orders
+from bigtut.explain.shap_tokens import _token_games, token_permutation_shap, token_shap
 from bigtut.gpt import GPT, GPTClassifier, GPTConfig
 
 CLS, SEP, MASK = 1, 2, 3
@@ -406,6 +409,197 @@ def test_token_shap_batch_is_its_rows_alone(bert, gpt, absent):
             assert batch.base_value[b] == pytest.approx(one.base_value[0], abs=1e-10)
             read = n - 1 if position is None else n - 2
             assert np.all(batch.attributions[b, read + 1:] == 0)
+
+
+# ------------------------------------------------------------------- tokens: the vectorised game = a plain loop
+def one_coalition(model, ids, real, index, present, absent, read, target):
+    """The value of one coalition, its text built token by token and run alone: the reference for the game."""
+    ids, real = ids.tolist(), real.tolist()
+    gone = {int(i) for i, p in zip(index, present) if not p}
+    if absent == "mask":
+        row, seen, where = [MASK if k in gone else t for k, t in enumerate(ids)], real, read
+    elif absent == "pad":
+        row, seen, where = ids, [0 if k in gone else a for k, a in enumerate(real)], read
+    else:
+        kept = [k for k in range(len(ids)) if real[k] and k not in gone]
+        row, seen, where = [ids[k] for k in kept], [1] * len(kept), None if read is None else kept.index(read)
+    with torch.no_grad():
+        out = model(torch.tensor([row]), attention_mask=torch.tensor([seen]))
+    logits = getattr(out, "logits", out)[0]  # (C,) or (L, V)
+    return float((logits if where is None else logits[where])[target])
+
+
+@pytest.mark.parametrize("absent", ["mask", "pad", "delete"])
+def test_the_vectorised_token_game_equals_a_loop_over_coalitions(bert, gpt, absent):
+    ids = torch.tensor([TEXT, [CLS, 4, 8, 15, 16, 23, 30, 11, SEP], [CLS, 7, 7, SEP, 0, 0, 0, 0, 0]])  # (3, 9)
+    mask = (torch.arange(9) < torch.tensor([7, 9, 4])[:, None]).long()  # (3, 9)
+    lm_ids = torch.tensor([[4, 8, 15, 16, 23, 30, 2, 0, 0], [5, 6, 7, 8, 9, 10, 11, 12, 13]])  # (2, 9)
+    lm_mask = (torch.arange(9) < torch.tensor([7, 9])[:, None]).long()
+    cases = [(bert, ids, mask, [2, 0, 1], None), (GPTClassifier(gpt, 3).double().eval(), ids, mask, [1, 2, 0], None),
+             (gpt, lm_ids, lm_mask, [7, 3], [-1, 5])]
+    rng = np.random.default_rng(0)
+    for model, rows, real, targets, position in cases:
+        games, _ = _token_games(model, rows, real, target=targets, absent=absent, mask_id=MASK, pad_id=None,
+                                keep_ids=(CLS, SEP) if model is not gpt else (), batch_size=5,
+                                probabilities=False, position=position, check_players=lambda m: None)
+        for b, (index, game) in enumerate(games):
+            coalitions = rng.random((40, len(index))) < rng.random((40, 1))  # (40, P): sizes of every kind
+            coalitions[20:25] = coalitions[:5]  # repeats run once, and still get their value
+            read = None
+            if model is gpt:
+                n_real = int(real[b].sum())
+                read = n_real - 1 if position[b] == -1 else position[b]
+            expected = [one_coalition(model, rows[b], real[b], index, c, absent, read, targets[b]) for c in coalitions]
+            np.testing.assert_allclose(game(coalitions), expected, rtol=0, atol=1e-10)
+            assert game(coalitions[:0]).shape == (0,)
+
+
+# ------------------------------------------------------------------------- tokens: shap's own samples, equal answers
+N_PLAYERS = 46  # [CLS] + 46 players + [SEP]: 48-token inputs
+
+
+def token_model(kind, seed):
+    """A random float64 classifier of 48-token texts, parameters drawn from N(0, 0.5²) so that every token
+    matters (at the usual 0.02 scale the logits hardly move when tokens go)."""
+    torch.manual_seed(seed)
+    if kind == "bert":
+        model = BertForSequenceClassification(BertConfig(vocab_size=40, max_len=48, d_model=16, num_layers=1,
+                                                         num_heads=2, d_ff=32, num_labels=3, pad_id=0))
+    else:
+        model = GPTClassifier(GPT(GPTConfig(vocab_size=40, block_size=48, n_layer=1, n_head=2, d_model=16)), 3)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 0.5)
+    return model.double().eval()
+
+
+def text_of_48(seed):
+    """``(1, 48)`` ids: [CLS], 46 word ids (4..39), [SEP]."""
+    words = torch.randint(4, 40, (N_PLAYERS,), generator=torch.Generator().manual_seed(seed))
+    return torch.cat([torch.tensor([CLS]), words, torch.tensor([SEP])])[None]
+
+
+def masked_texts(model, text, absent, target):
+    """``f(masks (K, 46)) -> (K,)`` as a user writes it for shap: each presence mask becomes a text ([MASK] at
+    the absent words, or the words deleted), the texts are padded to the longest and run at once. Returns ``f``,
+    the masks it was handed (one array per call) and the texts it built."""
+    handed, texts, words_of_text = [], set(), text[0, 1:-1].tolist()
+
+    def f(masks):
+        masks = np.asarray(masks) > 0.5  # (K, 46)
+        handed.append(masks)
+        rows = []
+        for present in masks:
+            words = [w if p else MASK for w, p in zip(words_of_text, present)] if absent == "mask" else \
+                [w for w, p in zip(words_of_text, present) if p]
+            rows.append([CLS, *words, SEP])
+            texts.add(tuple(rows[-1]))
+        width = max(len(r) for r in rows)
+        ids = torch.tensor([r + [0] * (width - len(r)) for r in rows])  # (K, width)
+        with torch.no_grad():
+            return model(ids, attention_mask=(torch.arange(width) < torch.tensor([len(r) for r in rows])[:, None])
+                         .long())[:, target].numpy()
+
+    return f, handed, texts
+
+
+def texts_the_model_sees(model):
+    """Record every attended text a model is run on (a forward pre-hook); returns the set it fills."""
+    seen = set()
+
+    def record(module, args, kwargs):
+        ids, attended = args[0], kwargs["attention_mask"].bool()
+        seen.update(tuple(row[keep].tolist()) for row, keep in zip(ids, attended))
+
+    model.register_forward_pre_hook(record, with_kwargs=True)
+    return seen
+
+
+@pytest.mark.parametrize(("kind", "absent", "seed"), [("bert", "mask", 0), ("bert", "mask", 1), ("bert", "delete", 2),
+                                                      ("bert", "delete", 3), ("gpt", "delete", 4), ("gpt", "mask", 5)])
+def test_token_kernel_shap_equals_shap_kernel_explainer_at_its_coalitions(kind, absent, seed):
+    model, text, n_samples, target = token_model(kind, seed), text_of_48(seed), 200 + 40 * seed, seed % 3
+    f, handed, texts = masked_texts(model, text, absent, target)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        explainer = shap.KernelExplainer(f, np.zeros((1, N_PLAYERS)))
+        np.random.seed(seed)  # shap samples from NumPy's global generator
+        theirs = explainer.shap_values(np.ones(N_PLAYERS), nsamples=n_samples, l1_reg=False, silent=True)
+    seen = texts_the_model_sees(model)
+    ours = token_shap(model, text, target=target, absent=absent, mask_id=MASK, keep_ids=(CLS, SEP),
+                      n_samples=n_samples, seed=seed, batch_size=64, shap_compatible=True)
+    np.testing.assert_allclose(ours.attributions[0, 1:-1], theirs, rtol=0, atol=1e-10)
+    assert ours.attributions[0, 0] == ours.attributions[0, -1] == 0
+    assert abs(ours.base_value[0] - float(np.ravel(explainer.expected_value)[0])) < 1e-10
+    assert np.abs(theirs).max() > 0.01  # the words matter: 1e-8 is a real comparison
+    # the same coalitions: shap's calls on the background (∅) and on x (N), then its design, row for row
+    assert [len(h) for h in handed] == [1, 1, n_samples]
+    design, weights = _shap_kernel_design(N_PLAYERS, n_samples, seed)
+    np.testing.assert_array_equal(handed[2], design)
+    np.testing.assert_array_equal(explainer.maskMatrix, design)
+    np.testing.assert_allclose(explainer.kernelWeights, weights, rtol=1e-13, atol=0)
+    assert seen == texts  # our model ran on exactly the texts shap's function built
+    default = token_shap(model, text, target=target, absent=absent, mask_id=MASK, keep_ids=(CLS, SEP),
+                         n_samples=n_samples, seed=seed)
+    assert not np.allclose(default.attributions, ours.attributions, atol=1e-6)  # another (valid) sample
+
+
+@pytest.mark.parametrize(("kind", "absent", "seed"), [("bert", "mask", 0), ("bert", "delete", 1), ("bert", "delete", 2),
+                                                      ("gpt", "delete", 3), ("gpt", "mask", 4)])
+def test_token_permutation_shap_equals_shap_permutation_explainer_at_its_orders(kind, absent, seed):
+    model, text, n_permutations, target = token_model(kind, seed), text_of_48(seed), 2 + seed % 3, (seed + 1) % 3
+    f, handed, texts = masked_texts(model, text, absent, target)
+    explainer = shap.PermutationExplainer(f, lambda mask, x: (x * mask)[None], seed=seed)
+    theirs = explainer(np.ones((1, N_PLAYERS)), max_evals=n_permutations * (2 * N_PLAYERS + 1), batch_size=64,
+                       silent=True)
+    seen = texts_the_model_sees(model)
+    ours = token_permutation_shap(model, text, target=target, absent=absent, mask_id=MASK, keep_ids=(CLS, SEP),
+                                  n_permutations=n_permutations, seed=seed, batch_size=64, shap_compatible=True)
+    np.testing.assert_allclose(ours.attributions[0, 1:-1], theirs.values[0], rtol=0, atol=1e-10)
+    assert abs(ours.base_value[0] - theirs.base_values[0]) < 1e-10 and np.abs(theirs.values).max() > 0.01
+    assert ours.n_evaluations == 1 + 2 + 2 * n_permutations * (N_PLAYERS - 1)
+    # the same orders: per order shap evaluates ∅, its prefixes up to N, then N with the order's players removed
+    # one by one (the reverse order's prefixes)
+    players = np.arange(N_PLAYERS)
+    expected = []
+    for order in _shap_permutation_orders(N_PLAYERS, n_permutations, seed):
+        expected += [np.isin(players, order[:k]) for k in range(N_PLAYERS + 1)]
+        expected += [~np.isin(players, order[:k]) for k in range(1, N_PLAYERS + 1)]
+    np.testing.assert_array_equal(np.concatenate(handed), np.array(expected))
+    assert seen == texts
+
+
+def test_kernel_shap_shap_compatible_equals_shap_on_tables():
+    for m, n_samples, seed in ((6, 40, 0), (9, 300, 1), (13, 200, 2)):
+        f, x, background = problem(m, n_background=4, seed=seed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            np.random.seed(seed)
+            theirs = shap.KernelExplainer(lambda X: f(X)[:, 2], background).shap_values(  # noqa: B023
+                x, nsamples=n_samples, l1_reg=False, silent=True)
+        ours = kernel_shap(f, x[None], target=2, background=background, n_samples=n_samples, seed=seed,
+                           shap_compatible=True)
+        np.testing.assert_allclose(ours.attributions[0], theirs, rtol=0, atol=1e-10)
+        default = kernel_shap(f, x[None], target=2, background=background, n_samples=n_samples, seed=seed)
+        assert not np.allclose(default.attributions, ours.attributions, atol=1e-8)
+
+
+def test_shap_compatible_is_a_flag_and_changes_no_default():
+    text = torch.tensor([[CLS, 4, 8, 15, 16, 23, 30, 11, 9, 12, 5, 6, 7, SEP]])  # 12 players
+    kw = dict(target=1, absent="mask", mask_id=MASK, keep_ids=(CLS, SEP))
+    model = token_model("bert", 0)
+    ten = torch.cat([text[:, :11], text[:, -1:]], 1)  # 10 players: exact, nothing is sampled
+    assert np.array_equal(token_shap(model, ten, **kw).attributions,
+                          token_shap(model, ten, **kw, shap_compatible=True).attributions)
+    enumerated = dict(exact_up_to=4, n_samples=2**12 - 2)  # every coalition: both designs = exact Shapley values
+    np.testing.assert_allclose(token_shap(model, text, **kw, **enumerated, shap_compatible=True).attributions,
+                               token_shap(model, text, **kw, exact_up_to=12).attributions, rtol=0, atol=1e-10)
+    permutations = [token_permutation_shap(model, text, **kw, n_permutations=3, seed=s, shap_compatible=c)
+                    for s, c in ((1, False), (1, False), (1, True))]
+    np.testing.assert_array_equal(permutations[0].attributions, permutations[1].attributions)
+    assert not np.allclose(permutations[0].attributions, permutations[2].attributions)
+    for p in permutations:  # efficiency holds for every sample of orders
+        assert p.attributions.sum() + p.base_value[0] == pytest.approx(float(logit(model, text[0], target=1)))
 
 
 # ---------------------------------------------------------------------------------------------------- bad input

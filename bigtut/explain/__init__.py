@@ -8,7 +8,8 @@ module                              what it holds (notebook)
 ``explain.lime_tokens``             LIME on a text, token by token (06) — = lime's LimeTextExplainer
 ``explain.lime_images``             LIME on images, by patches (06) — = lime's LimeImageExplainer
 ``explain.shap``                    Shapley values of a game: exact, KernelSHAP, permutation; tables (07) — = shap
-``explain.shap_tokens``             Shapley values of a text's tokens, absent = mask / pad / delete (07)
+``explain.shap_designs``            which coalitions KernelSHAP and permutation sampling evaluate; shap's, replayed
+``explain.shap_tokens``             Shapley values of a text's tokens, absent = mask / pad / delete (07) — = shap
 ``explain.interactions``            Shapley interaction values of pairs of players, exact (09) — = shapiq
 ``explain.integrated_gradients``    path integrals of gradients, every integration rule, tokens (08) — = captum
 ``explain.noise``                   gradients averaged over noise: SmoothGrad, VarGrad, GradientSHAP (09) — = captum
@@ -152,12 +153,12 @@ from bigtut.explain.patching import PATCHING_SITES, PatchingResult, activation_p
 from bigtut.explain.render import plot_image_attributions, token_attributions_html
 from bigtut.explain.sanity import RandomisationResult, randomisation_check, stability
 from bigtut.explain.shap import ShapleyValues, coalition_weight, exact_shapley, kernel_shap, permutation_shap
-from bigtut.explain.shap_tokens import token_shap
+from bigtut.explain.shap_tokens import token_permutation_shap, token_shap
 
 # The attribution methods: every one keeps the shape above (tests/test_explain_family.py walks this tuple).
 TOKEN_METHODS = (counterfactual_effects, gradient_norm, gradient_x_input, lime_text, raw_attention_scores,
-                 rollout_scores, token_gradient_shap, token_integrated_gradients, token_occlusion, token_shap,
-                 token_shapley_interactions, token_smoothgrad)
+                 rollout_scores, token_gradient_shap, token_integrated_gradients, token_occlusion,
+                 token_permutation_shap, token_shap, token_shapley_interactions, token_smoothgrad)
 FEATURE_METHODS = (exact_shapley, gradient_shap, integrated_gradients, kernel_shap, lime_image, lime_tabular, occlusion,
                    permutation_shap, shapley_interactions, smoothgrad)
 # Generation (chapter 11): the data is the prompt, target= the continuation; attributions (B, steps, P + T).
@@ -182,6 +183,6 @@ __all__ = [
     "plot_image_attributions", "precision_at_k", "randomisation_check", "rank_agreement", "raw_attention_scores",
     "recall_at_k", "rollout_scores", "shapley_interactions", "smoothgrad", "stability", "sufficiency",
     "token_attributions_html", "token_f1", "token_gradient_shap", "token_integrated_gradients", "token_occlusion",
-    "token_shap", "token_shapley_interactions", "token_smoothgrad", "transformer_blocks", "window_cover",
-    "word_scores",
+    "token_permutation_shap", "token_shap", "token_shapley_interactions", "token_smoothgrad", "transformer_blocks",
+    "window_cover", "word_scores",
 ]

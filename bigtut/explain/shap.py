@@ -12,13 +12,15 @@ of a background row, averaged over the ``R`` background rows::
 
     v(S) = 1/R Σ_r f(x_S, b^r_{N∖S})
 
-:func:`~bigtut.explain.shap_tokens.token_shap` (in :mod:`bigtut.explain.shap_tokens`) masks, hides or deletes
-absent tokens instead. Every estimator works on a *game*: a
+:func:`~bigtut.explain.shap_tokens.token_shap` and ``token_permutation_shap`` (in
+:mod:`bigtut.explain.shap_tokens`) mask, hide or delete absent tokens instead. Every estimator works on a *game*: a
 function from coalition masks ``(K, M)`` bool (True = present) to values ``(K,)``; exact enumeration,
 KernelSHAP and permutation sampling are written once against it, and each row of a batch ``(B, ...)`` is
-its own game, played with the same seed (a row explained alone = the same row explained in a batch).
+its own game, played with the same seed (a row explained alone = the same row explained in a batch). Which
+coalitions the samplers draw — the course's own, or shap's replayed (``shap_compatible``) — is in
+:mod:`bigtut.explain.shap_designs`.
 
-The three tabular methods here and ``token_shap`` keep the family's shape (:mod:`bigtut.explain`):
+The three tabular methods here and the token methods keep the family's shape (:mod:`bigtut.explain`):
 ``method(f_or_model, <batch>, *, target=None, ..., seed=None, batch_size=None, probabilities=False)``
 -> :class:`ShapleyValues`.
 
@@ -28,7 +30,6 @@ Shape legend:  B batch   M features (players)   R background rows   K coalitions
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
@@ -44,6 +45,7 @@ from bigtut.explain.arguments import (
     resolve_seed,
 )
 from bigtut.explain.common import as_numpy, scalar_output, target_of_row, to_model_input
+from bigtut.explain.shap_designs import _kernel_design, _shap_kernel_design, _shap_permutation_orders
 
 __all__ = ["MAX_EXACT_PLAYERS", "Game", "ShapleyValues", "coalition_weight", "exact_game", "exact_shapley",
            "kernel_budget", "kernel_game", "kernel_shap", "permutation_shap"]
@@ -92,55 +94,6 @@ def exact_game(game: Game, m: int) -> tuple[np.ndarray, float, int]:
     return phi, float(v[0]), len(masks)
 
 
-def _kernel_design(m: int, n_samples: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """KernelSHAP's coalitions ``(K, m)`` and regression weights ``(K,)`` for a budget of ``n_samples``.
-
-    The Shapley kernel gives all coalitions of size ``s`` together the mass ``(m-1) / (s (m-s))``; sizes ``s`` and
-    ``m-s`` are handled as a pair. Going from the smallest size up, a size pair whose share of the remaining
-    budget covers all its coalitions is enumerated, each coalition weighted by its exact kernel weight: the
-    coalitions and weights of shap's KernelExplainer (``n_samples >= 2**m - 2`` enumerates them all). The rest of
-    the budget draws a size pair by kernel mass, a random coalition of that size *and its complement*
-    (antithetic), counts repeats, and scales the counts to the kernel mass left over.
-    """
-    n_sizes, n_paired = math.ceil((m - 1) / 2), (m - 1) // 2  # a middle size (m even) is its own complement
-    mass = np.array([(m - 1) / (s * (m - s)) for s in range(1, n_sizes + 1)])  # (n_sizes,)
-    mass[:n_paired] *= 2  # sizes s and m - s together
-    mass /= mass.sum()
-    masks, weights = [np.zeros((0, m), bool)], [np.zeros(0)]
-    left, share, n_full = n_samples, mass.copy(), 0
-    for s in range(1, n_sizes + 1):
-        count = math.comb(m, s) * (2 if s <= n_paired else 1)  # coalitions of size s (and m - s)
-        if left * share[s - 1] / count < 1 - 1e-8:
-            break
-        n_full, left = n_full + 1, left - count
-        if share[s - 1] < 1:
-            share /= 1 - share[s - 1]  # what is left of the budget goes to the larger sizes
-        chosen = np.array(list(itertools.combinations(range(m), s)))  # (comb(m, s), s)
-        size_masks = np.zeros((len(chosen), m), bool)
-        size_masks[np.arange(len(chosen))[:, None], chosen] = True
-        if s <= n_paired:
-            size_masks = np.concatenate([size_masks, ~size_masks])  # (count, m)
-        masks.append(size_masks)
-        weights.append(np.full(count, mass[s - 1] / count))
-    if n_full < n_sizes and left > 0:
-        sizes = n_full + 1 + rng.choice(n_sizes - n_full, size=4 * left, p=mass[n_full:] / mass[n_full:].sum())
-        counts: dict[bytes, list] = {}  # coalition -> [mask (m,), times drawn]
-        for s in sizes:
-            if len(counts) >= left:
-                break
-            drawn = np.zeros(m, bool)
-            drawn[rng.choice(m, size=s, replace=False)] = True
-            for mask in (drawn, ~drawn):
-                if mask.tobytes() in counts:
-                    counts[mask.tobytes()][1] += 1
-                elif len(counts) < left:
-                    counts[mask.tobytes()] = [mask, 1]
-        drawn_weights = np.array([c for _, c in counts.values()], dtype=float)  # (K_sampled,)
-        masks.append(np.array([mask for mask, _ in counts.values()]).reshape(-1, m))
-        weights.append(drawn_weights * mass[n_full:].sum() / drawn_weights.sum())
-    return np.concatenate(masks), np.concatenate(weights)
-
-
 def kernel_budget(m: int, n_samples: int | None) -> int:
     """The number of coalitions KernelSHAP draws for ``m`` players (besides ∅ and N), or ``ValueError`` when
     ``n_samples`` is too small to determine ``m`` values."""
@@ -152,11 +105,15 @@ def kernel_budget(m: int, n_samples: int | None) -> int:
     return min(n_samples, cap)
 
 
-def kernel_game(game: Game, m: int, n_samples: int | None, seed: int) -> tuple[np.ndarray, float, int]:
-    """``(φ (m,), v(∅), coalitions evaluated)`` by KernelSHAP: weighted least squares with Σφ = v(N) - v(∅)."""
+def kernel_game(game: Game, m: int, n_samples: int | None, seed: int,
+                shap_compatible: bool = False) -> tuple[np.ndarray, float, int]:
+    """``(φ (m,), v(∅), coalitions evaluated)`` by KernelSHAP: weighted least squares with Σφ = v(N) - v(∅), on
+    the coalitions of :func:`_kernel_design` (or, ``shap_compatible``, of :func:`_shap_kernel_design`)."""
     if m <= 1:  # one player takes everything: nothing to fit
         return exact_game(game, m)
-    masks, weights = _kernel_design(m, kernel_budget(m, n_samples), np.random.default_rng(seed))  # (K, m), (K,)
+    n_samples = kernel_budget(m, n_samples)
+    masks, weights = (_shap_kernel_design(m, n_samples, seed) if shap_compatible
+                      else _kernel_design(m, n_samples, np.random.default_rng(seed)))  # (K, m), (K,)
     empty, full = game(np.stack([np.zeros(m, bool), np.ones(m, bool)]))
     v = game(masks)  # (K,)
     # Minimise Σ_k w_k (v_k - v(∅) - z_k·φ)² under Σφ = v(N) - v(∅): substitute φ_m = total - Σ_{j<m} φ_j
@@ -169,9 +126,13 @@ def kernel_game(game: Game, m: int, n_samples: int | None, seed: int) -> tuple[n
     return np.append(head, total - head.sum()), float(empty), len(masks) + 2
 
 
-def _permutation_game(game: Game, m: int, n_permutations: int, seed: int) -> tuple[np.ndarray, float, int]:
-    """``(φ (m,), v(∅), coalitions evaluated)`` from ``n_permutations`` random orders and their reverses."""
-    orders = np.argsort(np.random.default_rng(seed).random((n_permutations, m)), axis=1)  # (P, m)
+def _permutation_game(game: Game, m: int, n_permutations: int, seed: int,
+                      shap_compatible: bool = False) -> tuple[np.ndarray, float, int]:
+    """``(φ (m,), v(∅), coalitions evaluated)`` from ``n_permutations`` random orders and their reverses: shap's
+    forward and backward passes (the backward pass removes the players in the order's order, i.e. adds them in
+    the reverse order). ``shap_compatible``: the orders of :func:`_shap_permutation_orders`."""
+    orders = (_shap_permutation_orders(m, n_permutations, seed) if shap_compatible
+              else np.argsort(np.random.default_rng(seed).random((n_permutations, m)), axis=1))  # (P, m)
     orders = np.concatenate([orders, orders[:, ::-1]])  # (2P, m): every order and its reverse
     rank = np.argsort(orders, axis=1)  # (2P, m): rank[p, i] = place of player i in order p
     prefixes = rank[:, None, :] < np.arange(1, m)[None, :, None]  # (2P, m-1, m): the first k, k = 1..m-1
@@ -277,7 +238,7 @@ def exact_shapley(f: Callable, inputs: Any, *, target: int | Sequence[int] | Non
 
 def kernel_shap(f: Callable, inputs: Any, *, target: int | Sequence[int] | None = None, background: Any,
                 n_samples: int | None = None, seed: int | None = None, batch_size: int | None = None,
-                probabilities: bool = False) -> ShapleyValues:
+                probabilities: bool = False, shap_compatible: bool = False) -> ShapleyValues:
     """KernelSHAP: Shapley values as the weighted linear regression ``v(S) ≈ v(∅) + Σ_{i∈S} φ_i`` over
     coalitions ``S`` weighted by the Shapley kernel, with efficiency ``Σφ = f(x) - v(∅)`` imposed exactly.
 
@@ -285,13 +246,20 @@ def kernel_shap(f: Callable, inputs: Any, *, target: int | Sequence[int] | None 
     players (the others cannot change any ``v(S)`` and get 0). ``n_samples`` is the number of coalitions besides
     ∅ and N (default ``2M + 2048``); from ``2**M - 2`` on every coalition enters once, deterministically, and the
     regression returns the exact Shapley values. Below, coalitions are sampled with a ``seed``-ed generator (see
-    :func:`_kernel_design`; the same draw for every row); more samples, smaller error. Other arguments and the
-    result as :func:`exact_shapley`, with ``n_evaluations = Σ_rows (K + 2) · R``.
+    :func:`_kernel_design`; the same draw for every row); more samples, smaller error.
+
+    ``shap_compatible=True`` draws shap 0.51's coalitions instead (:func:`_shap_kernel_design`): the answer then
+    equals ``KernelExplainer(f, background).shap_values(x, nsamples=n_samples, l1_reg=False)`` with
+    ``np.random.seed(seed)`` called before each row (shap samples from NumPy's global generator and never seeds
+    it), up to rounding. Both samplers are valid; the default one draws sizes by the kernel mass directly and each
+    coalition with NumPy's ``Generator``, shap's halves the mass of a paired size and draws permutations from the
+    legacy global ``RandomState``, so their samples differ. Other arguments and the result as
+    :func:`exact_shapley`, with ``n_evaluations = Σ_rows (K + 2) · R``.
     """
     n_samples = None if n_samples is None else check_budget("n_samples", n_samples)
-    seed = resolve_seed(seed)
+    seed, shap_compatible = resolve_seed(seed), check_flag("shap_compatible", shap_compatible)
     return _explain_rows(f, inputs, background, target, batch_size, probabilities,
-                         lambda game, m: kernel_game(game, m, n_samples, seed), varying_only=True,
+                         lambda game, m: kernel_game(game, m, n_samples, seed, shap_compatible), varying_only=True,
                          check_players=lambda m: kernel_budget(m, n_samples))
 
 

@@ -4,8 +4,9 @@ Token LIME and token SHAP send hundreds or thousands of perturbed copies of a te
 is where all their time goes. Three things make it faster without changing a single answer:
 
 1. identical rows (the same ids, the same attended positions, read at the same place) run once;
-2. the rows are sorted by length (their last attended position + 1) and each chunk of ``batch_size`` rows is
-   cut to its longest row, so a text with deleted tokens makes a *shorter* batch instead of a padded one;
+2. the rows are sorted by length (their last attended position + 1) and grouped by length
+   (:func:`length_groups`); each model call takes at most ``batch_size`` rows of one group, cut to its longest
+   row, so a text with deleted tokens makes a *shorter* batch instead of a padded one;
 3. ``torch.inference_mode``: no autograd bookkeeping at all.
 
 Cutting relies on the classifier contract: a model ignores the positions it does not attend (attention mask 0),
@@ -22,7 +23,9 @@ import torch
 
 from bigtut.explain.common import explained_logits, logits_of
 
-__all__ = ["evaluate_token_rows", "row_lengths"]
+__all__ = ["MIN_GROUP_ROWS", "evaluate_token_rows", "length_groups", "row_lengths"]
+
+MIN_GROUP_ROWS = 32  # a length with fewer rows shares its model calls with the next length (see length_groups)
 
 
 def row_lengths(attended: torch.Tensor) -> torch.Tensor:
@@ -30,6 +33,24 @@ def row_lengths(attended: torch.Tensor) -> torch.Tensor:
     the columns a right-padded row needs."""
     columns = torch.arange(1, attended.shape[1] + 1, device=attended.device)  # (L,)
     return (attended.long() * columns).amax(1)  # (N,)
+
+
+def length_groups(lengths: torch.Tensor) -> list[torch.Tensor]:
+    """The indices of the rows of ``lengths`` ``(N,)`` grouped by length, shortest first, for separate model calls
+    cut to their longest row: the rows of one length form a group, a length with fewer than
+    :data:`MIN_GROUP_ROWS` rows joins the next (a tiny call costs more per row than a little padding), and a
+    group's longest row is at most 9/8 of its shortest, so at most 1/9 of a group's tokens are padding (chunks of a
+    fixed number of sorted rows can spend up to half)."""
+    distinct, counts = torch.unique(lengths, return_counts=True)  # (D,) sorted, (D,)
+    group_of, group, first, rows = [], -1, 0, 0  # each length's group; the current group's shortest length, rows
+    for length, n in zip(distinct.tolist(), counts.tolist()):
+        if group < 0 or rows >= MIN_GROUP_ROWS or 8 * length > 9 * first:
+            group, first, rows = group + 1, length, 0
+        group_of.append(group)
+        rows += n
+    row_group = torch.as_tensor(group_of, device=lengths.device)[torch.searchsorted(distinct, lengths)]  # (N,)
+    order = torch.argsort(row_group, stable=True)  # (N,)
+    return list(torch.split(order, torch.bincount(row_group).tolist()))
 
 
 def evaluate_token_rows(model: Any, ids: torch.Tensor, attended: torch.Tensor, *, batch_size: int,
@@ -52,12 +73,12 @@ def evaluate_token_rows(model: Any, ids: torch.Tensor, attended: torch.Tensor, *
     distinct_ids, distinct_attended = distinct[:, :L], distinct[:, L:2 * L].bool()  # (U, L) each
     distinct_read = distinct[:, 2 * L]  # (U,)
     lengths = row_lengths(distinct_attended)  # (U,)
-    order = torch.argsort(lengths, stable=True)  # (U,) shortest first
+    groups = length_groups(lengths)  # rows of about the same length, shortest first
+    order = torch.cat(groups)  # (U,)
     chunks = []
     with torch.inference_mode():
-        for start in range(0, len(order), batch_size):
-            rows = order[start:start + batch_size]  # (n,)
-            width = max(int(lengths[rows].max()), 1)  # the longest row of this chunk
+        for rows in (group[start:start + batch_size] for group in groups for start in range(0, len(group), batch_size)):
+            width = max(int(lengths[rows].max()), 1)  # the longest row of this call
             output = model(distinct_ids[rows, :width], attention_mask=distinct_attended[rows, :width].long())
             chunks.append(explained_logits(logits_of(output, len(rows)), distinct_read[rows], position_given))
     by_length = torch.cat(chunks)  # (U, C) in the order of ``order``
