@@ -70,11 +70,11 @@ def row_seconds(model, repeats: int) -> dict:
         ids = text_of_length(L, ROWS_PER_CALL)
         mask = torch.ones_like(ids)
 
-        def forward():
+        def forward(ids=ids, mask=mask):
             with torch.inference_mode():
                 model(ids, attention_mask=mask)
 
-        def forward_backward():
+        def forward_backward(ids=ids, mask=mask):
             embeds = model.get_input_embeddings()(ids).detach().requires_grad_(True)
             model(attention_mask=mask, inputs_embeds=embeds)[:, 0].sum().backward()
 

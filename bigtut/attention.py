@@ -120,18 +120,46 @@ class KVCache:
 
     Pass the same cache to every call of :meth:`MultiHeadAttention.forward` while generating: each call
     appends the new positions' keys and values, so earlier positions are never projected twice.
+
+    Appending with ``torch.cat`` copies the whole past at every step. Given a ``capacity`` (the most positions
+    it will ever hold, e.g. ``block_size``), the cache instead makes room for ``capacity`` positions at its
+    first update and writes each new position in place; ``keys``/``values`` are then views of the filled
+    part, with the same numbers.
     """
 
     keys: torch.Tensor | None = None
     values: torch.Tensor | None = None
     length: int = field(default=0)
+    capacity: int | None = None
+    # (2, B, h, capacity, d_head): keys and values of every position it has room for, made at the first update
+    _room: torch.Tensor | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        if self.capacity is not None:
+            check_positive_int("capacity", self.capacity)
 
     def update(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Append ``k, v`` ``(B, h, T_new, d_head)``; return all keys and values ``(B, h, T, d_head)``."""
-        self.keys = k if self.keys is None else torch.cat([self.keys, k], dim=2)
-        self.values = v if self.values is None else torch.cat([self.values, v], dim=2)
+        if self.capacity is None:
+            self.keys = k if self.keys is None else torch.cat([self.keys, k], dim=2)
+            self.values = v if self.values is None else torch.cat([self.values, v], dim=2)
+        else:
+            self._write_in_place(k, v)
         self.length = self.keys.shape[2]
         return self.keys, self.values
+
+    def _write_in_place(self, k: torch.Tensor, v: torch.Tensor) -> None:
+        past = 0 if self.keys is None else self.keys.shape[2]
+        end = past + k.shape[2]
+        if end > self.capacity:
+            raise ValueError(f"KVCache(capacity={self.capacity}) cannot hold {past} cached + {k.shape[2]} new "
+                             f"positions")
+        if self._room is None:  # first update: room for every position, holding what was cached so far
+            self._room = k.new_empty(2, k.shape[0], k.shape[1], self.capacity, k.shape[3])
+            if past:
+                self._room[0, :, :, :past], self._room[1, :, :, :past] = self.keys, self.values
+        self._room[0, :, :, past:end], self._room[1, :, :, past:end] = k, v  # (B, h, T_new, d_head) each
+        self.keys, self.values = self._room[0, :, :, :end], self._room[1, :, :, :end]  # (B, h, T, d_head)
 
 
 class MultiHeadAttention(nn.Module):
@@ -181,6 +209,7 @@ class MultiHeadAttention(nn.Module):
         return_attention: bool = True,
         cache: KVCache | None = None,
         rotary: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
+        causal: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Attend from ``query`` positions to ``key``/``value`` positions.
 
@@ -194,6 +223,9 @@ class MultiHeadAttention(nn.Module):
             rotary: optional rotary position embedding (e.g. :class:`bigtut.positional.RotaryEmbedding` of
                 width ``d_head``), called as ``rotary(x, offset)`` on the queries and keys of every head;
                 ``offset`` is the number of cached positions (0 without a cache).
+            causal: query ``i`` may attend only to keys ``0..i`` (:func:`causal_mask`), on top of ``mask``;
+                queries and keys must then be the same positions (``Lq == Lk``, counting cached keys). Without
+                ``mask`` the fast path leaves it to SDPA's ``is_causal``: the same numbers, no mask built.
 
         Returns:
             ``(output, weights)``: output ``(B, Lq, d_model)``; weights ``(B, h, Lq, Lk)`` or ``None`` when
@@ -220,10 +252,16 @@ class MultiHeadAttention(nn.Module):
         if mask is not None and mask.dim() == 3:
             mask = mask.unsqueeze(1)  # (B, 1, Lq, Lk)
         mask = check_mask(mask, torch.Size((q.shape[0], self.num_heads, q.shape[2], k.shape[2])))
+        if causal and q.shape[2] != k.shape[2]:
+            raise ValueError(f"causal=True needs queries and keys at the same positions, got Lq={q.shape[2]}, "
+                             f"Lk={k.shape[2]}; pass the mask of their positions instead")
+        is_causal = causal and mask is None and self.fast and not return_attention  # SDPA applies it
+        if causal and not is_causal:  # written out: (Lq, Lk), combined with the given mask
+            mask = causal_mask(q.shape[2], q.device) if mask is None else mask & causal_mask(q.shape[2], q.device)
         # 3) attend in every head at once
         dropout_p = self.dropout if self.training else 0.0
         if self.fast and not return_attention:
-            heads = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+            heads = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal)
             if mask is not None:  # fully masked rows: zeros, as in the explicit path
                 heads = heads.masked_fill(~mask.any(-1, keepdim=True), 0.0)
             weights = None

@@ -5,6 +5,7 @@ module                      what it holds
 ==========================  =====================================================================
 ``gpt.model``               :class:`GPTConfig`, causal self-attention, block, :class:`GPT`
 ``gpt.sampling``            temperature, top-k, top-p, sampling, ``generate`` with a KV cache
+``gpt.fast_decoding``       one cached decoding step straight from the weights (what ``generate`` runs)
 ``gpt.classifier``          :class:`GPTClassifier`, the classifier contract on a GPT body
 ``gpt.hf``                  weight exchange with Hugging Face's ``GPT2LMHeadModel``
 ==========================  =====================================================================

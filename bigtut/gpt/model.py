@@ -80,6 +80,9 @@ class CausalSelfAttention(nn.Module):
         ``key_mask`` ``(B, T)`` bool, False at padding: no position attends to a padded one.
         """
         L, past = x.shape[1], (cache.length if cache is not None else 0)
+        if past == 0 and key_mask is None:  # a fresh sequence, nothing padded: attention applies the causal mask
+            out, weights = self.attn(x, x, x, causal=True, return_attention=return_attention, cache=cache)
+            return self.resid_drop(out), weights
         mask = None
         if L > 1 or key_mask is not None:  # one new query may see every cached key: no mask needed
             keys = torch.arange(past + L, device=x.device)  # (T,)

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bigtut.gpt.fast_decoding import FastDecoder
 from bigtut.runtime import eval_mode
 from bigtut.validation import check_positive_int
 
@@ -90,6 +91,9 @@ def generate(model: nn.Module, idx: torch.Tensor, max_new_tokens: int, temperatu
     keys/values from a KV cache; once the context is longer than ``block_size`` the window slides, every
     position shifts, and the cache is rebuilt at each step — the results stay identical either way. The
     model runs in eval mode; its mode is restored afterwards.
+
+    For an unmodified :class:`~bigtut.gpt.GPT` the one-token steps run through
+    :class:`~bigtut.gpt.fast_decoding.FastDecoder`: the same arithmetic in fewer calls, proven equal by a test.
     """
     if idx.dim() != 2 or idx.shape[1] < 1:
         raise ValueError(f"idx must be (B, T) with T >= 1, got shape {tuple(idx.shape)}")
@@ -97,16 +101,17 @@ def generate(model: nn.Module, idx: torch.Tensor, max_new_tokens: int, temperatu
         raise ValueError(f"max_new_tokens must be a non-negative int, got {max_new_tokens!r}")
     block_size = model.config.block_size
     cache, cache_start = None, -1
-    with eval_mode(model):
+    with eval_mode(model), torch.inference_mode():  # unlike no_grad, no version counters or view tracking
+        fast = FastDecoder(model) if use_cache and FastDecoder.applies_to(model) else None
         for _ in range(max_new_tokens):
             start = max(0, idx.shape[1] - block_size)  # first token of the visible window
             if use_cache and start == cache_start:  # the window did not move: feed only the newest token
-                h, _ = model.hidden_states(idx[:, -1:], cache=cache)  # (B, 1, d)
+                h = fast.step(idx[:, -1]) if fast else model.hidden_states(idx[:, -1:], cache=cache)[0][:, -1]
             else:
-                cache = model.new_cache() if use_cache else None
+                cache = (fast.new_cache() if fast else model.new_cache()) if use_cache else None
                 cache_start = start
-                h, _ = model.hidden_states(idx[:, start:], cache=cache)  # (B, L, d)
-            logits = model.lm_head(h[:, -1])  # (B, V): only the last position is needed
+                h = model.hidden_states(idx[:, start:], cache=cache)[0][:, -1]  # (B, d): the window's last
+            logits = model.lm_head(h)  # (B, V): only the last position is needed
             next_id = sample_next_token(logits, temperature, top_k, top_p, generator)  # (B, 1)
             idx = torch.cat([idx, next_id], dim=1)  # (B, T + 1)
-    return idx
+    return idx.clone()  # made outside inference mode: a normal tensor, usable wherever autograd runs
