@@ -1,4 +1,4 @@
-"""One cached decoding step of a GPT in fewer calls: the same arithmetic as ``GPT.hidden_states`` for one new
+"""One cached decoding step of a GPT in fewer calls: the arithmetic of ``GPT.hidden_states`` for one new
 position, read straight from the model's weights.
 
 Shape legend:  B batch   T positions cached   d d_model   h heads   d_head = d / h
@@ -7,10 +7,13 @@ Shape legend:  B batch   T positions cached   d d_model   h heads   d_head = d /
 that step also pays for module calls, argument checks, mask logic and, in every layer, a ``torch.cat`` that
 copies the whole cached past; for the chapter's 4-layer, 128-wide model on one CPU thread that is more time
 than the arithmetic. :class:`FastDecoder` runs the same operations on the same weights in the same order,
-``F.layer_norm``, the ``addmm`` inside ``F.linear``, ``F.scaled_dot_product_attention`` and ``F.gelu``, with
-caches that write in place (``KVCache(capacity=block_size)``) and the weights gathered once per ``generate``
-call instead of looked up through the modules at every step. ``tests/test_gpt_generate_fast.py`` proves its
-hidden states and logits equal to the readable path's, and the generated tokens identical.
+``F.layer_norm``, ``addmm``, ``F.scaled_dot_product_attention`` and ``F.gelu``, with caches that write in place
+(``KVCache(capacity=block_size)``) and the weights gathered once per ``generate`` call instead of looked up
+through the modules at every step. Gathering them also copies them into the layout a one-row product reads
+fastest (transposed and contiguous, the query, key and value projections side by side, the output matrix too:
+:meth:`FastDecoder.logits`), so its sums run in another order than ``F.linear``'s: the numbers agree to float
+rounding. ``tests/test_gpt_generate_fast.py`` proves its hidden states and logits equal to the readable path's
+to that rounding, and the generated tokens identical.
 ``bigtut/gpt/model.py`` remains the model to read; this file is only how ``generate`` runs it quickly
 (``benchmarks/gpt.py`` times both).
 """
@@ -57,9 +60,10 @@ class _Norm(NamedTuple):
 
 
 class _Affine(NamedTuple):
-    """A Linear layer's parameters, the weight as a transposed view ``(in, out)`` (no copy); calling it on
-    ``x`` ``(B, in)`` runs the ``addmm`` (or ``mm``) that ``F.linear`` runs for a 2-D input, minus the calls
-    around it."""
+    """One or more Linear layers side by side: the weights copied, transposed, into one contiguous ``(in, out)``
+    matrix, which a one-row product reads at close to the memory's speed (MKL's one-row kernel reads a
+    transposed view of ``(out, in)`` up to 3x slower on some CPUs); calling it on ``x`` ``(B, in)`` is an
+    ``addmm`` (or ``mm``), ``(B, out)``."""
 
     bias: torch.Tensor | None
     weight_t: torch.Tensor
@@ -72,9 +76,7 @@ class _BlockWeights(NamedTuple):
     """What one :class:`~bigtut.gpt.Block` computes with, read once per ``generate`` call."""
 
     ln_1: _Norm
-    q: _Affine
-    k: _Affine
-    v: _Affine
+    qkv: _Affine  # the query, key and value projections side by side: (B, d) -> (B, 3d)
     out: _Affine
     heads: int
     d_head: int
@@ -87,14 +89,16 @@ def _norm(module: nn.LayerNorm) -> _Norm:
     return _Norm(module.normalized_shape, module.weight, module.bias, module.eps)
 
 
-def _affine(module: nn.Linear) -> _Affine:
-    return _Affine(module.bias, module.weight.t())
+def _affine(*modules: nn.Linear) -> _Affine:
+    """``modules`` (Linear layers of the same input width) as one :class:`_Affine`, outputs in their order."""
+    biases = [m.bias if m.bias is not None else m.weight.new_zeros(m.out_features) for m in modules]
+    bias = None if all(m.bias is None for m in modules) else torch.cat(biases)  # (out,)
+    return _Affine(bias, torch.cat([m.weight for m in modules]).t().contiguous())  # (in, out)
 
 
 def _block_weights(block: nn.Module) -> _BlockWeights:
     attn = block.attn.attn  # the MultiHeadAttention inside CausalSelfAttention
-    return _BlockWeights(_norm(block.ln_1), _affine(attn.q_proj), _affine(attn.k_proj), _affine(attn.v_proj),
-                         _affine(attn.out_proj), attn.num_heads, attn.d_head, _norm(block.ln_2),
+    return _BlockWeights(_norm(block.ln_1), _affine(attn.q_proj, attn.k_proj, attn.v_proj), _affine(attn.out_proj), attn.num_heads, attn.d_head, _norm(block.ln_2),
                          _affine(block.mlp.fc), _affine(block.mlp.proj))
 
 
@@ -115,6 +119,9 @@ class FastDecoder:
         self.caches: list[KVCache] | None = None
         self.blocks = [_block_weights(block) for block in model.blocks]
         self.ln_f = _norm(model.ln_f)
+        # with GPT-2's vocabulary the output matrix (V, d) is 2/3 of what a step reads: in the layout of
+        # _Affine, MKL read it at 28 GB/s on the AMD EPYC that wrote benchmarks/results/gpt.txt, 10 GB/s as a view
+        self.head = _affine(model.lm_head)
 
     @staticmethod
     def applies_to(model: nn.Module) -> bool:
@@ -155,11 +162,17 @@ class FastDecoder:
             x = x + block.proj(F.gelu(block.fc(block.ln_2(x)), approximate="tanh"))  # (B, d)
         return self.ln_f(x)  # (B, d)
 
+    def logits(self, h: torch.Tensor) -> torch.Tensor:
+        """``model.lm_head(h)`` for ``h`` ``(B, d)``: ``(B, V)``, the same products summed in another order
+        (equal to float rounding), through the module itself where a hook watches it."""
+        lm_head = self.model.lm_head
+        return lm_head(h) if lm_head._forward_hooks or lm_head._forward_pre_hooks else self.head(h)
+
     @staticmethod
     def _attend(block: _BlockWeights, x: torch.Tensor, cache: KVCache) -> torch.Tensor:
         """The new position ``x`` ``(B, d)`` attends over every cached key and itself; returns the heads
         side by side, ``(B, h * d_head)``, before the output projection."""
         B, h, d_head = x.shape[0], block.heads, block.d_head
-        q, k, v = (proj(x).view(B, h, 1, d_head) for proj in (block.q, block.k, block.v))  # (B, h, 1, d_head)
+        q, k, v = block.qkv(x).view(B, 3, h, 1, d_head).unbind(1)  # (B, h, 1, d_head) each
         keys, values = cache.update(k, v)  # (B, h, T, d_head): the past and the new position
         return F.scaled_dot_product_attention(q, keys, values).reshape(B, h * d_head)  # no mask: all visible

@@ -111,7 +111,7 @@ def generate(model: nn.Module, idx: torch.Tensor, max_new_tokens: int, temperatu
                 cache = (fast.new_cache() if fast else model.new_cache()) if use_cache else None
                 cache_start = start
                 h = model.hidden_states(idx[:, start:], cache=cache)[0][:, -1]  # (B, d): the window's last
-            logits = model.lm_head(h)  # (B, V): only the last position is needed
+            logits = fast.logits(h) if fast else model.lm_head(h)  # (B, V): only the last position is needed
             next_id = sample_next_token(logits, temperature, top_k, top_p, generator)  # (B, 1)
             idx = torch.cat([idx, next_id], dim=1)  # (B, T + 1)
     return idx.clone()  # made outside inference mode: a normal tensor, usable wherever autograd runs
