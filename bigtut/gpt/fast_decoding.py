@@ -98,8 +98,9 @@ def _affine(*modules: nn.Linear) -> _Affine:
 
 def _block_weights(block: nn.Module) -> _BlockWeights:
     attn = block.attn.attn  # the MultiHeadAttention inside CausalSelfAttention
-    return _BlockWeights(_norm(block.ln_1), _affine(attn.q_proj, attn.k_proj, attn.v_proj), _affine(attn.out_proj), attn.num_heads, attn.d_head, _norm(block.ln_2),
-                         _affine(block.mlp.fc), _affine(block.mlp.proj))
+    return _BlockWeights(_norm(block.ln_1), _affine(attn.q_proj, attn.k_proj, attn.v_proj), _affine(attn.out_proj),
+                         attn.num_heads, attn.d_head, _norm(block.ln_2), _affine(block.mlp.fc),
+                         _affine(block.mlp.proj))
 
 
 class FastDecoder:
