@@ -17,6 +17,8 @@
    of the cached keys/values at the mean context length), timed with ``torch.sum`` over each of them in the
    same rounds, i.e. bytes per token / the bandwidth measured on those very tensors (and, for reference, the
    bandwidth of a 1 GiB read).
+4. why ``FastDecoder`` copies the weights: one row times the output matrix read as ``F.linear`` reads it (a
+   transposed view of the ``(V, d)`` parameter) and as ``FastDecoder`` does (a contiguous ``(d, V)`` copy).
 
 Measurements alternate between the contenders (the order rotating from round to round) and report medians,
 so a busy machine slows all alike; the load average is printed.
@@ -93,6 +95,18 @@ def _read_seconds(tensors: list[torch.Tensor], reads: int, device: torch.device)
     return statistics.median(seconds)
 
 
+def _product_seconds(row: torch.Tensor, matrix: torch.Tensor, reads: int, device: torch.device) -> float:
+    """Median seconds of ``row @ matrix``, ``(1, d) @ (d, V)``."""
+    seconds = []
+    for _ in range(reads):
+        _sync(device)
+        start = time.perf_counter()
+        row.mm(matrix)
+        _sync(device)
+        seconds.append(time.perf_counter() - start)
+    return statistics.median(seconds)
+
+
 def read_per_cached_step(model: GPT, context: int) -> list[torch.Tensor]:
     """What one cached step must read at least: every weight once (of the two embeddings only the output
     matrix ``(V, d)``, tied to the token embedding, is read whole) and the cached keys and values of
@@ -119,6 +133,11 @@ def generation_times(config: GPTConfig, prompt_len: int, new_tokens: int, repeat
     step_reads = read_per_cached_step(ours, context=prompt_len + new_tokens // 2)  # the mean context
     step_bytes = sum(t.numel() * t.element_size() for t in step_reads)
 
+    # one row times the output matrix: as F.linear reads it (a transposed view of (V, d)) and as FastDecoder
+    # does (a contiguous (d, V) copy)
+    row, head = torch.randn(1, config.d_model, device=device), ours.lm_head.weight.t()
+    head_t = head.contiguous()
+
     def readable():
         with readable_decoding():
             return ours.generate(prompt, new_tokens, temperature=0, use_cache=True)
@@ -131,6 +150,8 @@ def generation_times(config: GPTConfig, prompt_len: int, new_tokens: int, repeat
                                                          max_new_tokens=new_tokens, min_new_tokens=new_tokens,
                                                          do_sample=False, pad_token_id=0),
         "read": lambda: _read_seconds(step_reads, reads=20, device=device),
+        "head, view": lambda: _product_seconds(row, head, reads=20, device=device),
+        "head, copy": lambda: _product_seconds(row, head_t, reads=20, device=device),
     }
     seconds: dict[str, list[float]] = {name: [] for name in runs}
     outputs = {}
@@ -141,8 +162,10 @@ def generation_times(config: GPTConfig, prompt_len: int, new_tokens: int, repeat
             start = time.perf_counter()
             outputs[name] = runs[name]()
             _sync(device)
-            seconds[name].append(outputs[name] if name == "read" else time.perf_counter() - start)
-    outputs.pop("read")
+            timed_inside = name in ("read", "head, view", "head, copy")  # these return their own seconds
+            seconds[name].append(outputs[name] if timed_inside else time.perf_counter() - start)
+    for timed_inside in ("read", "head, view", "head, copy"):
+        outputs.pop(timed_inside)
     reference = outputs["GPT.generate, KV cache"]
     same = all(torch.equal(out, reference) for out in outputs.values())
     return {name: statistics.median(s[1:]) for name, s in seconds.items()}, same, step_bytes
@@ -198,6 +221,10 @@ def main() -> None:
                      f"{cached / new_tokens * 1e3:.2f} ms/token",
                      f"limit {limit * 1e3:.2f} ms/token ({step_bytes / limit / 1e9:.1f} GB/s)",
                      f"{cached / new_tokens / limit:.2f}x the limit", "—"))
+        view, copy = seconds["head, view"], seconds["head, copy"]
+        rows.append((f"{head}: one row times the output matrix, contiguous (d, V) copy (FastDecoder) vs the "
+                     f"transposed view of (V, d) (F.linear)", f"{copy * 1e3:.3f} ms", f"view {view * 1e3:.3f} ms",
+                     f"{view / copy:.2f}x", "—"))
         notes.append(f"{vocab_label}: load average after = {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
     print("| measurement | bigtut | reference | ratio | goal |")
