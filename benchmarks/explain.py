@@ -245,6 +245,31 @@ def _lime_case(name, model, ids, lengths, ahead, after, pad_id, absent, mask_id,
             seconds["bigtut"], seconds["lime"], float(np.abs(out["bigtut"] - out["lime"]).max()))
 
 
+def _token_benchmark_texts(progress: bool) -> tuple:
+    """The token rows' models and texts: ``(bert, gpt, vocab, newline, gpt_pad, bert_ids, bert_lengths, gpt_ids,
+    gpt_lengths)``: the docstring BERT and the GPT classifier in float64, eval mode; the first 8 test docstrings
+    as ``[CLS]`` + word pieces + ``[SEP]`` for the BERT and as a newline + characters for the GPT, each
+    ``(8, 48)`` padded, with their lengths ``(8,)``."""
+    import copy
+
+    from bigtut.bert import BertVocab
+    from bigtut.data import docstring_splits, encode_texts
+    from bigtut.recipes import load_or_train_gpt, train_bert_docstring_classifier
+
+    L = 48
+    texts = [d.text for d in docstring_splits()["test"][:8]]
+    bert_run = train_bert_docstring_classifier(device="cpu", progress=progress)
+    gpt_run = load_or_train_gpt(device="cpu", progress=progress)
+    bert, gpt = copy.deepcopy(bert_run.classifier).double().eval(), copy.deepcopy(gpt_run.classifier).double().eval()
+    vocab = BertVocab.from_tokenizer(bert_run.tokenizer)
+    newline, gpt_pad = gpt_run.tokenizer.encode("\n")[0], gpt_run.tokenizer.token_to_id("<pad>")
+    bert_ids, bert_lengths = encode_texts(texts, bert_run.tokenizer, L, vocab.pad_id, prefix=[vocab.cls_id],
+                                          suffix=[vocab.sep_id])  # (8, 48), (8,)
+    gpt_ids, gpt_lengths = encode_texts([t.replace("\n", " ") for t in texts], gpt_run.tokenizer, L, gpt_pad,
+                                        prefix=[newline])  # (8, 48), (8,)
+    return bert, gpt, vocab, newline, gpt_pad, bert_ids, bert_lengths, gpt_ids, gpt_lengths
+
+
 def token_lime_rows(repeats: int) -> list:
     """Token LIME (``lime_text``) vs lime's ``LimeTextExplainer.explain_instance``, on the course's docstring BERT
     (2x64, word pieces) and GPT classifier (4x128, characters), both in float64, 8 test docstrings of 48 tokens.
@@ -262,22 +287,8 @@ def token_lime_rows(repeats: int) -> list:
     by BERT's ``[MASK]`` (``absent="mask"``: every sample keeps all 48 positions, so ours cannot gain from
     shorter rows, only from running repeated samples once).
     """
-    import copy
-
-    from bigtut.bert import BertVocab
-    from bigtut.data import docstring_splits, encode_texts
-    from bigtut.recipes import load_or_train_gpt, train_bert_docstring_classifier
-
-    batch_size, seed, L = 512, 0, 48
-    texts = [d.text for d in docstring_splits()["test"][:8]]
-    bert_run, gpt_run = train_bert_docstring_classifier(device="cpu"), load_or_train_gpt(device="cpu")
-    bert, gpt = copy.deepcopy(bert_run.classifier).double().eval(), copy.deepcopy(gpt_run.classifier).double().eval()
-    vocab = BertVocab.from_tokenizer(bert_run.tokenizer)
-    newline, gpt_pad = gpt_run.tokenizer.encode("\n")[0], gpt_run.tokenizer.token_to_id("<pad>")
-    bert_ids, bert_lengths = encode_texts(texts, bert_run.tokenizer, L, vocab.pad_id, prefix=[vocab.cls_id],
-                                          suffix=[vocab.sep_id])  # (8, 48), (8,)
-    gpt_ids, gpt_lengths = encode_texts([t.replace("\n", " ") for t in texts], gpt_run.tokenizer, L, gpt_pad,
-                                        prefix=[newline])  # (8, 48), (8,)
+    batch_size, seed = 512, 0
+    bert, gpt, vocab, newline, gpt_pad, bert_ids, bert_lengths, gpt_ids, gpt_lengths = _token_benchmark_texts(True)
     cases = [  # name, model, ids, lengths, kept ahead / after the words, pad id, absent, mask id, samples
         ("BERT 2x64", bert, bert_ids, bert_lengths, [vocab.cls_id], [vocab.sep_id], vocab.pad_id, "delete", None, 5000),
         ("GPT classifier 4x128", gpt, gpt_ids, gpt_lengths, [newline], [], gpt_pad, "delete", None, 1000),
@@ -386,23 +397,8 @@ def token_shap_rows(repeats: int) -> list:
     full-width chunks most), and one absent="mask" row (every text keeps its length there, so ours cannot gain
     from shorter rows, only from running repeated texts once).
     """
-    import copy
-
-    from bigtut.bert import BertVocab
-    from bigtut.data import docstring_splits, encode_texts
-    from bigtut.recipes import load_or_train_gpt, train_bert_docstring_classifier
-
-    batch_size, seed, L = 512, 0, 48
-    texts = [d.text for d in docstring_splits()["test"][:8]]
-    bert_run = train_bert_docstring_classifier(device="cpu", progress=False)
-    gpt_run = load_or_train_gpt(device="cpu", progress=False)
-    bert, gpt = copy.deepcopy(bert_run.classifier).double().eval(), copy.deepcopy(gpt_run.classifier).double().eval()
-    vocab = BertVocab.from_tokenizer(bert_run.tokenizer)
-    newline, gpt_pad = gpt_run.tokenizer.encode("\n")[0], gpt_run.tokenizer.token_to_id("<pad>")
-    bert_ids, bert_lengths = encode_texts(texts, bert_run.tokenizer, L, vocab.pad_id, prefix=[vocab.cls_id],
-                                          suffix=[vocab.sep_id])  # (8, 48), (8,)
-    gpt_ids, gpt_lengths = encode_texts([t.replace("\n", " ") for t in texts], gpt_run.tokenizer, L, gpt_pad,
-                                        prefix=[newline])  # (8, 48), (8,)
+    batch_size, seed = 512, 0
+    bert, gpt, vocab, newline, gpt_pad, bert_ids, bert_lengths, gpt_ids, gpt_lengths = _token_benchmark_texts(False)
     bert_case = ("BERT 2x64", bert, bert_ids, bert_lengths, (vocab.cls_id, vocab.sep_id), vocab.pad_id)
     gpt_case = ("GPT classifier 4x128", gpt, gpt_ids, gpt_lengths, (newline,), gpt_pad)
     options = dict(batch_size=batch_size, seed=seed, repeats=repeats)
