@@ -10,7 +10,9 @@ module                      recipe
                             the committed pretrainings on the Python docs and on the packages' docstrings
 ``recipes.few_labels``      the learning curve: label draws, fine-tuning, TF-IDF, frozen features, bootstrap (05)
 ``recipes.planted``         BERT on the planted-evidence task, cached (09)
-``recipes.cache``           the ``runs/`` cache, keyed by every source file of the package
+``recipes.cache``           the ``runs/`` cache, keyed by every source file of the package, and the
+                            explained models committed under the same keys (``checkpoints/explained/``)
+``recipes.checkpoints``     the command that rebuilds every committed checkpoint
 ==========================  =====================================================================
 """
 
@@ -58,9 +60,9 @@ __all__ = [
 
 
 def build_explanation_models(device=None, progress: bool = True) -> None:
-    """Load or train (and cache) the models chapters 06–10 explain: chapter 04's GPT and classifier, chapter 05's
-    BERT classifier, chapter 09's planted-evidence classifier and chapter 11's retrieval GPT; and notebook 04's
-    from-scratch baseline.
+    """Load (the committed copies in ``checkpoints/explained/``, else the ``runs/`` cache) or train and cache the
+    models chapters 06–11 explain: chapter 04's GPT and classifier, chapter 05's BERT classifier, chapter 09's
+    planted-evidence classifier and chapter 11's retrieval GPT; and notebook 04's from-scratch baseline.
     (``make models`` then runs ``python -m bigtut.explanation_benchmark``, chapter 09's cached benchmark, which
     runs the explanation methods that no model recipe may import.)
     ``python -m bigtut.recipes`` runs it; ``make test`` does before the notebooks."""

@@ -8,6 +8,13 @@ read a trained model (:data:`NOT_TRAINING`: explanations, compression, checkers,
 left out, so editing them does not retrain anything; a test proves no recipe imports them. Entries are written
 to a temporary folder and renamed into place (readers see a complete entry or none); an entry that fails to load
 is rebuilt with a warning, never used.
+
+The models the chapters explain are also committed, under the same keys, in ``checkpoints/explained/``
+(:data:`COMMITTED_DIR`), and loaded from there first. Training is deterministic on one machine but not across
+CPUs (another instruction set sums in another order, and a few hundred steps amplify the last bits), so a model
+trained here would differ from the one the notebooks' stored outputs and prose describe. The committed copy makes
+every reader explain the same weights. Editing the training code changes the keys: ``tests/test_committed_models.py``
+then fails until ``python -m bigtut.recipes.checkpoints explained`` has rebuilt them.
 """
 
 from __future__ import annotations
@@ -24,8 +31,8 @@ from typing import Any, TypeVar
 
 import torch
 
-__all__ = ["NOT_TRAINING", "cache_folder", "cache_key", "default_cache_dir", "load_or_build", "source_fingerprint",
-           "write_atomically"]
+__all__ = ["COMMITTED_DIR", "EXPLAINED_RECIPES", "NOT_TRAINING", "cache_folder", "cache_key", "committed_dir",
+           "default_cache_dir", "load_or_build", "source_fingerprint", "write_atomically"]
 
 T = TypeVar("T")
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # the bigtut folder this module was imported from
@@ -34,6 +41,12 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1]  # the bigtut folder this modu
 # fingerprint of bigtut/explain and of itself.)
 NOT_TRAINING = ("checks", "claims.py", "compress", "diagrams.py", "exercises.py", "explain", "explanation_benchmark",
                 "plots.py")
+COMMITTED_DIR = PACKAGE_DIR.parent / "checkpoints" / "explained"
+"""Where the repository keeps the explained models, one ``<name>_<cache key>`` folder each, as in ``runs/``."""
+# The recipes whose results are committed: the models chapters 04-11 explain (not the package documents, which
+# are re-read in a minute from the pinned packages, nor chapter 09's benchmark, which only runs explanations).
+EXPLAINED_RECIPES = ("bert_docstrings", "bert_planted", "gpt_docstrings", "gpt_docstrings_from_scratch",
+                     "gpt_retrieval")
 
 
 def source_fingerprint(package_dir: str | Path | None = None) -> str:
@@ -74,6 +87,13 @@ def default_cache_dir() -> Path:
     return root / "runs" if (root / "pyproject.toml").exists() else Path.cwd() / "runs"
 
 
+def committed_dir() -> Path | None:
+    """:data:`COMMITTED_DIR`, or ``$BIGTUT_COMMITTED`` when set (empty: no committed models, train everything)."""
+    if "BIGTUT_COMMITTED" in os.environ:
+        return Path(os.environ["BIGTUT_COMMITTED"]) if os.environ["BIGTUT_COMMITTED"] else None
+    return COMMITTED_DIR
+
+
 def cache_folder(name: str, fields: dict[str, Any], cache_dir: str | Path | None = None) -> Path:
     """``cache_dir/<name>_<cache_key>``: where the entry of this recipe, with these fields, lives."""
     return Path(cache_dir or default_cache_dir()) / f"{name}_{cache_key(name, fields)}"
@@ -109,9 +129,19 @@ def load_or_build(name: str, fields: dict[str, Any], build: Callable[[], T], sav
                   store: bool = True) -> T:
     """Return ``load(folder)`` if the entry exists and loads; else ``build()``, stored with ``save`` if ``store``.
 
-    An entry that raises while loading (a truncated file, missing or renamed weights) is reported with a
-    ``RuntimeWarning`` and rebuilt.
+    With the default ``cache_dir`` the committed copy (:func:`committed_dir`) is looked for first. An entry that
+    raises while loading (a truncated file, missing or renamed weights) is reported with a ``RuntimeWarning`` and
+    rebuilt.
     """
+    committed = committed_dir()
+    if reuse and cache_dir is None and committed is not None:
+        shipped = committed / cache_folder(name, fields, committed).name
+        if shipped.is_dir():
+            try:
+                return load(shipped)
+            except Exception as err:  # noqa: BLE001 - same rule as for the cache below
+                warnings.warn(f"committed {name} at {shipped} could not be loaded ({type(err).__name__}: {err}); "
+                              "using the runs/ cache instead", RuntimeWarning, stacklevel=2)
     folder, broken = cache_folder(name, fields, cache_dir), False
     if reuse and folder.exists():
         try:
