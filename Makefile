@@ -1,8 +1,7 @@
 # bigtut — the two commands a reader needs:
 #   make lab    set everything up (first time only) and open the course in JupyterLab
 #   make test   set everything up (first time only), lint, check the prose's numbers against the stored outputs,
-#               run the unit tests, build the explained models
-#               (first time only) and execute every notebook
+#               run the unit tests, load the explained models (committed) and execute every notebook
 # and for authors:
 #   make outputs   re-execute every notebook in place, storing fresh outputs
 #   make student   write the student edition (solutions replaced by stubs) to student/notebooks/, and each
@@ -61,9 +60,10 @@ claims: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests -q -n $(NB_WORKERS); rc=$$?; [ $$rc -eq 5 ] && rc=0; exit $$rc
 
-# The models chapters 06-10 explain (chapter 04's GPT, chapter 05's BERT, chapter 09's planted-evidence BERT),
-# trained once into runs/ (a few minutes) and loaded from there afterwards; the cache key covers every source
-# file of bigtut. Then chapter 09's benchmark (every explanation method on the planted BERT, about a minute).
+# The models chapters 04-11 explain (chapter 04's GPT, chapter 05's BERT, chapter 09's planted-evidence BERT,
+# chapter 11's retrieval GPT), loaded from their committed copies in checkpoints/explained/ (trained into runs/,
+# a few minutes, only where an edit to the code that trains them changed their key). Then chapter 09's benchmark
+# (every explanation method on the planted BERT, about a minute), cached in runs/.
 models: $(STAMP)
 	BIGTUT_PROGRESS=text $(BIN)/python -m bigtut.recipes
 	BIGTUT_PROGRESS=text $(BIN)/python -m bigtut.explanation_benchmark
