@@ -3,7 +3,7 @@ key the current source gives it, loaded without training; and the smallest recip
 its committed copy stored.
 
 When a test here fails after an edit to the training code, rebuild them with
-``OMP_NUM_THREADS=1 python -m bigtut.recipes.checkpoints explained`` (about 10 minutes on a 2-core CPU), then
+``OMP_NUM_THREADS=1 python -m bigtut.recipes.checkpoints explained`` (about 5 minutes on a 2-core CPU), then
 re-execute notebooks 04-11 and run ``make claims``.
 """
 

@@ -4,7 +4,7 @@
     python -m bigtut.recipes.checkpoints gpt --steps 60 --out /tmp/gpt_smoke   # a quick smoke run elsewhere
     OMP_NUM_THREADS=1 python -m bigtut.recipes.checkpoints bert    # checkpoints/bert_pretrain_long
     python -m bigtut.recipes.checkpoints bert-packages             # checkpoints/bert_packages (about 45 min)
-    OMP_NUM_THREADS=1 python -m bigtut.recipes.checkpoints explained   # checkpoints/explained (about 10 min)
+    OMP_NUM_THREADS=1 python -m bigtut.recipes.checkpoints explained   # checkpoints/explained (about 5 min)
 
 ``gpt``: notebook 04's character GPT pretrained for 5 000 steps (:func:`bigtut.recipes.gpt.build_gpt_checkpoint`).
 Built on the CPU with ``OMP_NUM_THREADS=1`` (901 s on a busy 2-core machine, load average 6.35 at the start: the
